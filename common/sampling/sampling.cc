@@ -1,0 +1,191 @@
+// Token sampling without libtorch. Runs once per generated token on rows of ~50k logits, so
+// it avoids full sorts: top-k is an nth_element, and top-p sorts only as long a prefix as it needs.
+#include "common/sampling/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace specdec {
+namespace {
+
+// SplitMix64's finaliser: a bijective, well-mixing 64-bit hash.
+uint64_t SplitMix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+TokenDistribution OneHot(int32_t token) {
+  TokenDistribution dist;
+  dist.ids.push_back(token);
+  dist.probs.push_back(1.0f);
+  return dist;
+}
+
+int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
+  return vocab_ids != nullptr ? vocab_ids[col] : static_cast<int32_t>(col);
+}
+
+}  // namespace
+
+absl::Status SamplingParams::Validate() const {
+  if (std::isnan(temperature) || temperature < 0.0f || std::isinf(temperature)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be finite and >= 0, got ", temperature));
+  }
+  if (top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", top_k));
+  }
+  if (!(top_p > 0.0f && top_p <= 1.0f)) {  // also rejects NaN
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p));
+  }
+  return absl::OkStatus();
+}
+
+float TokenDistribution::ProbOf(int32_t token) const {
+  if (dense()) {
+    return token >= 0 && token < size() ? probs[token] : 0.0f;
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] == token) return probs[i];
+  }
+  return 0.0f;
+}
+
+double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose) {
+  uint64_t h = SplitMix64(seed);
+  h = SplitMix64(h ^ static_cast<uint64_t>(position));
+  h = SplitMix64(h ^ static_cast<uint64_t>(purpose));
+  // The top 53 bits fill a double's mantissa exactly: a multiple of 2^-53 in [0, 1).
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids) {
+  if (cols <= 0) return -1;
+  int64_t best = -1;
+  for (int64_t i = 0; i < cols; ++i) {
+    if (std::isnan(logits[i])) continue;  // NaN never wins unless the whole row is NaN
+    if (best < 0 || logits[i] > logits[best]) best = i;
+  }
+  if (best < 0) best = 0;
+  return MapColumn(best, vocab_ids);
+}
+
+TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                                 const SamplingParams& params, int32_t max_support) {
+  if (cols <= 0) return {};
+  if (params.greedy()) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
+
+  // Unnormalised softmax weights after temperature; NaN logits weigh nothing.
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < cols; ++i) {
+    if (logits[i] > max_logit) max_logit = logits[i];
+  }
+  // +inf, or a row without one finite logit: the only sensible answer is the argmax.
+  if (!std::isfinite(max_logit)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
+  const float inv_t = 1.0f / params.temperature;
+  // A temperature so small that 1/T overflows is greedy in all but name.
+  if (!std::isfinite(inv_t)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
+  std::vector<float> w(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) {
+    const float e = std::exp((logits[i] - max_logit) * inv_t);
+    w[i] = e > 0.0f ? e : 0.0f;  // also maps NaN to 0
+  }
+
+  const bool cut_k = params.top_k > 0 && params.top_k < cols;
+  const bool cut_p = params.top_p < 1.0f;
+  const bool cut_support = max_support > 0 && max_support < cols;
+
+  if (!cut_k && !cut_p && !cut_support) {
+    double z = 0.0;
+    for (float e : w) z += e;
+    TokenDistribution dist;
+    dist.probs.resize(static_cast<size_t>(cols));
+    for (int64_t i = 0; i < cols; ++i) dist.probs[i] = static_cast<float>(w[i] / z);
+    if (vocab_ids != nullptr) dist.ids.assign(vocab_ids, vocab_ids + cols);
+    return dist;
+  }
+
+  // Descending weight, ties to the lower column, so truncation is deterministic.
+  std::vector<int32_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  auto heavier = [&w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+
+  // Top-k keeps exactly k columns (HF keeps every tie of the k-th; ties are measure-zero here).
+  size_t n = order.size();
+  if (cut_k) {
+    n = static_cast<size_t>(params.top_k);
+    std::nth_element(order.begin(), order.begin() + n, order.end(), heavier);
+    order.resize(n);
+  }
+  double z = 0.0;
+  for (size_t i = 0; i < n; ++i) z += w[order[i]];
+
+  // Nucleus (HF): the smallest prefix by descending probability whose mass reaches top_p,
+  // measured on the top-k renormalised distribution; at least one token. The prefix is sorted
+  // in growing chunks so a peaked row costs O(cols), not O(cols log cols).
+  const double target = cut_p ? static_cast<double>(params.top_p) * z
+                              : std::numeric_limits<double>::infinity();
+  const size_t limit = cut_support ? std::min(n, static_cast<size_t>(max_support)) : n;
+  size_t keep = 0;
+  double mass = 0.0;
+  size_t chunk = 64;
+  while (keep < limit && mass < target) {
+    const size_t end = std::min(n, keep + chunk);
+    if (end < n) std::nth_element(order.begin() + keep, order.begin() + end, order.end(), heavier);
+    std::sort(order.begin() + keep, order.begin() + end, heavier);
+    for (; keep < end && keep < limit && mass < target; ++keep) mass += w[order[keep]];
+    chunk *= 2;
+  }
+  // Zero-weight tokens (underflow) carry no mass: drop them from the sparse support.
+  while (keep > 1 && w[order[keep - 1]] == 0.0f) --keep;
+
+  TokenDistribution dist;
+  dist.ids.resize(keep);
+  dist.probs.resize(keep);
+  for (size_t i = 0; i < keep; ++i) {
+    dist.ids[i] = MapColumn(order[i], vocab_ids);
+    dist.probs[i] = static_cast<float>(w[order[i]] / mass);
+  }
+  return dist;
+}
+
+int32_t SampleToken(const TokenDistribution& dist, double u) {
+  // Scale u by the actual total, so float sums slightly off 1 still give an exact inverse CDF.
+  double total = 0.0;
+  int64_t last_positive = -1;
+  for (int64_t i = 0; i < dist.size(); ++i) {
+    if (dist.probs[i] > 0.0f) {
+      total += dist.probs[i];
+      last_positive = i;
+    }
+  }
+  if (last_positive < 0) return -1;
+  const double target = u * total;
+  double cum = 0.0;
+  for (int64_t i = 0; i < last_positive; ++i) {
+    const float p = dist.probs[i];
+    if (!(p > 0.0f)) continue;
+    cum += p;
+    if (target < cum) return dist.IdAt(i);
+  }
+  // Rounding can leave target at or past the accumulated sum: the last positive token.
+  return dist.IdAt(last_positive);
+}
+
+int32_t PickToken(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                  const SamplingParams& params, int64_t position, RandomPurpose purpose) {
+  if (params.greedy()) return ArgmaxToken(logits, cols, vocab_ids);
+  return SampleToken(ToDistribution(logits, cols, vocab_ids, params),
+                     UniformAt(params.seed, position, purpose));
+}
+
+}  // namespace specdec

@@ -1,0 +1,299 @@
+// Tests for token sampling: parameter validation, the counter-based uniform stream, the
+// temperature / top-k / top-p pipeline (HF semantics) and the inverse-CDF draw.
+#include "common/sampling/sampling.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace specdec {
+namespace {
+
+using ::testing::ElementsAre;
+
+SamplingParams Params(float temperature, int32_t top_k = 0, float top_p = 1.0f,
+                      uint64_t seed = 0) {
+  SamplingParams params;
+  params.temperature = temperature;
+  params.top_k = top_k;
+  params.top_p = top_p;
+  params.seed = seed;
+  return params;
+}
+
+double Sum(const TokenDistribution& dist) {
+  return std::accumulate(dist.probs.begin(), dist.probs.end(), 0.0);
+}
+
+// Logits whose softmax at temperature 1 is exactly `probs`.
+std::vector<float> LogitsOf(const std::vector<double>& probs) {
+  std::vector<float> logits;
+  for (double p : probs) logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+TEST(SamplingParamsTest, ValidateAcceptsDefaultsAndRejectsNonsense) {
+  EXPECT_TRUE(SamplingParams().Validate().ok());
+  EXPECT_TRUE(Params(0.7f, 50, 0.9f).Validate().ok());
+  EXPECT_TRUE(Params(1.0f, 0, 1.0f).Validate().ok());
+  EXPECT_EQ(Params(-1.0f).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(NAN).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(INFINITY).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(1.0f, -1).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(1.0f, 0, 0.0f).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(1.0f, 0, 1.5f).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Params(1.0f, 0, NAN).Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Params(0.0f).greedy());
+  EXPECT_FALSE(Params(0.5f).greedy());
+}
+
+TEST(TokenDistributionTest, ProbOfDenseAndSparse) {
+  TokenDistribution dense{{}, {0.25f, 0.75f}};
+  EXPECT_FLOAT_EQ(dense.ProbOf(1), 0.75f);
+  EXPECT_EQ(dense.ProbOf(2), 0.0f);
+  EXPECT_EQ(dense.ProbOf(-1), 0.0f);
+  TokenDistribution sparse{{7, 3}, {0.6f, 0.4f}};
+  EXPECT_FLOAT_EQ(sparse.ProbOf(3), 0.4f);
+  EXPECT_EQ(sparse.ProbOf(0), 0.0f);
+  EXPECT_EQ(sparse.IdAt(0), 7);
+  EXPECT_EQ(dense.IdAt(1), 1);
+}
+
+TEST(UniformAtTest, IsAPureFunctionOfItsArguments) {
+  EXPECT_EQ(UniformAt(42, 7, RandomPurpose::kDraft), UniformAt(42, 7, RandomPurpose::kDraft));
+  EXPECT_NE(UniformAt(42, 7, RandomPurpose::kDraft), UniformAt(42, 7, RandomPurpose::kAccept));
+  EXPECT_NE(UniformAt(42, 7, RandomPurpose::kDraft), UniformAt(42, 8, RandomPurpose::kDraft));
+  EXPECT_NE(UniformAt(42, 7, RandomPurpose::kDraft), UniformAt(43, 7, RandomPurpose::kDraft));
+}
+
+TEST(UniformAtTest, IsUniformOnTheUnitInterval) {
+  // 16 bins x 3 streams, 20000 draws each: chi-square with 15 dof, 1e-4 critical value ~ 44.3.
+  constexpr int kBins = 16;
+  constexpr int kDraws = 20000;
+  for (RandomPurpose purpose :
+       {RandomPurpose::kTarget, RandomPurpose::kDraft, RandomPurpose::kAccept}) {
+    std::vector<int> counts(kBins, 0);
+    double mean = 0.0;
+    for (int i = 0; i < kDraws; ++i) {
+      // Walk both seeds and positions, as the gateway does.
+      const double u = UniformAt(static_cast<uint64_t>(i / 100), i % 100, purpose);
+      ASSERT_GE(u, 0.0);
+      ASSERT_LT(u, 1.0);
+      ++counts[static_cast<int>(u * kBins)];
+      mean += u;
+    }
+    const double expected = static_cast<double>(kDraws) / kBins;
+    double chi2 = 0.0;
+    for (int c : counts) chi2 += (c - expected) * (c - expected) / expected;
+    EXPECT_LT(chi2, 44.3) << "purpose " << static_cast<int>(purpose);
+    EXPECT_NEAR(mean / kDraws, 0.5, 0.01);
+  }
+}
+
+TEST(UniformAtTest, StreamsAreUncorrelated) {
+  // Sample correlation between purposes at the same (seed, position) should be ~0
+  // (|r| < 4 / sqrt(n) is a ~6e-5 false alarm rate).
+  constexpr int kDraws = 20000;
+  double sxy = 0, sx = 0, sy = 0, sxx = 0, syy = 0;
+  for (int i = 0; i < kDraws; ++i) {
+    const double x = UniformAt(9, i, RandomPurpose::kDraft);
+    const double y = UniformAt(9, i, RandomPurpose::kAccept);
+    sx += x, sy += y, sxy += x * y, sxx += x * x, syy += y * y;
+  }
+  const double n = kDraws;
+  const double r = (sxy - sx * sy / n) / std::sqrt((sxx - sx * sx / n) * (syy - sy * sy / n));
+  EXPECT_LT(std::abs(r), 4.0 / std::sqrt(n));
+}
+
+TEST(ArgmaxTokenTest, FirstMaximumMappedThroughVocabIds) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  EXPECT_EQ(ArgmaxToken(logits.data(), 4, nullptr), 1);
+  const std::vector<int32_t> ids = {10, 20, 30, 40};
+  EXPECT_EQ(ArgmaxToken(logits.data(), 4, ids.data()), 20);
+  const std::vector<float> with_nan = {NAN, 1.0f, 3.0f};
+  EXPECT_EQ(ArgmaxToken(with_nan.data(), 3, nullptr), 2);
+  EXPECT_EQ(ArgmaxToken(logits.data(), 0, nullptr), -1);
+}
+
+TEST(ToDistributionTest, GreedyIsOneHotOnTheArgmax) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f};
+  TokenDistribution dist = ToDistribution(logits.data(), 3, nullptr, Params(0.0f));
+  EXPECT_THAT(dist.ids, ElementsAre(1));
+  EXPECT_THAT(dist.probs, ElementsAre(1.0f));
+}
+
+TEST(ToDistributionTest, SoftmaxWithTemperatureIsDense) {
+  const std::vector<float> logits = {1.0f, 2.0f, 3.0f};
+  for (float t : {0.5f, 1.0f, 2.0f}) {
+    TokenDistribution dist = ToDistribution(logits.data(), 3, nullptr, Params(t));
+    ASSERT_TRUE(dist.dense());
+    ASSERT_EQ(dist.size(), 3);
+    double z = 0;
+    for (float l : logits) z += std::exp(l / t);
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(dist.probs[i], std::exp(logits[i] / t) / z, 1e-6);
+  }
+}
+
+TEST(ToDistributionTest, LargeLogitsDoNotOverflow) {
+  const std::vector<float> logits = {1000.0f, 999.0f, -1000.0f, -INFINITY};
+  TokenDistribution dist = ToDistribution(logits.data(), 4, nullptr, Params(1.0f));
+  EXPECT_NEAR(dist.probs[0], 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
+  EXPECT_EQ(dist.probs[3], 0.0f);
+  EXPECT_NEAR(Sum(dist), 1.0, 1e-6);
+}
+
+TEST(ToDistributionTest, TopKKeepsTheKMostLikelyRenormalised) {
+  const std::vector<float> logits = LogitsOf({0.1, 0.4, 0.2, 0.3});
+  TokenDistribution dist = ToDistribution(logits.data(), 4, nullptr, Params(1.0f, 2));
+  ASSERT_FALSE(dist.dense());
+  EXPECT_THAT(dist.ids, ElementsAre(1, 3));
+  EXPECT_NEAR(dist.probs[0], 0.4 / 0.7, 1e-6);
+  EXPECT_NEAR(dist.probs[1], 0.3 / 0.7, 1e-6);
+}
+
+TEST(ToDistributionTest, TopKTiesBreakToTheLowerId) {
+  const std::vector<float> logits = {1.0f, 2.0f, 2.0f, 2.0f};
+  TokenDistribution dist = ToDistribution(logits.data(), 4, nullptr, Params(1.0f, 2));
+  EXPECT_THAT(dist.ids, ElementsAre(1, 2));
+}
+
+TEST(ToDistributionTest, TopPFollowsHuggingFace) {
+  // HF removes tokens whose ascending cumulative mass is <= 1 - top_p, i.e. keeps the smallest
+  // descending prefix whose mass reaches top_p.
+  const std::vector<float> logits = LogitsOf({0.2, 0.5, 0.3});
+  EXPECT_THAT(ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 0, 0.45f)).ids,
+              ElementsAre(1));  // 0.5 >= 0.45
+  EXPECT_THAT(ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 0, 0.7f)).ids,
+              ElementsAre(1, 2));  // 0.5 < 0.7 <= 0.8
+  EXPECT_THAT(ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 0, 0.01f)).ids,
+              ElementsAre(1));  // always at least one token
+  TokenDistribution dist = ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 0, 0.81f));
+  EXPECT_THAT(dist.ids, ElementsAre(1, 2, 0));
+  EXPECT_NEAR(Sum(dist), 1.0, 1e-6);
+}
+
+TEST(ToDistributionTest, TopPIsMeasuredAfterTopK) {
+  // After top-2 the distribution is {0.5/0.8, 0.3/0.8} = {0.625, 0.375}: top_p 0.6 keeps one.
+  const std::vector<float> logits = LogitsOf({0.2, 0.5, 0.3});
+  TokenDistribution dist = ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 2, 0.6f));
+  EXPECT_THAT(dist.ids, ElementsAre(1));
+  dist = ToDistribution(logits.data(), 3, nullptr, Params(1.0f, 2, 0.7f));
+  EXPECT_THAT(dist.ids, ElementsAre(1, 2));
+  EXPECT_NEAR(dist.probs[0], 0.625, 1e-6);
+}
+
+TEST(ToDistributionTest, VocabIdsMakeTheResultSparseOverThoseIds) {
+  const std::vector<float> logits = LogitsOf({0.25, 0.75});
+  const std::vector<int32_t> ids = {100, 7};
+  TokenDistribution dist = ToDistribution(logits.data(), 2, ids.data(), Params(1.0f));
+  ASSERT_FALSE(dist.dense());
+  EXPECT_NEAR(dist.ProbOf(7), 0.75, 1e-6);
+  EXPECT_NEAR(dist.ProbOf(100), 0.25, 1e-6);
+  EXPECT_EQ(dist.ProbOf(0), 0.0f);
+}
+
+TEST(ToDistributionTest, MaxSupportTruncatesAfterTopP) {
+  const std::vector<float> logits = LogitsOf({0.1, 0.4, 0.2, 0.3});
+  TokenDistribution dist = ToDistribution(logits.data(), 4, nullptr, Params(1.0f), 3);
+  EXPECT_THAT(dist.ids, ElementsAre(1, 3, 2));
+  EXPECT_NEAR(dist.probs[0], 0.4 / 0.9, 1e-6);
+  EXPECT_NEAR(Sum(dist), 1.0, 1e-6);
+}
+
+TEST(ToDistributionTest, FiftyThousandColumnRowsAreFastAndCorrect) {
+  constexpr int64_t kCols = 50304;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(kCols);
+  for (float& l : logits) l = normal(rng);
+  const auto start = std::chrono::steady_clock::now();
+  constexpr int kIters = 20;
+  for (int i = 0; i < kIters; ++i) {
+    TokenDistribution dense = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f));
+    ASSERT_EQ(dense.size(), kCols);
+    ASSERT_NEAR(Sum(dense), 1.0, 1e-4);
+    TokenDistribution nucleus = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 0, 0.9f));
+    ASSERT_NEAR(Sum(nucleus), 1.0, 1e-4);
+    // The kept prefix is sorted and every kept token outweighs every dropped one.
+    for (int64_t j = 1; j < nucleus.size(); ++j) ASSERT_GE(nucleus.probs[j - 1], nucleus.probs[j]);
+    TokenDistribution topk = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 50, 0.95f));
+    ASSERT_LE(topk.size(), 50);
+    ASSERT_EQ(topk.ids[0], ArgmaxToken(logits.data(), kCols, nullptr));
+  }
+  const double ms = std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - start).count() / kIters;
+  // A loose bound (3 distributions per iteration) that still catches an accidental O(n^2).
+  EXPECT_LT(ms, 200.0);
+  std::printf("3 distributions over %lld columns: %.2f ms\n", static_cast<long long>(kCols), ms);
+}
+
+TEST(ToDistributionTest, NucleusMassIsMinimal) {
+  constexpr int64_t kCols = 5000;
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(kCols);
+  for (float& l : logits) l = normal(rng);
+  TokenDistribution full = ToDistribution(logits.data(), kCols, nullptr, Params(1.0f));
+  TokenDistribution nucleus = ToDistribution(logits.data(), kCols, nullptr, Params(1.0f, 0, 0.8f));
+  double kept = 0.0;
+  for (int64_t i = 0; i < nucleus.size(); ++i) kept += full.ProbOf(nucleus.ids[i]);
+  EXPECT_GE(kept, 0.8 - 1e-5);
+  EXPECT_LT(kept - full.ProbOf(nucleus.ids.back()), 0.8 + 1e-5);
+}
+
+TEST(SampleTokenTest, InverseCdf) {
+  TokenDistribution dist{{}, {0.25f, 0.0f, 0.5f, 0.25f}};
+  EXPECT_EQ(SampleToken(dist, 0.0), 0);
+  EXPECT_EQ(SampleToken(dist, 0.2499), 0);
+  EXPECT_EQ(SampleToken(dist, 0.25), 2);
+  EXPECT_EQ(SampleToken(dist, 0.7499), 2);
+  EXPECT_EQ(SampleToken(dist, 0.75), 3);
+  EXPECT_EQ(SampleToken(TokenDistribution{{5, 9}, {0.5f, 0.5f}}, 0.9), 9);
+}
+
+TEST(SampleTokenTest, NeverReturnsAZeroProbabilityToken) {
+  // Probabilities that sum to a little under 1 in float, with zero-mass tokens at the end.
+  TokenDistribution dist{{}, {0.3333333f, 0.3333333f, 0.3333333f, 0.0f, 0.0f}};
+  const double almost_one = std::nextafter(1.0, 0.0);
+  EXPECT_EQ(SampleToken(dist, almost_one), 2);
+  TokenDistribution leading_zero{{}, {0.0f, 1.0f}};
+  EXPECT_EQ(SampleToken(leading_zero, 0.0), 1);
+  EXPECT_EQ(SampleToken(TokenDistribution{}, 0.5), -1);
+}
+
+TEST(SampleTokenTest, FrequenciesMatchProbabilities) {
+  TokenDistribution dist{{}, {0.1f, 0.6f, 0.3f}};
+  std::vector<int> counts(3, 0);
+  constexpr int kDraws = 30000;
+  for (int i = 0; i < kDraws; ++i) ++counts[SampleToken(dist, UniformAt(5, i, RandomPurpose::kTarget))];
+  double chi2 = 0.0;
+  for (int t = 0; t < 3; ++t) {
+    const double e = kDraws * dist.probs[t];
+    chi2 += (counts[t] - e) * (counts[t] - e) / e;
+  }
+  EXPECT_LT(chi2, 18.4);  // 2 dof, false alarm 1e-4
+}
+
+TEST(PickTokenTest, GreedyAndSeededSampling) {
+  const std::vector<float> logits = {0.0f, 0.1f, 0.2f};
+  EXPECT_EQ(PickToken(logits.data(), 3, nullptr, Params(0.0f), 0, RandomPurpose::kTarget), 2);
+  const SamplingParams params = Params(1.0f, 0, 1.0f, 1234);
+  std::set<int32_t> seen;
+  for (int64_t pos = 0; pos < 200; ++pos) {
+    const int32_t a = PickToken(logits.data(), 3, nullptr, params, pos, RandomPurpose::kTarget);
+    const int32_t b = PickToken(logits.data(), 3, nullptr, params, pos, RandomPurpose::kTarget);
+    EXPECT_EQ(a, b);
+    seen.insert(a);
+  }
+  EXPECT_EQ(seen.size(), 3u);
+}
+
+}  // namespace
+}  // namespace specdec
