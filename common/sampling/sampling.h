@@ -1,0 +1,66 @@
+// Token sampling without libtorch: temperature, top-k, top-p, greedy, and a counter-based
+// random stream so that every draw is a pure function of (seed, position, purpose).
+#ifndef SPECDEC_COMMON_SAMPLING_SAMPLING_H_
+#define SPECDEC_COMMON_SAMPLING_SAMPLING_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace specdec {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // 0: greedy (argmax)
+  int32_t top_k = 0;         // 0: no top-k
+  float top_p = 1.0f;        // 1: no nucleus truncation
+  uint64_t seed = 0;
+
+  bool greedy() const { return temperature <= 0.0f; }
+  // INVALID_ARGUMENT for NaN/negative temperature, negative top_k, top_p outside (0, 1].
+  absl::Status Validate() const;
+};
+
+// A probability distribution over token ids. Dense when `ids` is empty (probs[i] is token i),
+// sparse otherwise (probs[i] is token ids[i]). Probabilities sum to 1.
+struct TokenDistribution {
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+
+  bool dense() const { return ids.empty(); }
+  int64_t size() const { return static_cast<int64_t>(probs.size()); }
+  int32_t IdAt(int64_t i) const { return dense() ? static_cast<int32_t>(i) : ids[i]; }
+  // Probability of `token` (0 when outside the support). O(1) dense, O(n) sparse.
+  float ProbOf(int32_t token) const;
+};
+
+// What each random draw is for. Distinct streams keep draws independent of each other.
+enum class RandomPurpose : uint64_t {
+  kTarget = 1,    // a token drawn from the target model (plain decoding, residual, bonus)
+  kDraft = 2,     // a token drawn by the draft
+  kAccept = 3,    // the uniform u_i of the acceptance test
+};
+
+// A uniform double in [0, 1) that depends only on its arguments (SplitMix64 of their mix).
+double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose);
+
+// The distribution to sample from for one row of logits, after temperature, top-k and top-p.
+// `vocab_ids` (nullable) maps column -> token id for vocabulary-subset heads; the result is
+// then sparse over those ids. `max_support` > 0 additionally keeps at most that many tokens
+// (how a draft sends q sparse). Greedy params give a one-hot distribution on the argmax.
+TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                                 const SamplingParams& params, int32_t max_support = 0);
+
+// Index of the largest logit (first on ties) mapped through vocab_ids when given.
+int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids);
+
+// Inverse-CDF draw with uniform `u` in [0, 1).
+int32_t SampleToken(const TokenDistribution& dist, double u);
+
+// Convenience: greedy argmax, or a draw with UniformAt(params.seed, position, purpose).
+int32_t PickToken(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                  const SamplingParams& params, int64_t position, RandomPurpose purpose);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_SAMPLING_SAMPLING_H_
