@@ -1,0 +1,68 @@
+// In-process generation: plain autoregressive decoding with the full model, and speculative
+// decoding with a draft view of the same model in the same process. The services split these
+// same steps across processes; this is the reference they are tested against.
+#ifndef SPECDEC_COMMON_GENERATION_GENERATOR_H_
+#define SPECDEC_COMMON_GENERATION_GENERATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model/model.h"
+#include "common/sampling/sampling.h"
+
+namespace specdec {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 32;
+  SamplingParams sampling;
+  // Generation stops after emitting this token (it is included); -1: never.
+  int32_t eos_token_id = -1;
+  // Speculation: 0 decodes with the full model alone.
+  int num_draft_tokens = 0;
+  bool adaptive = false;       // adapt K per round (expected-throughput policy)
+  int max_draft_tokens = 16;   // bound for adaptive K
+};
+
+// One speculation round as the trace reports it.
+struct RoundRecord {
+  int64_t round = 0;
+  int num_draft_tokens = 0;
+  int num_accepted = 0;
+  int tokens_emitted = 0;
+  double draft_ms = 0;
+  double verify_ms = 0;
+  double accept_ms = 0;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // new tokens only
+  std::vector<RoundRecord> rounds;
+  std::string finish_reason;    // "length", "eos", or "stop" (callback)
+  double prefill_ms = 0;
+  double decode_ms = 0;
+};
+
+// Called with each batch of new tokens; return false to stop (the tokens stay emitted).
+using TokenCallback = std::function<bool(absl::Span<const int32_t>)>;
+
+// Plain decoding with `target` (usually the full view).
+absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
+                                             absl::Span<const int32_t> prompt,
+                                             const GenerateOptions& options,
+                                             const TokenCallback& on_tokens = nullptr);
+
+// Speculative decoding: `draft` proposes, `target` verifies. Output is exactly what
+// GeneratePlain gives for greedy, and has its distribution when sampling.
+absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, const ModelView& draft,
+                                                   absl::Span<const int32_t> prompt,
+                                                   const GenerateOptions& options,
+                                                   const TokenCallback& on_tokens = nullptr);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_GENERATION_GENERATOR_H_

@@ -1,0 +1,350 @@
+// GPT-NeoX forward pass in libtorch (see model.h). The math follows Hugging Face's
+// GPTNeoXForCausalLM (eager attention) so that logits match its fixtures within 1e-4.
+#include "common/model/model.h"
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/model/weights.h"
+#include "nlohmann/json.hpp"
+
+namespace specdec {
+
+using torch::indexing::Slice;
+
+// One transformer layer as a view runs it. Weights alias the model's tensors unless the view
+// masks heads, in which case the attention projections hold only the kept heads' rows.
+struct ViewLayer {
+  const LayerWeights* base = nullptr;
+  torch::Tensor qkv_w, qkv_b, dense_w;  // possibly head-sliced
+  int64_t num_heads = 0;                // heads computed by this view
+};
+
+struct ModelView::Impl {
+  std::shared_ptr<const Model> model;
+  LayerPlan plan;
+  std::vector<ViewLayer> layers;
+  torch::Tensor head_w;  // [cols, hidden]
+  std::shared_ptr<const std::vector<int32_t>> vocab_ids;
+  int64_t cols = 0;
+};
+
+struct Sequence::State {
+  int64_t length = 0;
+  // Per view layer: [heads, capacity, head_dim]; positions >= length are garbage.
+  std::vector<torch::Tensor> k, v;
+};
+
+namespace {
+
+absl::Status TorchError(const c10::Error& e, absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
+}
+
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+// q or k: [heads, n, head_dim]; cos/sin: [n, rot].
+torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                          int64_t rot) {
+  if (rot == 0) return x;
+  torch::Tensor x_rot = x.slice(-1, 0, rot);
+  torch::Tensor rotated = x_rot * cos + RotateHalf(x_rot) * sin;
+  if (rot == x.size(-1)) return rotated;
+  return torch::cat({rotated, x.slice(-1, rot)}, -1);
+}
+
+torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
+  if (act == "gelu") return torch::gelu(x);
+  if (act == "relu") return torch::relu(x);
+  return torch::gelu(x, "tanh");  // gelu_new / gelu_fast
+}
+
+// Appends [heads, n, head_dim] to a growable cache; returns the view of all cached positions.
+torch::Tensor AppendToCache(torch::Tensor& cache, const torch::Tensor& fresh, int64_t length) {
+  const int64_t n = fresh.size(1);
+  const int64_t needed = length + n;
+  if (!cache.defined() || cache.size(1) < needed) {
+    int64_t capacity = cache.defined() ? cache.size(1) : 0;
+    capacity = std::max<int64_t>({64, capacity * 2, needed});
+    torch::Tensor grown =
+        torch::empty({fresh.size(0), capacity, fresh.size(2)}, fresh.options());
+    if (length > 0) grown.slice(1, 0, length).copy_(cache.slice(1, 0, length));
+    cache = grown;
+  }
+  cache.slice(1, length, needed).copy_(fresh);
+  return cache.slice(1, 0, needed);
+}
+
+}  // namespace
+
+// Runs `x` ([n, hidden]) through one layer with its cache; returns the new hidden state.
+static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, torch::Tensor x,
+                                  const torch::Tensor& cos, const torch::Tensor& sin,
+                                  torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t past) {
+  const ModelConfig& c = m.config;
+  const LayerWeights& w = *layer.base;
+  const int64_t n = x.size(0);
+  const int64_t hd = c.head_dim();
+  const int64_t heads = layer.num_heads;
+
+  torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
+  // [n, heads * 3 * hd] -> [heads, n, 3 * hd]
+  torch::Tensor qkv = torch::linear(ln1, layer.qkv_w, layer.qkv_b).view({n, heads, 3 * hd}).transpose(0, 1);
+  torch::Tensor q = qkv.slice(-1, 0, hd);
+  torch::Tensor k = qkv.slice(-1, hd, 2 * hd);
+  torch::Tensor v = qkv.slice(-1, 2 * hd, 3 * hd);
+  const int64_t rot = c.rotary_dims();
+  q = ApplyRotary(q, cos, sin, rot);
+  k = ApplyRotary(k, cos, sin, rot);
+
+  torch::Tensor keys = AppendToCache(k_cache, k, past);    // [heads, past + n, hd]
+  torch::Tensor values = AppendToCache(v_cache, v, past);  // [heads, past + n, hd]
+  torch::Tensor scores = torch::matmul(q, keys.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  if (n > 1) {
+    // New position i (absolute past + i) sees keys j <= past + i.
+    torch::Tensor mask = torch::ones({n, past + n}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
+                             .triu(past + 1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
+  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(values.scalar_type());
+  torch::Tensor attn = torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
+  torch::Tensor attn_out = torch::linear(attn, layer.dense_w, w.dense_b);
+
+  auto mlp = [&](const torch::Tensor& h) {
+    torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
+    return torch::linear(Activation(torch::linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act),
+                         w.fc_out_w, w.fc_out_b);
+  };
+  if (c.use_parallel_residual) return x + attn_out + mlp(x);
+  torch::Tensor h = x + attn_out;
+  return h + mlp(h);
+}
+
+// The whole forward over `tokens` for a view; records hidden states when `record` is given.
+static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& state,
+                                absl::Span<const int32_t> tokens, LogitsWanted wanted,
+                                std::vector<torch::Tensor>* record) {
+  const Model::Impl& m = view.model->impl();
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t past = state.length;
+  torch::Tensor ids = torch::from_blob(const_cast<int32_t*>(tokens.data()), {n}, torch::kInt32)
+                          .to(m.device, torch::kLong);
+  torch::Tensor x = torch::embedding(m.embed_in, ids);
+  torch::Tensor cos = m.cos.slice(0, past, past + n).to(x.scalar_type());
+  torch::Tensor sin = m.sin.slice(0, past, past + n).to(x.scalar_type());
+  if (record) record->push_back(x);
+  if (state.k.size() != view.layers.size()) {
+    state.k.resize(view.layers.size());
+    state.v.resize(view.layers.size());
+  }
+  for (size_t i = 0; i < view.layers.size(); ++i) {
+    x = LayerForward(m, view.layers[i], x, cos, sin, state.k[i], state.v[i], past);
+    if (record) record->push_back(x);
+  }
+  state.length = past + n;
+  if (wanted == LogitsWanted::kLast) x = x.slice(0, n - 1, n);
+  x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
+                        m.config.layer_norm_eps);
+  if (record) record->push_back(x);
+  return torch::linear(x, view.head_w);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+absl::StatusOr<std::shared_ptr<Model>> Model::Load(const std::string& model_dir,
+                                                   const LoadOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Impl> impl, LoadModelImpl(model_dir, options));
+  return std::shared_ptr<Model>(new Model(std::move(impl)));
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+const std::string& Model::model_dir() const { return impl_->model_dir; }
+std::string Model::device() const { return impl_->device.str(); }
+std::string Model::dtype() const { return impl_->dtype_name; }
+const std::vector<int32_t>& Model::vocab_rank() const { return impl_->vocab_rank; }
+
+absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& plan) const {
+  RETURN_IF_ERROR(plan.Validate(impl_->config));
+  auto view = std::make_unique<ModelView::Impl>();
+  view->model = shared_from_this();
+  view->plan = plan;
+  const ModelConfig& c = impl_->config;
+  try {
+    c10::InferenceMode guard;
+    for (int index : plan.LayersToRun(static_cast<int>(c.num_hidden_layers))) {
+      const LayerWeights& w = impl_->layers[index];
+      ViewLayer layer{&w, w.qkv_w, w.qkv_b, w.dense_w, c.num_attention_heads};
+      auto masked = plan.masked_heads.find(index);
+      if (masked != plan.masked_heads.end() && !masked->second.empty()) {
+        std::set<int> drop(masked->second.begin(), masked->second.end());
+        std::vector<int64_t> kept;
+        for (int h = 0; h < c.num_attention_heads; ++h) {
+          if (!drop.count(h)) kept.push_back(h);
+        }
+        const int64_t hd = c.head_dim();
+        torch::Tensor idx = torch::tensor(kept, torch::kLong).to(impl_->device);
+        // Rows of query_key_value are grouped per head ([heads, 3, hd]); dense's columns too.
+        layer.qkv_w = w.qkv_w.view({c.num_attention_heads, 3 * hd, c.hidden_size})
+                          .index_select(0, idx)
+                          .reshape({-1, c.hidden_size});
+        layer.qkv_b = w.qkv_b.view({c.num_attention_heads, 3 * hd}).index_select(0, idx).reshape({-1});
+        layer.dense_w = w.dense_w.view({c.hidden_size, c.num_attention_heads, hd})
+                            .index_select(1, idx)
+                            .reshape({c.hidden_size, -1});
+        layer.num_heads = static_cast<int64_t>(kept.size());
+      }
+      view->layers.push_back(layer);
+    }
+    if (plan.vocab_size > 0 && plan.vocab_size < c.vocab_size) {
+      auto ids = std::make_shared<std::vector<int32_t>>(
+          impl_->vocab_rank.begin(), impl_->vocab_rank.begin() + plan.vocab_size);
+      torch::Tensor idx = torch::from_blob(ids->data(), {plan.vocab_size}, torch::kInt32)
+                              .to(impl_->device, torch::kLong);
+      view->head_w = impl_->embed_out.index_select(0, idx).contiguous();
+      view->vocab_ids = ids;
+      view->cols = plan.vocab_size;
+    } else {
+      view->head_w = impl_->embed_out;
+      view->cols = c.vocab_size;
+    }
+  } catch (const c10::Error& e) {
+    return TorchError(e, "building the model view");
+  }
+  return std::make_shared<const ModelView>(std::move(view));
+}
+
+std::shared_ptr<const ModelView> Model::FullView() const {
+  auto view = View(LayerPlan{});
+  return *std::move(view);  // the full plan always validates
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> Model::HiddenStates(
+    absl::Span<const int32_t> tokens) const {
+  std::shared_ptr<const ModelView> view = FullView();
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= impl_->config.vocab_size) return absl::InvalidArgumentError("token id out of range");
+  }
+  Sequence::State state;
+  std::vector<torch::Tensor> record;
+  try {
+    c10::InferenceMode guard;
+    RunForward(view->impl(), state, tokens, LogitsWanted::kAll, &record);
+    std::vector<std::vector<float>> out;
+    for (const auto& t : record) {
+      torch::Tensor f = t.to(torch::kCPU, torch::kFloat).contiguous();
+      out.emplace_back(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+    }
+    return out;
+  } catch (const c10::Error& e) {
+    return TorchError(e, "hidden states");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelView
+
+ModelView::ModelView(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ModelView::~ModelView() = default;
+const LayerPlan& ModelView::plan() const { return impl_->plan; }
+const Model& ModelView::model() const { return *impl_->model; }
+int64_t ModelView::vocab_cols() const { return impl_->cols; }
+const std::shared_ptr<const std::vector<int32_t>>& ModelView::vocab_ids() const {
+  return impl_->vocab_ids;
+}
+std::unique_ptr<Sequence> ModelView::NewSequence() const {
+  return std::make_unique<Sequence>(shared_from_this());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequence
+
+Sequence::Sequence(std::shared_ptr<const ModelView> view)
+    : view_(std::move(view)), state_(std::make_unique<State>()) {}
+Sequence::~Sequence() = default;
+int64_t Sequence::length() const { return state_->length; }
+const ModelView& Sequence::view() const { return *view_; }
+
+absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, LogitsWanted wanted) {
+  const ModelConfig& c = view_->model().config();
+  if (tokens.empty()) return absl::InvalidArgumentError("Forward needs at least one token");
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
+  if (state_->length + static_cast<int64_t>(tokens.size()) > c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence of ", state_->length + tokens.size(), " tokens exceeds the model's ",
+        c.max_position_embeddings, " positions"));
+  }
+  const int64_t before = state_->length;
+  try {
+    c10::InferenceMode guard;
+    torch::Tensor logits = RunForward(view_->impl(), *state_, tokens, wanted, nullptr)
+                               .to(torch::kCPU, torch::kFloat)
+                               .contiguous();
+    Logits out;
+    out.rows = logits.size(0);
+    out.cols = logits.size(1);
+    out.values.assign(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+    out.vocab_ids = view_->vocab_ids();
+    return out;
+  } catch (const c10::Error& e) {
+    state_->length = before;  // the cache beyond `before` is garbage; never expose it
+    return TorchError(e, "forward pass");
+  }
+}
+
+absl::Status Sequence::Truncate(int64_t length) {
+  if (length < 0 || length > state_->length) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot truncate a sequence of ", state_->length,
+                                                   " tokens to ", length));
+  }
+  state_->length = length;
+  return absl::OkStatus();
+}
+
+int64_t Sequence::cache_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& t : state_->k) {
+    if (t.defined()) bytes += t.numel() * t.element_size();
+  }
+  for (const auto& t : state_->v) {
+    if (t.defined()) bytes += t.numel() * t.element_size();
+  }
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void ConfigureComputeThreads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // libtorch's own intra-op pool (OpenMP) would spin against OpenBLAS's pthreads on the same
+  // cores; give BLAS the cores and keep libtorch's elementwise ops on the calling thread.
+  torch::set_num_threads(1);
+  using SetThreads = void (*)(int);
+  if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas(threads);
+  }
+}
+
+}  // namespace specdec

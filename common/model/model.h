@@ -1,0 +1,136 @@
+// GPT-NeoX runtime: a loaded checkpoint (Model), a plan applied to it (ModelView), and one
+// sequence's KV cache (Sequence). libtorch stays behind this header (pimpl) so that the services
+// and tools that include it compile quickly.
+#ifndef SPECDEC_COMMON_MODEL_MODEL_H_
+#define SPECDEC_COMMON_MODEL_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model/config.h"
+#include "common/model/layer_plan.h"
+
+namespace specdec {
+
+struct LoadOptions {
+  // "auto" (CUDA when libtorch has it and a GPU is present), "cpu" or "cuda".
+  std::string device = "auto";
+  // Compute dtype: "f32" (default; CPU), "f16" or "bf16".
+  std::string dtype = "f32";
+};
+
+// Logits of consecutive positions, row-major [rows, cols]. Column c scores token
+// vocab_ids[c] when the view scores a vocabulary subset, token c otherwise.
+struct Logits {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::vector<float> values;
+  std::shared_ptr<const std::vector<int32_t>> vocab_ids;  // null: column == token id
+
+  const float* row(int64_t r) const { return values.data() + r * cols; }
+  int32_t TokenAt(int64_t col) const {
+    return vocab_ids ? (*vocab_ids)[col] : static_cast<int32_t>(col);
+  }
+};
+
+enum class LogitsWanted { kAll, kLast };
+
+class Sequence;
+class ModelView;
+
+// A loaded checkpoint. Immutable after Load and shared by every view and sequence.
+class Model : public std::enable_shared_from_this<Model> {
+ public:
+  // Loads config.json, the safetensors weights (single file or sharded with an index) and, when
+  // present, vocab_rank.json (token ids by frequency, used for vocabulary-subset heads).
+  static absl::StatusOr<std::shared_ptr<Model>> Load(const std::string& model_dir,
+                                                     const LoadOptions& options);
+  ~Model();
+
+  const ModelConfig& config() const;
+  const std::string& model_dir() const;
+  std::string device() const;  // "cpu" or "cuda:0"
+  std::string dtype() const;   // "f32", "f16", "bf16"
+  // Token ids by frequency (most frequent first); the identity order when the checkpoint has
+  // no vocab_rank.json.
+  const std::vector<int32_t>& vocab_rank() const;
+
+  // The view that runs `plan`. Layers share the model's weight tensors (no copy); a
+  // vocabulary-subset head gathers its rows once per view.
+  absl::StatusOr<std::shared_ptr<const ModelView>> View(const LayerPlan& plan) const;
+  // The full model.
+  std::shared_ptr<const ModelView> FullView() const;
+
+  // Hugging Face's output_hidden_states convention for one forward pass over `tokens`:
+  // entry 0 the embeddings, entry i the output of layer i-1, the last after the final norm.
+  // Each entry is [tokens, hidden] row-major. For tests and debugging.
+  absl::StatusOr<std::vector<std::vector<float>>> HiddenStates(
+      absl::Span<const int32_t> tokens) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A LayerPlan applied to a Model. Cheap to share; creates sequences.
+class ModelView : public std::enable_shared_from_this<ModelView> {
+ public:
+  ~ModelView();
+  const LayerPlan& plan() const;
+  const Model& model() const;
+  // Columns of the logits this view returns (vocab_size, or the subset size).
+  int64_t vocab_cols() const;
+  // Column -> token id for subset heads; null for the full vocabulary.
+  const std::shared_ptr<const std::vector<int32_t>>& vocab_ids() const;
+  std::unique_ptr<Sequence> NewSequence() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+  explicit ModelView(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// One sequence: the tokens run so far live in its KV cache. Not thread-safe; one owner.
+class Sequence {
+ public:
+  explicit Sequence(std::shared_ptr<const ModelView> view);
+  ~Sequence();
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+
+  // Tokens held in the KV cache.
+  int64_t length() const;
+  // Runs `tokens` at positions [length(), length() + n) and appends them to the cache.
+  // Returns logits for every new position (kAll) or only the last one (kLast).
+  // INVALID_ARGUMENT for out-of-range ids or a sequence past max_position_embeddings.
+  absl::StatusOr<Logits> Forward(absl::Span<const int32_t> tokens,
+                                 LogitsWanted wanted = LogitsWanted::kAll);
+  // Drops cached positions >= `length` (rollback). Exact: later forwards match a fresh run.
+  absl::Status Truncate(int64_t length);
+  // Bytes held by the KV cache.
+  int64_t cache_bytes() const;
+  const ModelView& view() const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<const ModelView> view_;
+  std::unique_ptr<State> state_;
+};
+
+// Sets libtorch's intra-op threads and OpenBLAS/OpenMP threads so they do not fight.
+// `threads` <= 0 picks the number of physical cores. Call once at startup.
+void ConfigureComputeThreads(int threads);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_MODEL_MODEL_H_

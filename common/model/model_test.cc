@@ -1,0 +1,199 @@
+// The runtime's own invariants: KV-cache decoding equals recomputation, truncation is exact,
+// F16 and sharded checkpoints load, layer plans share weights and validate.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/model/checkpoint_writer.h"
+#include "common/model/model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace specdec {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string TempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/specdec_model_test_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+ModelConfig SmallConfig() {
+  auto c = PresetConfig("tiny");
+  ModelConfig config = *c;
+  config.vocab_size = 300;  // keeps the test quick
+  config.max_position_embeddings = 128;
+  return config;
+}
+
+std::shared_ptr<Model> LoadOrDie(const std::string& dir, const std::string& dtype = "f32") {
+  auto model = Model::Load(dir, LoadOptions{"cpu", dtype});
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? *model : nullptr;
+}
+
+double MaxDiffRows(const Logits& a, int64_t a_row, const Logits& b, int64_t b_row) {
+  double worst = 0;
+  for (int64_t c = 0; c < a.cols; ++c) {
+    worst = std::max(worst, std::abs(static_cast<double>(a.row(a_row)[c]) - b.row(b_row)[c]));
+  }
+  return worst;
+}
+
+class ModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(TempDir("f32"));
+    ASSERT_TRUE(WriteRandomCheckpoint(SmallConfig(), CheckpointOptions{7, "f32", 1, ""}, *dir_).ok());
+  }
+  static std::string* dir_;
+};
+std::string* ModelTest::dir_ = nullptr;
+
+const std::vector<int32_t> kTokens = {5, 17, 42, 99, 3, 250, 7, 7, 120, 64, 1, 299};
+
+TEST_F(ModelTest, CachedDecodingEqualsFullRecomputation) {
+  auto model = LoadOrDie(*dir_);
+  auto full = model->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(full.ok());
+  auto seq = model->FullView()->NewSequence();
+  for (size_t i = 0; i < kTokens.size(); ++i) {
+    auto step = seq->Forward({kTokens[i]});
+    ASSERT_TRUE(step.ok());
+    EXPECT_LT(MaxDiffRows(*step, 0, *full, i), 1e-5) << "position " << i;
+  }
+  EXPECT_EQ(seq->length(), static_cast<int64_t>(kTokens.size()));
+}
+
+TEST_F(ModelTest, TruncateThenRedecodeEqualsFreshRun) {
+  auto model = LoadOrDie(*dir_);
+  auto seq = model->FullView()->NewSequence();
+  ASSERT_TRUE(seq->Forward(absl::MakeConstSpan(kTokens).subspan(0, 6)).ok());
+  // A speculative tail that gets rejected.
+  ASSERT_TRUE(seq->Forward({11, 12, 13, 14}).ok());
+  ASSERT_TRUE(seq->Truncate(6).ok());
+  auto resumed = seq->Forward(absl::MakeConstSpan(kTokens).subspan(6));
+  ASSERT_TRUE(resumed.ok());
+  auto fresh = model->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(fresh.ok());
+  for (int64_t r = 0; r < resumed->rows; ++r) {
+    EXPECT_EQ(MaxDiffRows(*resumed, r, *fresh, 6 + r) < 1e-5, true) << "row " << r;
+  }
+}
+
+TEST_F(ModelTest, LastOnlyLogitsEqualTheLastRow) {
+  auto model = LoadOrDie(*dir_);
+  auto all = model->FullView()->NewSequence()->Forward(kTokens, LogitsWanted::kAll);
+  auto last = model->FullView()->NewSequence()->Forward(kTokens, LogitsWanted::kLast);
+  ASSERT_TRUE(all.ok() && last.ok());
+  ASSERT_EQ(last->rows, 1);
+  EXPECT_LT(MaxDiffRows(*last, 0, *all, all->rows - 1), 1e-5);
+}
+
+TEST_F(ModelTest, RejectsBadTokensAndOverlongSequences) {
+  auto model = LoadOrDie(*dir_);
+  auto seq = model->FullView()->NewSequence();
+  auto bad = seq->Forward({1, 300});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("300"));
+  EXPECT_EQ(seq->length(), 0);
+  std::vector<int32_t> long_prompt(129, 3);
+  auto too_long = seq->Forward(long_prompt);
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_THAT(too_long.status().message(), HasSubstr("128 positions"));
+  EXPECT_FALSE(seq->Truncate(5).ok());
+}
+
+TEST_F(ModelTest, LayerPlanSkipsLayersAndCutsTheVocabulary) {
+  auto model = LoadOrDie(*dir_);
+  LayerPlan plan;
+  plan.layers = {1};
+  plan.vocab_size = 40;
+  auto view = model->View(plan);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->vocab_cols(), 40);
+  auto logits = (*view)->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(logits.ok());
+  EXPECT_EQ(logits->cols, 40);
+  ASSERT_NE(logits->vocab_ids, nullptr);
+  // No vocab_rank.json: the subset is the first 40 ids.
+  EXPECT_EQ(logits->TokenAt(39), 39);
+
+  LayerPlan bad;
+  bad.layers = {0, 2};
+  EXPECT_THAT(std::string(model->View(bad).status().message()), HasSubstr("layer 2 is out of range"));
+}
+
+TEST_F(ModelTest, MaskingNoHeadsEqualsTheFullModelAndMaskingSomeChangesIt) {
+  auto model = LoadOrDie(*dir_);
+  auto full = model->FullView()->NewSequence()->Forward(kTokens);
+  LayerPlan plan;
+  plan.masked_heads[0] = {1, 3};
+  auto masked = (*model->View(plan))->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(full.ok() && masked.ok());
+  EXPECT_GT(MaxDiffRows(*masked, 5, *full, 5), 1e-6);
+  // Cached decoding with masked heads still equals recomputation with them.
+  auto seq = (*model->View(plan))->NewSequence();
+  for (size_t i = 0; i < kTokens.size(); ++i) {
+    auto step = seq->Forward({kTokens[i]});
+    ASSERT_TRUE(step.ok());
+    EXPECT_LT(MaxDiffRows(*step, 0, *masked, i), 1e-5);
+  }
+}
+
+TEST_F(ModelTest, F16CheckpointAgreesWithF32WithinHalfPrecision) {
+  const std::string f16_dir = TempDir("f16");
+  ASSERT_TRUE(WriteRandomCheckpoint(SmallConfig(), CheckpointOptions{7, "f16", 1, ""}, f16_dir).ok());
+  auto f32 = LoadOrDie(*dir_);
+  auto f16 = LoadOrDie(f16_dir);  // F16 weights, computed in f32
+  auto a = f32->FullView()->NewSequence()->Forward(kTokens);
+  auto b = f16->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(a.ok() && b.ok());
+  double worst = 0;
+  for (int64_t r = 0; r < a->rows; ++r) worst = std::max(worst, MaxDiffRows(*a, r, *b, r));
+  EXPECT_LT(worst, 2e-3);
+  EXPECT_GT(worst, 0.0);  // the weights really were rounded
+}
+
+TEST_F(ModelTest, ShardedCheckpointEqualsSingleFile) {
+  const std::string sharded = TempDir("sharded");
+  ASSERT_TRUE(WriteRandomCheckpoint(SmallConfig(), CheckpointOptions{7, "f32", 3, ""}, sharded).ok());
+  ASSERT_TRUE(std::filesystem::exists(sharded + "/model-00003-of-00003.safetensors"));
+  auto a = LoadOrDie(*dir_)->FullView()->NewSequence()->Forward(kTokens);
+  auto b = LoadOrDie(sharded)->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->values, b->values);
+}
+
+TEST_F(ModelTest, MissingTensorAndWrongShapeAreNamed) {
+  const std::string dir = TempDir("broken");
+  ModelConfig config = SmallConfig();
+  ASSERT_TRUE(WriteRandomCheckpoint(config, CheckpointOptions{7, "f32", 1, ""}, dir).ok());
+  // A config that claims a bigger MLP than the weights hold.
+  ModelConfig wrong = config;
+  wrong.intermediate_size = 512;
+  std::ofstream(dir + "/config.json") << wrong.ToJson();
+  auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
+  ASSERT_FALSE(model.ok());
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("mlp.dense_h_to_4h.weight"));
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("[256, 64]"));
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("model.safetensors"));
+
+  std::filesystem::remove(dir + "/model.safetensors");
+  model = Model::Load(dir, LoadOptions{"cpu", "f32"});
+  ASSERT_FALSE(model.ok());
+  EXPECT_THAT(std::string(model.status().message()), HasSubstr("no model.safetensors"));
+}
+
+TEST(ModelLoadTest, UnsupportedDeviceAndDtypeAreRejected) {
+  EXPECT_THAT(std::string(Model::Load("/nonexistent", LoadOptions{"cpu", "f32"}).status().message()),
+              HasSubstr("config.json"));
+}
+
+}  // namespace
+}  // namespace specdec
