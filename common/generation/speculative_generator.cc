@@ -1,0 +1,154 @@
+// In-process speculative decoding (see generator.h): the draft view proposes K tokens, the
+// target verifies them in one forward pass over K+1 positions, and the acceptance rule of
+// common/speculative decides. Both caches hold every committed token but the last one (the
+// "pending" token), which is the first input of the next round; a rejection is a Truncate.
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/generation/generator.h"
+#include "common/speculative/acceptance.h"
+#include "common/speculative/draft_length.h"
+
+namespace specdec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+const int32_t* IdsOf(const Logits& logits) {
+  return logits.vocab_ids ? logits.vocab_ids->data() : nullptr;
+}
+
+// The draft's q support cap: a sparse q keeps what the draft sends small, and losslessness
+// only needs the draft to sample from the q it reports.
+constexpr int32_t kDraftMaxSupport = 64;
+
+}  // namespace
+
+absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, const ModelView& draft,
+                                                   absl::Span<const int32_t> prompt,
+                                                   const GenerateOptions& options,
+                                                   const TokenCallback& on_tokens) {
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  RETURN_IF_ERROR(options.sampling.Validate());
+  if (options.num_draft_tokens <= 0 && !options.adaptive) {
+    return GeneratePlain(target, prompt, options, on_tokens);
+  }
+  const SamplingParams& params = options.sampling;
+  const int64_t max_positions = target.model().config().max_position_embeddings;
+  DraftLengthPolicy policy =
+      options.adaptive ? DraftLengthPolicy::ExpectedThroughput(options.max_draft_tokens)
+                       : DraftLengthPolicy::Constant(options.num_draft_tokens);
+
+  GenerateResult result;
+  result.finish_reason = "length";
+  auto target_seq = target.NewSequence();
+  auto draft_seq = draft.NewSequence();
+  std::vector<int32_t> committed(prompt.begin(), prompt.end());
+
+  auto start = Clock::now();
+  if (committed.size() > 1) {
+    auto head = absl::MakeConstSpan(committed).subspan(0, committed.size() - 1);
+    RETURN_IF_ERROR(target_seq->Forward(head, LogitsWanted::kLast).status());
+    RETURN_IF_ERROR(draft_seq->Forward(head, LogitsWanted::kLast).status());
+  }
+  result.prefill_ms = MsSince(start);
+  start = Clock::now();
+
+  double cost_ratio_ema = -1;
+  int64_t round = 0;
+  while (static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
+    const int64_t length = static_cast<int64_t>(committed.size());  // L, pending included
+    const int64_t remaining = options.max_new_tokens - static_cast<int64_t>(result.tokens.size());
+    if (length >= max_positions) {
+      result.finish_reason = "context";
+      break;
+    }
+    // A round commits accepted + 1 tokens: keep K inside the budget and the context.
+    int k = std::max(0, policy.NextK());
+    k = static_cast<int>(std::min<int64_t>({k, remaining - 1, max_positions - length - 1}));
+    k = std::max(k, 0);
+
+    RoundRecord record;
+    record.round = round++;
+    record.num_draft_tokens = k;
+
+    // Draft: catch up on committed tokens it has not seen, then propose k tokens.
+    auto phase = Clock::now();
+    std::vector<int32_t> draft_tokens;
+    std::vector<TokenDistribution> draft_dists;
+    std::vector<DraftProposal> proposals;
+    if (k > 0) {
+      std::vector<int32_t> feed(committed.begin() + draft_seq->length(), committed.end());
+      for (int i = 0; i < k; ++i) {
+        ASSIGN_OR_RETURN(Logits logits, draft_seq->Forward(feed, LogitsWanted::kLast));
+        const int64_t position = length + i;
+        TokenDistribution q = ToDistribution(logits.row(0), logits.cols, IdsOf(logits), params,
+                                             kDraftMaxSupport);
+        const int32_t token = SampleToken(q, UniformAt(params.seed, position, RandomPurpose::kDraft));
+        proposals.push_back(MakeProposal(token, q));
+        draft_tokens.push_back(token);
+        draft_dists.push_back(std::move(q));
+        feed = {token};
+      }
+    }
+    record.draft_ms = MsSince(phase);
+
+    // Verify: one forward over [pending, x_1 .. x_k].
+    phase = Clock::now();
+    std::vector<int32_t> verify_input = {committed.back()};
+    verify_input.insert(verify_input.end(), draft_tokens.begin(), draft_tokens.end());
+    ASSIGN_OR_RETURN(Logits target_logits, target_seq->Forward(verify_input, LogitsWanted::kAll));
+    std::vector<VerifiedPosition> verified =
+        VerifyProposals(target_logits.values.data(), target_logits.cols, IdsOf(target_logits),
+                        params, length, draft_tokens, draft_dists);
+    record.verify_ms = MsSince(phase);
+
+    phase = Clock::now();
+    RoundOutcome outcome = AcceptProposals(params, length, proposals, verified);
+    record.num_accepted = outcome.num_accepted;
+    // Roll back what was not accepted; both caches keep all but the new pending token.
+    RETURN_IF_ERROR(target_seq->Truncate(length + outcome.num_accepted));
+    RETURN_IF_ERROR(draft_seq->Truncate(std::min(draft_seq->length(), length + outcome.num_accepted)));
+    std::vector<int32_t> emitted(draft_tokens.begin(), draft_tokens.begin() + outcome.num_accepted);
+    emitted.push_back(outcome.next_token);
+    // EOS inside the round ends generation at the EOS token.
+    bool eos = false;
+    for (size_t i = 0; i < emitted.size(); ++i) {
+      if (emitted[i] == options.eos_token_id) {
+        emitted.resize(i + 1);
+        eos = true;
+        break;
+      }
+    }
+    committed.insert(committed.end(), emitted.begin(), emitted.end());
+    result.tokens.insert(result.tokens.end(), emitted.begin(), emitted.end());
+    record.tokens_emitted = static_cast<int>(emitted.size());
+    if (k > 0) {
+      policy.Observe(k, outcome.num_accepted);
+      // c = draft cost per token / verify cost per round, smoothed.
+      const double c = (record.draft_ms / k) / std::max(record.verify_ms, 1e-3);
+      cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;
+      policy.SetCostRatio(cost_ratio_ema);
+    }
+    record.accept_ms = MsSince(phase);
+    result.rounds.push_back(record);
+    if (on_tokens && !on_tokens(emitted)) {
+      result.finish_reason = "stop";
+      break;
+    }
+    if (eos) {
+      result.finish_reason = "eos";
+      break;
+    }
+  }
+  result.decode_ms = MsSince(start);
+  return result;
+}
+
+}  // namespace specdec
