@@ -132,8 +132,8 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   // Nucleus (HF): the smallest prefix by descending probability whose mass reaches top_p,
   // measured on the top-k renormalised distribution; at least one token. The prefix is sorted
   // in growing chunks so a peaked row costs O(cols), not O(cols log cols).
-  const double target = cut_p ? static_cast<double>(params.top_p) * z
-                              : std::numeric_limits<double>::infinity();
+  const double target =
+      cut_p ? static_cast<double>(params.top_p) * z : std::numeric_limits<double>::infinity();
   const size_t limit = cut_support ? std::min(n, static_cast<size_t>(max_support)) : n;
   size_t keep = 0;
   double mass = 0.0;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <set>
@@ -18,8 +19,7 @@ namespace {
 
 using ::testing::ElementsAre;
 
-SamplingParams Params(float temperature, int32_t top_k = 0, float top_p = 1.0f,
-                      uint64_t seed = 0) {
+SamplingParams Params(float temperature, int32_t top_k = 0, float top_p = 1.0f, uint64_t seed = 0) {
   SamplingParams params;
   params.temperature = temperature;
   params.top_k = top_k;
@@ -219,7 +219,8 @@ TEST(ToDistributionTest, FiftyThousandColumnRowsAreFastAndCorrect) {
     TokenDistribution dense = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f));
     ASSERT_EQ(dense.size(), kCols);
     ASSERT_NEAR(Sum(dense), 1.0, 1e-4);
-    TokenDistribution nucleus = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 0, 0.9f));
+    TokenDistribution nucleus =
+        ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 0, 0.9f));
     ASSERT_NEAR(Sum(nucleus), 1.0, 1e-4);
     // The kept prefix is sorted and every kept token outweighs every dropped one.
     for (int64_t j = 1; j < nucleus.size(); ++j) ASSERT_GE(nucleus.probs[j - 1], nucleus.probs[j]);
@@ -227,8 +228,9 @@ TEST(ToDistributionTest, FiftyThousandColumnRowsAreFastAndCorrect) {
     ASSERT_LE(topk.size(), 50);
     ASSERT_EQ(topk.ids[0], ArgmaxToken(logits.data(), kCols, nullptr));
   }
-  const double ms = std::chrono::duration<double, std::milli>(
-                        std::chrono::steady_clock::now() - start).count() / kIters;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() /
+      kIters;
   // A loose bound (3 distributions per iteration) that still catches an accidental O(n^2).
   EXPECT_LT(ms, 200.0);
   std::printf("3 distributions over %lld columns: %.2f ms\n", static_cast<long long>(kCols), ms);
@@ -272,7 +274,8 @@ TEST(SampleTokenTest, FrequenciesMatchProbabilities) {
   TokenDistribution dist{{}, {0.1f, 0.6f, 0.3f}};
   std::vector<int> counts(3, 0);
   constexpr int kDraws = 30000;
-  for (int i = 0; i < kDraws; ++i) ++counts[SampleToken(dist, UniformAt(5, i, RandomPurpose::kTarget))];
+  for (int i = 0; i < kDraws; ++i)
+    ++counts[SampleToken(dist, UniformAt(5, i, RandomPurpose::kTarget))];
   double chi2 = 0.0;
   for (int t = 0; t < 3; ++t) {
     const double e = kDraws * dist.probs[t];

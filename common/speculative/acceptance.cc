@@ -22,6 +22,10 @@ DraftProposal MakeProposal(int32_t token, const TokenDistribution& q) {
   return DraftProposal{token, q.ProbOf(token)};
 }
 
+DraftProposal DrawDraftToken(const TokenDistribution& q, uint64_t seed, int64_t position) {
+  return MakeProposal(SampleToken(q, UniformAt(seed, position, RandomPurpose::kDraft)), q);
+}
+
 absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
                            absl::Span<const VerifiedPosition> verified) {
   if (verified.size() != proposals.size() + 1) {
@@ -111,8 +115,7 @@ TokenDistribution ResidualDistribution(const TokenDistribution& p, const TokenDi
 
 std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
                                               const int32_t* vocab_ids,
-                                              const SamplingParams& params,
-                                              int64_t first_position,
+                                              const SamplingParams& params, int64_t first_position,
                                               absl::Span<const int32_t> draft_tokens,
                                               absl::Span<const TokenDistribution> draft_dists) {
   const size_t k = draft_tokens.size();

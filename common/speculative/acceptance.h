@@ -40,6 +40,10 @@ struct RoundOutcome {
 // A proposal for `token` drawn from `q` (q_prob = q.ProbOf(token)).
 DraftProposal MakeProposal(int32_t token, const TokenDistribution& q);
 
+// The draft's draw at `position`: x ~ q with UniformAt(seed, position, kDraft), returned with
+// q(x). With greedy params q is one-hot (ToDistribution), so this is the argmax with q(x) = 1.
+DraftProposal DrawDraftToken(const TokenDistribution& q, uint64_t seed, int64_t position);
+
 // Checks what the gateway receives over the wire before AcceptProposals: K+1 verified
 // positions for K proposals, finite probabilities in [0, 1], non-negative fallback tokens.
 absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
@@ -72,8 +76,7 @@ TokenDistribution ResidualDistribution(const TokenDistribution& p, const TokenDi
 // plain decoding uses, so with K = 0 the bonus token is exactly the non-speculative token.
 std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
                                               const int32_t* vocab_ids,
-                                              const SamplingParams& params,
-                                              int64_t first_position,
+                                              const SamplingParams& params, int64_t first_position,
                                               absl::Span<const int32_t> draft_tokens,
                                               absl::Span<const TokenDistribution> draft_dists);
 

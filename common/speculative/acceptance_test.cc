@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <map>
+#include <cstdio>
 #include <numeric>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -17,8 +19,7 @@ namespace {
 
 using ::testing::ElementsAre;
 
-SamplingParams Params(float temperature, uint64_t seed = 0, int32_t top_k = 0,
-                      float top_p = 1.0f) {
+SamplingParams Params(float temperature, uint64_t seed = 0, int32_t top_k = 0, float top_p = 1.0f) {
   SamplingParams params;
   params.temperature = temperature;
   params.seed = seed;
@@ -157,8 +158,8 @@ TEST(VerifyProposalsTest, GreedyReportsArgmaxes) {
   EXPECT_EQ(v[1].fallback_token, 0);
   EXPECT_EQ(v[1].p_prob_of_draft, 0.0f);
   EXPECT_EQ(v[2].fallback_token, 3);
-  const RoundOutcome outcome = AcceptProposals(
-      Params(0.0f), 7, std::vector<DraftProposal>{{2, 1.0f}, {1, 1.0f}}, v);
+  const RoundOutcome outcome =
+      AcceptProposals(Params(0.0f), 7, std::vector<DraftProposal>{{2, 1.0f}, {1, 1.0f}}, v);
   EXPECT_EQ(outcome.num_accepted, 1);
   EXPECT_EQ(outcome.next_token, 0);
 }
@@ -181,9 +182,9 @@ TEST(VerifyProposalsTest, ResidualSamplesAvoidTheDraftWhereItOverweights) {
   const std::vector<float> logits = {0.0f, 0.0f, 0.0f, 0.0f};
   const TokenDistribution q{{0}, {1.0f}};
   for (uint64_t seed = 0; seed < 100; ++seed) {
-    const std::vector<VerifiedPosition> v = VerifyProposals(
-        logits.data(), 2, nullptr, Params(1.0f, seed), 0, std::vector<int32_t>{0},
-        std::vector<TokenDistribution>{q});
+    const std::vector<VerifiedPosition> v =
+        VerifyProposals(logits.data(), 2, nullptr, Params(1.0f, seed), 0, std::vector<int32_t>{0},
+                        std::vector<TokenDistribution>{q});
     ASSERT_EQ(v.size(), 2u);
     EXPECT_FLOAT_EQ(v[0].p_prob_of_draft, 0.5f);
     EXPECT_EQ(v[0].fallback_token, 1);
@@ -245,6 +246,8 @@ struct Setup {
   int32_t draft_max_support;
 };
 
+void PrintTo(const Setup& setup, std::ostream* os) { *os << setup.name; }
+
 // The first kGenerated tokens for one request seed, encoded base kVocab.
 int GenerateOnce(const BigramModel& target, const BigramModel& draft, const Setup& setup,
                  uint64_t seed, Rule rule) {
@@ -265,13 +268,15 @@ int GenerateOnce(const BigramModel& target, const BigramModel& draft, const Setu
     std::vector<DraftProposal> proposals;
     int32_t prev = tokens.back();
     for (int i = 0; i < k; ++i) {
-      TokenDistribution q = ToDistribution(draft.Row(prev), kVocab, nullptr, draft_params,
-                                           setup.draft_max_support);
-      const int32_t x = SampleToken(q, UniformAt(seed, first_position + i, RandomPurpose::kDraft));
-      proposals.push_back(MakeProposal(x, q));
-      draft_tokens.push_back(x);
+      TokenDistribution q =
+          ToDistribution(draft.Row(prev), kVocab, nullptr, draft_params, setup.draft_max_support);
+      const DraftProposal x = DrawDraftToken(q, seed, first_position + i);
+      EXPECT_EQ(x.token,
+                SampleToken(q, UniformAt(seed, first_position + i, RandomPurpose::kDraft)));
+      proposals.push_back(x);
+      draft_tokens.push_back(x.token);
       draft_dists.push_back(std::move(q));
-      prev = x;
+      prev = x.token;
     }
 
     // Verifier: one "forward pass" over K+1 positions.
@@ -371,8 +376,8 @@ ChiSquare ChiSquareTest(const std::vector<int>& counts, const std::vector<double
     ++cells;
   }
   if (pooled_expected > 0.0) {
-    statistic += (pooled_observed - pooled_expected) * (pooled_observed - pooled_expected) /
-                 pooled_expected;
+    statistic +=
+        (pooled_observed - pooled_expected) * (pooled_observed - pooled_expected) / pooled_expected;
     ++cells;
   } else if (pooled_observed > 0.0) {
     statistic = INFINITY;  // the procedure produced a continuation the target cannot
@@ -422,22 +427,23 @@ TEST_P(LosslessnessTest, BrokenRulesFailTheSameTest) {
                 {Rule::kResampleFromP, "resample rejections from p"}};
   for (const auto& b : broken) {
     const ChiSquare chi = RunChiSquare(GetParam(), b.rule);
-    std::printf("%s %s: chi2 %.1f, df %d, threshold %.1f\n", GetParam().name, b.name,
-                chi.statistic, chi.df, chi.threshold);
+    std::printf("%s %s: chi2 %.1f, df %d, threshold %.1f\n", GetParam().name, b.name, chi.statistic,
+                chi.df, chi.threshold);
     EXPECT_GT(chi.statistic, chi.threshold) << b.name;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Setups, LosslessnessTest, ::testing::ValuesIn(kSetups),
-                         [](const ::testing::TestParamInfo<Setup>& info) {
-                           return std::string(info.param.name);
+                         [](const ::testing::TestParamInfo<Setup>& param_info) {
+                           return std::string(param_info.param.name);
                          });
 
 TEST(GreedySpeculationTest, MatchesPlainGreedyDecodingWhateverTheDraft) {
   const BigramModel target = MakeModel(1001, 3.0f);
   // Plain greedy decoding with the target alone.
   std::vector<int32_t> plain = {kStartToken};
-  for (int i = 0; i < 12; ++i) plain.push_back(ArgmaxToken(target.Row(plain.back()), kVocab, nullptr));
+  for (int i = 0; i < 12; ++i)
+    plain.push_back(ArgmaxToken(target.Row(plain.back()), kVocab, nullptr));
 
   for (uint64_t draft_seed : {2002u, 3003u, 4004u}) {
     const BigramModel draft = MakeModel(draft_seed, 3.0f);

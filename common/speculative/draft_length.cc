@@ -25,8 +25,7 @@ DraftLengthPolicy DraftLengthPolicy::ExpectedThroughput(int max_k, double initia
   policy.ema_accepted_ = std::isfinite(initial_alpha) ? std::clamp(initial_alpha, 0.0, 1.0) : 0.6;
   policy.ema_trials_ = 1.0;
   policy.ema_weight_ = std::isfinite(ema_weight) ? std::clamp(ema_weight, 1e-6, 1.0) : 0.1;
-  policy.cost_ratio_ =
-      std::isfinite(initial_cost_ratio) ? std::max(0.0, initial_cost_ratio) : 0.1;
+  policy.cost_ratio_ = std::isfinite(initial_cost_ratio) ? std::max(0.0, initial_cost_ratio) : 0.1;
   policy.Recompute();
   return policy;
 }

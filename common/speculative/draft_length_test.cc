@@ -44,8 +44,8 @@ TEST(DraftLengthPolicyTest, BestKMaximisesExpectedThroughput) {
       int best = 1;
       double best_rate = 0.0;
       for (int k = 1; k <= 16; ++k) {
-        const double rate = (alpha == 1.0 ? k + 1 : (1 - std::pow(alpha, k + 1)) / (1 - alpha)) /
-                            (k * c + 1);
+        const double rate =
+            (alpha == 1.0 ? k + 1 : (1 - std::pow(alpha, k + 1)) / (1 - alpha)) / (k * c + 1);
         if (rate > best_rate * (1 + 1e-12)) best_rate = rate, best = k;
       }
       EXPECT_EQ(DraftLengthPolicy::BestK(alpha, c, 16), best) << alpha << " " << c;
