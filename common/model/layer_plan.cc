@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/base/status_macros.h"
 #include "common/model/config.h"
 #include "nlohmann/json.hpp"
 
@@ -141,6 +142,18 @@ absl::StatusOr<std::vector<int>> ParseLayerList(absl::string_view text) {
     layers.push_back(layer);
   }
   return layers;
+}
+
+absl::StatusOr<LayerPlan> LayerPlanFromFlags(absl::string_view layers, const std::string& plan_path,
+                                             int64_t vocab_size) {
+  LayerPlan plan;
+  if (!plan_path.empty()) {
+    ASSIGN_OR_RETURN(plan, LoadLayerPlan(plan_path));
+  } else {
+    ASSIGN_OR_RETURN(plan.layers, ParseLayerList(layers));
+  }
+  if (vocab_size > 0) plan.vocab_size = vocab_size;
+  return plan;
 }
 
 }  // namespace specdec

@@ -41,6 +41,12 @@ absl::StatusOr<LayerPlan> LoadLayerPlan(const std::string& path);
 // Parses "0,1,4,5" (also accepts an empty string as "all layers").
 absl::StatusOr<std::vector<int>> ParseLayerList(absl::string_view text);
 
+// The plan the draft flags describe, as every tool and service reads them: `plan_path`
+// (--draft_plan) when set, else `layers` (--draft_layers); `vocab_size` (--draft_vocab) > 0
+// overrides the plan's vocabulary cut.
+absl::StatusOr<LayerPlan> LayerPlanFromFlags(absl::string_view layers, const std::string& plan_path,
+                                             int64_t vocab_size);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_MODEL_LAYER_PLAN_H_

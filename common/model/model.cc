@@ -338,12 +338,13 @@ int64_t Sequence::cache_bytes() const {
 
 void ConfigureComputeThreads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // libtorch's own intra-op pool (OpenMP) would spin against OpenBLAS's pthreads on the same
-  // cores; give BLAS the cores and keep libtorch's elementwise ops on the calling thread.
-  torch::set_num_threads(1);
+  // Measured on 2 cores (docs/benchmarks/decode.md): libtorch's OpenMP pool doing the
+  // matrix-vector products with OpenBLAS single-threaded is about 2x faster than OpenBLAS's own
+  // pthreads, which otherwise fight the OpenMP workers for the same cores.
+  torch::set_num_threads(threads);
   using SetThreads = void (*)(int);
   if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas(threads);
+    set_blas(1);
   }
 }
 

@@ -6,6 +6,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/base/flags.h"
 #include "common/model/checkpoint_writer.h"
 
 ABSL_FLAG(std::string, preset, "pythia-70m", "pythia-70m, pythia-160m, pythia-14m or tiny");
@@ -18,6 +19,7 @@ ABSL_FLAG(std::string, out, "", "output folder (created)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Writes a random GPT-NeoX checkpoint: specdec-make-model --out DIR");
+  specdec::NormalizeFlagSpelling(argc, argv);
   absl::ParseCommandLine(argc, argv);
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
