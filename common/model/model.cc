@@ -26,6 +26,8 @@ using torch::indexing::Slice;
 // One transformer layer as a view runs it. Weights alias the model's tensors unless the view
 // masks heads, in which case the attention projections hold only the kept heads' rows.
 struct ViewLayer {
+  int index = 0;  // the model layer this is
+  std::vector<int64_t> heads;  // model head index of each computed head
   const LayerWeights* base = nullptr;
   torch::Tensor qkv_w, qkv_b, dense_w;  // possibly head-sliced
   int64_t num_heads = 0;                // heads computed by this view
@@ -92,9 +94,39 @@ torch::Tensor AppendToCache(torch::Tensor& cache, const torch::Tensor& fresh, in
 }  // namespace
 
 // Runs `x` ([n, hidden]) through one layer with its cache; returns the new hidden state.
+// Adds one layer's attention probabilities ([heads, n, past + n]) to `stats`.
+static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& probs, int64_t past,
+                                 AttentionStats* stats) {
+  torch::Tensor p = probs.to(torch::kCPU, torch::kFloat).contiguous();
+  auto a = p.accessor<float, 3>();
+  const int64_t heads = p.size(0), n = p.size(1);
+  if (stats->layers.size() <= static_cast<size_t>(layer.index)) stats->layers.resize(layer.index + 1);
+  auto& per_head = stats->layers[layer.index];
+  int64_t max_head = 0;
+  for (int64_t h : layer.heads) max_head = std::max(max_head, h + 1);
+  if (static_cast<int64_t>(per_head.size()) < max_head) per_head.resize(max_head);
+  for (int64_t h = 0; h < heads; ++h) {
+    HeadAttentionStats& s = per_head[layer.heads[h]];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t q = past + i;  // keys 0..q are visible
+      double entropy = 0;
+      for (int64_t j = 0; j <= q; ++j) {
+        const double v = a[h][i][j];
+        if (v > 0) entropy -= v * std::log(v);
+      }
+      s.rows += 1;
+      s.entropy_sum += entropy;
+      s.uniform_entropy_sum += std::log(static_cast<double>(q + 1));
+      for (int d = 0; d < HeadAttentionStats::kOffsets && d <= q; ++d) s.offset_mass_sum[d] += a[h][i][q - d];
+      s.first_token_mass_sum += a[h][i][0];
+    }
+  }
+}
+
 static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, torch::Tensor x,
                                   const torch::Tensor& cos, const torch::Tensor& sin,
-                                  torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t past) {
+                                  torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t past,
+                                  AttentionStats* stats) {
   const ModelConfig& c = m.config;
   const LayerWeights& w = *layer.base;
   const int64_t n = x.size(0);
@@ -120,7 +152,9 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
                              .triu(past + 1);
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
-  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(values.scalar_type());
+  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);
+  if (stats != nullptr) RecordAttentionStats(layer, probs, past, stats);
+  probs = probs.to(values.scalar_type());
   torch::Tensor attn = torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
   torch::Tensor attn_out = torch::linear(attn, layer.dense_w, w.dense_b);
 
@@ -137,7 +171,7 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
 // The whole forward over `tokens` for a view; records hidden states when `record` is given.
 static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& state,
                                 absl::Span<const int32_t> tokens, LogitsWanted wanted,
-                                std::vector<torch::Tensor>* record) {
+                                std::vector<torch::Tensor>* record, AttentionStats* stats) {
   const Model::Impl& m = view.model->impl();
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t past = state.length;
@@ -152,7 +186,7 @@ static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& st
     state.v.resize(view.layers.size());
   }
   for (size_t i = 0; i < view.layers.size(); ++i) {
-    x = LayerForward(m, view.layers[i], x, cos, sin, state.k[i], state.v[i], past);
+    x = LayerForward(m, view.layers[i], x, cos, sin, state.k[i], state.v[i], past, stats);
     if (record) record->push_back(x);
   }
   state.length = past + n;
@@ -191,7 +225,8 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
     c10::InferenceMode guard;
     for (int index : plan.LayersToRun(static_cast<int>(c.num_hidden_layers))) {
       const LayerWeights& w = impl_->layers[index];
-      ViewLayer layer{&w, w.qkv_w, w.qkv_b, w.dense_w, c.num_attention_heads};
+      ViewLayer layer{index, {}, &w, w.qkv_w, w.qkv_b, w.dense_w, c.num_attention_heads};
+      for (int64_t h = 0; h < c.num_attention_heads; ++h) layer.heads.push_back(h);
       auto masked = plan.masked_heads.find(index);
       if (masked != plan.masked_heads.end() && !masked->second.empty()) {
         std::set<int> drop(masked->second.begin(), masked->second.end());
@@ -210,6 +245,7 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
                             .index_select(1, idx)
                             .reshape({c.hidden_size, -1});
         layer.num_heads = static_cast<int64_t>(kept.size());
+        layer.heads = kept;
       }
       view->layers.push_back(layer);
     }
@@ -246,7 +282,7 @@ absl::StatusOr<std::vector<std::vector<float>>> Model::HiddenStates(
   std::vector<torch::Tensor> record;
   try {
     c10::InferenceMode guard;
-    RunForward(view->impl(), state, tokens, LogitsWanted::kAll, &record);
+    RunForward(view->impl(), state, tokens, LogitsWanted::kAll, &record, nullptr);
     std::vector<std::vector<float>> out;
     for (const auto& t : record) {
       torch::Tensor f = t.to(torch::kCPU, torch::kFloat).contiguous();
@@ -299,7 +335,7 @@ absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, Logit
   const int64_t before = state_->length;
   try {
     c10::InferenceMode guard;
-    torch::Tensor logits = RunForward(view_->impl(), *state_, tokens, wanted, nullptr)
+    torch::Tensor logits = RunForward(view_->impl(), *state_, tokens, wanted, nullptr, attention_stats_)
                                .to(torch::kCPU, torch::kFloat)
                                .contiguous();
     Logits out;

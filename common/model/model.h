@@ -39,6 +39,22 @@ struct Logits {
 
 enum class LogitsWanted { kAll, kLast };
 
+// Attention statistics of one head, summed over the query rows observed (head probing).
+struct HeadAttentionStats {
+  static constexpr int kOffsets = 8;
+  int64_t rows = 0;
+  double entropy_sum = 0;          // sum over rows of -sum_j p_j log p_j (nats)
+  double uniform_entropy_sum = 0;  // sum over rows of log(keys visible): the entropy if uniform
+  // offset_mass_sum[d]: sum over rows of the mass on the key d positions back (0 = itself).
+  double offset_mass_sum[kOffsets] = {};
+  double first_token_mass_sum = 0;  // mass on position 0 (attention sinks)
+};
+
+// Per model layer, per head. Layers a view skips stay empty.
+struct AttentionStats {
+  std::vector<std::vector<HeadAttentionStats>> layers;
+};
+
 class Sequence;
 class ModelView;
 
@@ -118,6 +134,9 @@ class Sequence {
   absl::Status Truncate(int64_t length);
   // Bytes held by the KV cache.
   int64_t cache_bytes() const;
+  // While set, every Forward adds its attention statistics to `stats` (slower; for probing).
+  // Heads the view masks are not recorded. nullptr stops recording.
+  void RecordAttention(AttentionStats* stats) { attention_stats_ = stats; }
   const ModelView& view() const;
 
   struct State;
@@ -125,6 +144,7 @@ class Sequence {
  private:
   std::shared_ptr<const ModelView> view_;
   std::unique_ptr<State> state_;
+  AttentionStats* attention_stats_ = nullptr;
 };
 
 // Sets libtorch's intra-op threads and OpenBLAS/OpenMP threads so they do not fight.

@@ -197,3 +197,32 @@ TEST(ModelLoadTest, UnsupportedDeviceAndDtypeAreRejected) {
 
 }  // namespace
 }  // namespace specdec
+
+namespace specdec {
+namespace {
+
+TEST_F(ModelTest, AttentionStatsCoverEveryKeptHeadAndSumToOne) {
+  auto model = LoadOrDie(*dir_);
+  LayerPlan plan;
+  plan.masked_heads[1] = {2};
+  auto seq = (*model->View(plan))->NewSequence();
+  AttentionStats stats;
+  seq->RecordAttention(&stats);
+  ASSERT_TRUE(seq->Forward(kTokens).ok());
+  ASSERT_EQ(stats.layers.size(), 2u);
+  ASSERT_EQ(stats.layers[0].size(), 4u);
+  EXPECT_EQ(stats.layers[0][0].rows, static_cast<int64_t>(kTokens.size()));
+  EXPECT_EQ(stats.layers[1][2].rows, 0);  // masked: not computed, not recorded
+  // The first query row sees only itself: all its mass is at offset 0 and on token 0.
+  const auto& head = stats.layers[1][0];
+  EXPECT_GT(head.offset_mass_sum[0], 1.0 - 1e-5);
+  EXPECT_LE(head.entropy_sum, head.uniform_entropy_sum + 1e-6);
+  EXPECT_NEAR(head.uniform_entropy_sum, [] {
+    double s = 0;
+    for (size_t q = 0; q < kTokens.size(); ++q) s += std::log(q + 1.0);
+    return s;
+  }(), 1e-9);
+}
+
+}  // namespace
+}  // namespace specdec
