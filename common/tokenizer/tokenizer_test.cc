@@ -261,6 +261,13 @@ TEST(TokenizerJsonTest, RejectsBadFiles) {
   }
 }
 
+TEST(TokenizerJsonTest, DeeplyNestedJsonIsAnErrorNotAStackOverflow) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_EQ(Tokenizer::FromJson(deep).status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string unclosed = "{\"model\": " + std::string(200000, '[');
+  EXPECT_EQ(Tokenizer::FromJson(unclosed).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TokenizerJsonTest, MissingFileIsNotFound) {
   auto t = Tokenizer::FromFile("/nonexistent/tokenizer.json");
   EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
