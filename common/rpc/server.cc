@@ -1,0 +1,72 @@
+// Server setup and graceful shutdown (see server.h).
+#include "common/rpc/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+
+namespace specdec {
+namespace {
+
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+absl::Status ServeUntilSignal(const ServerOptions& options,
+                              const std::vector<grpc::Service*>& services,
+                              const std::function<void()>& on_shutdown) {
+  // Idempotent; makes sure sigwait below sees the signals even if main() forgot.
+  BlockShutdownSignals();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &selected_port);
+  for (grpc::Service* service : services) builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || selected_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(true);
+  for (const std::string& name : options.health_service_names) {
+    health->SetServingStatus(name, true);
+  }
+  SPECDEC_LOG(Info) << options.name << " serving on " << options.listen << " (port "
+                    << selected_port << ")";
+
+  sigset_t set = ShutdownSignals();
+  int signal_number = 0;
+  sigwait(&set, &signal_number);
+  SPECDEC_LOG(Info) << options.name << " got signal " << signal_number
+                    << ", shutting down (grace " << options.shutdown_grace_ms << " ms)";
+  health->SetServingStatus(false);
+  if (on_shutdown) on_shutdown();
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(options.shutdown_grace_ms));
+  server->Wait();
+  SPECDEC_LOG(Info) << options.name << " stopped";
+  return absl::OkStatus();
+}
+
+}  // namespace specdec

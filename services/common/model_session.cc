@@ -1,0 +1,68 @@
+// Model-side session state (see model_session.h).
+#include "services/common/model_session.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+
+namespace specdec {
+
+ModelSession::ModelSession(std::shared_ptr<const ModelView> view,
+                           std::shared_ptr<SessionSlot> slot, SessionRegistry* registry)
+    : view_(std::move(view)), slot_(std::move(slot)), registry_(registry) {}
+
+absl::Status ModelSession::Prefill(const v1::TokenSpan& span, const SamplingParams& params) {
+  if (span.start_position() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a prefill starts at position 0, got ", span.start_position()));
+  }
+  RETURN_IF_ERROR(params.Validate());
+  slot_->evicted = false;
+  sampling_ = params;
+  sequence_ = view_->NewSequence();
+  slot_->cache_bytes = 0;
+  if (span.tokens_size() > 0) {
+    RETURN_IF_ERROR(Forward(span.tokens(), LogitsWanted::kLast).status());
+  }
+  return absl::OkStatus();
+}
+
+std::optional<v1::SessionLost> ModelSession::Rewind(int64_t start_position) {
+  v1::SessionLost lost;
+  if (slot_->evicted.exchange(false)) {
+    sequence_.reset();
+    slot_->cache_bytes = 0;
+    lost.set_reason("the session was evicted");
+    return lost;
+  }
+  if (sequence_ == nullptr) {
+    lost.set_reason("the session has no cache (no prefill)");
+    return lost;
+  }
+  if (start_position < 0 || sequence_->length() < start_position) {
+    lost.set_cache_length(sequence_->length());
+    lost.set_reason(absl::StrCat("the cache holds ", sequence_->length(),
+                                 " positions, the gateway asked to start at ", start_position));
+    return lost;
+  }
+  if (sequence_->length() > start_position) {
+    absl::Status status = sequence_->Truncate(start_position);
+    if (!status.ok()) {
+      sequence_.reset();
+      lost.set_reason(absl::StrCat("rollback failed: ", status.ToString()));
+      return lost;
+    }
+    slot_->cache_bytes = sequence_->cache_bytes();
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<Logits> ModelSession::Forward(absl::Span<const int32_t> tokens,
+                                             LogitsWanted wanted) {
+  if (sequence_ == nullptr) return absl::FailedPreconditionError("the session has no cache");
+  ASSIGN_OR_RETURN(Logits logits, sequence_->Forward(tokens, wanted));
+  slot_->cache_bytes = sequence_->cache_bytes();
+  registry_->AddTokens(static_cast<int64_t>(tokens.size()));
+  return logits;
+}
+
+}  // namespace specdec

@@ -1,0 +1,47 @@
+// One session's KV cache on the draft or verifier side: created by a prefill, rewound to the
+// gateway's start_position before each step (rollback of a rejected speculative tail), and
+// reported lost when it cannot be rewound (evicted, never prefilled, shorter than asked).
+#ifndef SPECDEC_SERVICES_COMMON_MODEL_SESSION_H_
+#define SPECDEC_SERVICES_COMMON_MODEL_SESSION_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "common/model/model.h"
+#include "common/sampling/sampling.h"
+#include "services/common/session_registry.h"
+#include "specdec/v1/session.pb.h"
+
+namespace specdec {
+
+class ModelSession {
+ public:
+  ModelSession(std::shared_ptr<const ModelView> view, std::shared_ptr<SessionSlot> slot,
+               SessionRegistry* registry);
+
+  // A fresh cache holding span.tokens (span.start_position must be 0).
+  absl::Status Prefill(const v1::TokenSpan& span, const SamplingParams& params);
+  // Truncates the cache to start_position. Returns the SessionLost answer instead when the
+  // session was evicted, never prefilled, or holds fewer positions than start_position.
+  std::optional<v1::SessionLost> Rewind(int64_t start_position);
+  // Runs `tokens` after the cache. Only after a successful Prefill/Rewind.
+  absl::StatusOr<Logits> Forward(absl::Span<const int32_t> tokens, LogitsWanted wanted);
+
+  int64_t length() const { return sequence_ ? sequence_->length() : 0; }
+  const SamplingParams& sampling() const { return sampling_; }
+  const ModelView& view() const { return *view_; }
+
+ private:
+  std::shared_ptr<const ModelView> view_;
+  std::shared_ptr<SessionSlot> slot_;
+  SessionRegistry* registry_;
+  std::unique_ptr<Sequence> sequence_;  // null until prefilled, and after an eviction
+  SamplingParams sampling_;
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_COMMON_MODEL_SESSION_H_

@@ -1,0 +1,52 @@
+// Which sessions a draft or verifier process holds, with counters for GetStats. The KV cache
+// itself belongs to the stream that serves the session (one stream per session); the registry
+// only knows the ids, their cache sizes, and whether an operator evicted one.
+#ifndef SPECDEC_SERVICES_COMMON_SESSION_REGISTRY_H_
+#define SPECDEC_SERVICES_COMMON_SESSION_REGISTRY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "specdec/v1/session.pb.h"
+
+namespace specdec {
+
+// Shared between the registry and the stream serving the session.
+struct SessionSlot {
+  std::string id;
+  // Set by Evict(); the stream drops its cache and answers SessionLost next time.
+  std::atomic<bool> evicted{false};
+  std::atomic<int64_t> cache_bytes{0};
+};
+
+class SessionRegistry {
+ public:
+  enum class CloseReason { kReleased, kAbandoned };
+
+  // Registers a session for the calling stream. ALREADY_EXISTS when another stream holds it.
+  absl::StatusOr<std::shared_ptr<SessionSlot>> Open(const std::string& id);
+  // Unregisters a session (idempotent).
+  void Close(const std::string& id, CloseReason reason);
+  // Marks a session evicted; false when unknown.
+  bool Evict(const std::string& id);
+  void AddTokens(int64_t n) { tokens_processed_ += n; }
+  v1::GetStatsResponse Stats() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<SessionSlot>> sessions_ ABSL_GUARDED_BY(mu_);
+  int64_t opened_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t released_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t abandoned_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t evicted_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> tokens_processed_{0};
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_COMMON_SESSION_REGISTRY_H_

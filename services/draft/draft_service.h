@@ -1,0 +1,60 @@
+// specdec-draft: the draft service. Loads a checkpoint and a LayerPlan ("shrunken self"), keeps
+// one KV cache per session, and streams proposals token by token, each with the sparse q it was
+// drawn from (see proto/specdec/v1/draft.proto and docs/pipeline.md).
+#ifndef SPECDEC_SERVICES_DRAFT_DRAFT_SERVICE_H_
+#define SPECDEC_SERVICES_DRAFT_DRAFT_SERVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/model/model.h"
+#include "services/common/session_registry.h"
+#include "specdec/v1/draft.grpc.pb.h"
+
+namespace specdec {
+
+struct DraftServerConfig {
+  std::string listen = "0.0.0.0:50052";
+  std::string model_dir;
+  std::string device = "auto";
+  std::string dtype = "f32";
+  int threads = 0;              // 0: all cores
+  std::string draft_layers;     // "0,1,4,5"; empty: every layer
+  std::string draft_plan;       // LayerPlan JSON; overrides draft_layers
+  int64_t draft_vocab = 0;      // > 0: score only the N most frequent ids
+  int32_t draft_top_k = 64;     // most tokens in a proposal's q (0: the whole distribution)
+  int shutdown_grace_ms = 5000;
+};
+
+// Most draft tokens one round may ask for.
+inline constexpr int kMaxDraftTokensPerRound = 64;
+
+class DraftServiceImpl final : public v1::Draft::Service {
+ public:
+  DraftServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
+                   int32_t max_support);
+
+  grpc::Status Session(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) override;
+  grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
+                        v1::GetStatsResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::ServiceInfoRequest* request,
+                       v1::ServiceInfoResponse* response) override;
+  grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
+                            v1::EvictSessionResponse* response) override;
+
+ private:
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<const ModelView> view_;
+  int32_t max_support_;
+  SessionRegistry registry_;
+};
+
+// Loads the model and plan, serves until SIGTERM/SIGINT.
+absl::Status RunDraftServer(const DraftServerConfig& config);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_DRAFT_DRAFT_SERVICE_H_

@@ -1,0 +1,35 @@
+// specdec-verifier: flags -> VerifierServerConfig -> RunVerifierServer.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/rpc/server.h"
+#include "services/verifier/verifier_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "HOST:PORT to serve on");
+ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
+ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
+ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
+ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+
+int main(int argc, char** argv) {
+  specdec::BlockShutdownSignals();
+  absl::SetProgramUsageMessage(
+      "Verifier service: specdec-verifier --model_dir DIR [--listen HOST:PORT] [--device auto]");
+  absl::ParseCommandLine(argc, argv);
+  specdec::VerifierServerConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.model_dir = absl::GetFlag(FLAGS_model_dir);
+  config.device = absl::GetFlag(FLAGS_device);
+  config.dtype = absl::GetFlag(FLAGS_dtype);
+  config.threads = absl::GetFlag(FLAGS_threads);
+  config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  absl::Status status = specdec::RunVerifierServer(config);
+  if (!status.ok()) {
+    std::fprintf(stderr, "specdec-verifier: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

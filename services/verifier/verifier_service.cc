@@ -1,0 +1,191 @@
+// The verifier service (see verifier_service.h). Synchronous gRPC: one thread per session
+// stream, which runs that session's model work in order (docs/pipeline.md, "Threading").
+#include "services/verifier/verifier_service.h"
+
+#include <chrono>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/server.h"
+#include "common/rpc/status.h"
+#include "common/speculative/acceptance.h"
+#include "services/common/model_session.h"
+#include "services/common/proto_convert.h"
+
+namespace specdec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+void Echo(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
+  response->set_session_id(request.session_id());
+  response->set_committed_length(request.committed_length());
+  response->set_round(request.round());
+}
+
+// One verification pass; the same steps as GenerateSpeculative's verify phase.
+absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
+                    v1::VerifierResponse* response) {
+  const auto start = Clock::now();
+  const v1::VerifyRequest& verify = request.verify();
+  const v1::TokenSpan& span = verify.tokens();
+  if (span.tokens_size() == 0) {
+    return absl::InvalidArgumentError("a verification needs at least the pending token");
+  }
+  if (verify.drafts_size() > kMaxVerifyDraftTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxVerifyDraftTokens,
+                                                   " draft tokens, got ", verify.drafts_size()));
+  }
+  if (span.start_position() + span.tokens_size() != request.committed_length()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokens [", span.start_position(), ", +", span.tokens_size(),
+        ") do not end at committed_length ", request.committed_length()));
+  }
+  std::vector<int32_t> draft_tokens;
+  std::vector<TokenDistribution> draft_dists;
+  for (const v1::DraftedToken& drafted : verify.drafts()) {
+    if (drafted.q().ids_size() != drafted.q().probs_size()) {
+      return absl::InvalidArgumentError("a draft distribution has ids and probs of different sizes");
+    }
+    draft_tokens.push_back(drafted.token());
+    draft_dists.push_back(FromProto(drafted.q()));
+  }
+  if (std::optional<v1::SessionLost> lost = session->Rewind(span.start_position())) {
+    *response->mutable_session_lost() = *std::move(lost);
+    return absl::OkStatus();
+  }
+  // Catch-up tokens need no logits; the pending token and the drafts need one row each.
+  const int n = span.tokens_size();
+  if (n > 1) {
+    RETURN_IF_ERROR(
+        session->Forward(absl::MakeConstSpan(span.tokens().data(), n - 1), LogitsWanted::kLast)
+            .status());
+  }
+  std::vector<int32_t> input = {span.tokens(n - 1)};
+  input.insert(input.end(), draft_tokens.begin(), draft_tokens.end());
+  ASSIGN_OR_RETURN(Logits logits, session->Forward(input, LogitsWanted::kAll));  // [K+1, cols]
+  std::vector<VerifiedPosition> verified = VerifyProposals(
+      logits.values.data(), logits.cols, logits.vocab_ids ? logits.vocab_ids->data() : nullptr,
+      session->sampling(), request.committed_length(), draft_tokens, draft_dists);
+  v1::VerifyResult* result = response->mutable_verified();
+  for (const VerifiedPosition& position : verified) {
+    v1::VerifiedPosition* out = result->add_positions();
+    out->set_p_prob_of_draft(position.p_prob_of_draft);
+    out->set_fallback_token(position.fallback_token);
+  }
+  result->set_cache_length(session->length());
+  result->set_compute_ms(MsSince(start));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+VerifierServiceImpl::VerifierServiceImpl(std::shared_ptr<Model> model,
+                                         std::shared_ptr<const ModelView> view)
+    : model_(std::move(model)), view_(std::move(view)) {}
+
+grpc::Status VerifierServiceImpl::Session(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) {
+  std::string id;
+  std::unique_ptr<ModelSession> session;
+  bool released = false;
+  absl::Status status;
+  v1::VerifierRequest request;
+  while (status.ok() && !released && stream->Read(&request)) {
+    if (id.empty()) {
+      if (request.session_id().empty()) {
+        status = absl::InvalidArgumentError("session_id is empty");
+        break;
+      }
+      absl::StatusOr<std::shared_ptr<SessionSlot>> slot = registry_.Open(request.session_id());
+      if (!slot.ok()) {
+        status = slot.status();
+        break;
+      }
+      id = request.session_id();
+      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_);
+      SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
+    } else if (request.session_id() != id) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("stream of session ", id, " got a message for ", request.session_id()));
+      break;
+    }
+    v1::VerifierResponse response;
+    Echo(request, &response);
+    switch (request.kind_case()) {
+      case v1::VerifierRequest::kPrefill: {
+        const auto start = Clock::now();
+        status = session->Prefill(request.prefill().tokens(),
+                                  FromProto(request.prefill().sampling()));
+        response.mutable_prefilled()->set_cache_length(session->length());
+        response.mutable_prefilled()->set_compute_ms(MsSince(start));
+        break;
+      }
+      case v1::VerifierRequest::kVerify:
+        status = Verify(request, session.get(), &response);
+        break;
+      case v1::VerifierRequest::kRelease:
+        released = true;
+        response.mutable_released();
+        break;
+      default:
+        status = absl::InvalidArgumentError("a VerifierRequest needs prefill, verify or release");
+    }
+    if (status.ok() && context->IsCancelled()) status = absl::CancelledError("cancelled");
+    if (status.ok()) stream->Write(response);
+  }
+  if (!id.empty()) {
+    registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
+                                 : SessionRegistry::CloseReason::kAbandoned);
+    SPECDEC_LOG(Debug) << "verifier session " << id << (released ? " released" : " abandoned")
+                       << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
+  }
+  return ToGrpcStatus(status);
+}
+
+grpc::Status VerifierServiceImpl::GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
+                                           v1::GetStatsResponse* response) {
+  *response = registry_.Stats();
+  return grpc::Status::OK;
+}
+
+grpc::Status VerifierServiceImpl::GetInfo(grpc::ServerContext*, const v1::ServiceInfoRequest*,
+                                          v1::ServiceInfoResponse* response) {
+  *response = MakeServiceInfo(*model_, *view_, "full", 0);
+  return grpc::Status::OK;
+}
+
+grpc::Status VerifierServiceImpl::EvictSession(grpc::ServerContext*,
+                                               const v1::EvictSessionRequest* request,
+                                               v1::EvictSessionResponse* response) {
+  response->set_evicted(registry_.Evict(request->session_id()));
+  return grpc::Status::OK;
+}
+
+absl::Status RunVerifierServer(const VerifierServerConfig& config) {
+  BlockShutdownSignals();
+  if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
+  ConfigureComputeThreads(config.threads);
+  SPECDEC_LOG(Info) << "verifier: loading " << config.model_dir << " on " << config.device;
+  ASSIGN_OR_RETURN(std::shared_ptr<Model> model,
+                   Model::Load(config.model_dir, LoadOptions{config.device, config.dtype}));
+  std::shared_ptr<const ModelView> view = model->FullView();
+  SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
+                    << model->device() << ", kv policy full";
+  VerifierServiceImpl service(model, view);
+  ServerOptions options;
+  options.listen = config.listen;
+  options.name = "verifier";
+  options.health_service_names = {"specdec.v1.Verifier"};
+  options.shutdown_grace_ms = config.shutdown_grace_ms;
+  return ServeUntilSignal(options, {&service});
+}
+
+}  // namespace specdec

@@ -1,0 +1,54 @@
+// specdec-verifier: the verifier service. Loads the full model, keeps one KV cache per session,
+// and answers each round with one forward pass over [new committed tokens, K draft tokens]:
+// per position p_i(x_i) and the residual or bonus sample (proto/specdec/v1/verifier.proto).
+#ifndef SPECDEC_SERVICES_VERIFIER_VERIFIER_SERVICE_H_
+#define SPECDEC_SERVICES_VERIFIER_VERIFIER_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/model/model.h"
+#include "services/common/session_registry.h"
+#include "specdec/v1/verifier.grpc.pb.h"
+
+namespace specdec {
+
+struct VerifierServerConfig {
+  std::string listen = "0.0.0.0:50051";
+  std::string model_dir;
+  std::string device = "auto";
+  std::string dtype = "f32";
+  int threads = 0;  // 0: all cores
+  int shutdown_grace_ms = 5000;
+};
+
+// Most draft tokens one verification may carry.
+inline constexpr int kMaxVerifyDraftTokens = 64;
+
+class VerifierServiceImpl final : public v1::Verifier::Service {
+ public:
+  VerifierServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view);
+
+  grpc::Status Session(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) override;
+  grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
+                        v1::GetStatsResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::ServiceInfoRequest* request,
+                       v1::ServiceInfoResponse* response) override;
+  grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
+                            v1::EvictSessionResponse* response) override;
+
+ private:
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<const ModelView> view_;
+  SessionRegistry registry_;
+};
+
+// Loads the model, serves until SIGTERM/SIGINT.
+absl::Status RunVerifierServer(const VerifierServerConfig& config);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_VERIFIER_VERIFIER_SERVICE_H_
