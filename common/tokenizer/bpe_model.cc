@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
       model["byte_fallback"].get<bool>()) {
     return Invalid("model.byte_fallback is not supported");
   }
-  bpe->fuse_unk_ = model.contains("fuse_unk") && model["fuse_unk"].is_boolean() &&
-                   model["fuse_unk"].get<bool>();
+  bpe->fuse_unk_ =
+      model.contains("fuse_unk") && model["fuse_unk"].is_boolean() && model["fuse_unk"].get<bool>();
   bpe->ignore_merges_ = model.contains("ignore_merges") && model["ignore_merges"].is_boolean() &&
                         model["ignore_merges"].get<bool>();
 
@@ -130,13 +130,13 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
     auto iab = bpe->vocab_.find(a + b);
     for (auto [it, name] : {std::pair{ia, &a}, std::pair{ib, &b}}) {
       if (it == bpe->vocab_.end()) {
-        return Invalid(absl::StrCat("model.merges[", i, "] names \"", *name,
-                                    "\", which is not in the vocab"));
+        return Invalid(
+            absl::StrCat("model.merges[", i, "] names \"", *name, "\", which is not in the vocab"));
       }
     }
     if (iab == bpe->vocab_.end()) {
-      return Invalid(absl::StrCat("model.merges[", i, "] makes \"", a, b,
-                                  "\", which is not in the vocab"));
+      return Invalid(
+          absl::StrCat("model.merges[", i, "] makes \"", a, b, "\", which is not in the vocab"));
     }
     // Later duplicates overwrite earlier ones, as when HF collects the merges into a map.
     bpe->merges_[PairKey(ia->second, ib->second)] = Merge{static_cast<int32_t>(i), iab->second};

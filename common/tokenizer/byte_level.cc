@@ -108,6 +108,8 @@ void SplitGpt2(std::string_view text, std::vector<std::string_view>* pieces) {
     pieces->push_back(text.substr(offset_of(i), offset_of(end) - offset_of(i)));
     i = end;
   }
+  // Do not keep a huge buffer alive on every thread after one very long input.
+  if (cps.capacity() > (size_t{1} << 20)) std::vector<CodePointInfo>().swap(cps);
 }
 
 }  // namespace specdec

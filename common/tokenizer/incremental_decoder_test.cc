@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "gtest/gtest.h"
 #include "common/tokenizer/tokenizer.h"
 #include "common/tokenizer/unicode_text.h"
+#include "gtest/gtest.h"
 
 namespace specdec {
 namespace {
@@ -37,7 +37,8 @@ std::string Stream(const std::vector<int32_t>& ids, int* multi_token_chars) {
 
 TEST(IncrementalDecoderTest, StreamsEqualDecodeOfAll) {
   for (const std::string text :
-       {"Hello world", "Hello 👋 world 🌍! 😀😂🤣", "family: 👨‍👩‍👧‍👦 and 👩‍💻 coder",
+       {"Hello world", "Hello 👋 world 🌍! 😀😂🤣",
+        "family: 👨‍👩‍👧‍👦 and 👩‍💻 coder",
         "你好，世界！我喜欢自然语言处理。", "안녕하세요, 세계!", "naïve café<|endoftext|>next",
         "skin tones 👍🏽 👋🏿 keycap 1️⃣", "\t\tindent\r\n    four spaces"}) {
     auto ids = NeoX().Encode(text);

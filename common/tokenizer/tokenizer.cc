@@ -32,7 +32,8 @@ std::string TypeOf(const json& component) {
 absl::StatusOr<bool> OptionalBool(const json& object, const char* key, bool fallback,
                                   const std::string& where) {
   if (!object.contains(key) || object[key].is_null()) return fallback;
-  if (!object[key].is_boolean()) return Invalid(absl::StrCat(where, ".", key, " must be a boolean"));
+  if (!object[key].is_boolean())
+    return Invalid(absl::StrCat(where, ".", key, " must be a boolean"));
   return object[key].get<bool>();
 }
 
@@ -101,8 +102,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   // Pre-tokenizer: the byte-level mapping is folded into the BPE vocab, so it is required.
   const json pre = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
   if (TypeOf(pre) != "ByteLevel") {
-    return Invalid(absl::StrCat("pre_tokenizer type \"", TypeOf(pre),
-                                "\" is not supported (only ByteLevel)"));
+    return Invalid(
+        absl::StrCat("pre_tokenizer type \"", TypeOf(pre), "\" is not supported (only ByteLevel)"));
   }
   ASSIGN_OR_RETURN(tokenizer->add_prefix_space_,
                    OptionalBool(pre, "add_prefix_space", true, "pre_tokenizer"));
@@ -110,8 +111,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 
   const json decoder = root.contains("decoder") ? root["decoder"] : json();
   if (TypeOf(decoder) != "ByteLevel") {
-    return Invalid(absl::StrCat("decoder type \"", TypeOf(decoder),
-                                "\" is not supported (only ByteLevel)"));
+    return Invalid(
+        absl::StrCat("decoder type \"", TypeOf(decoder), "\" is not supported (only ByteLevel)"));
   }
   RETURN_IF_ERROR(CheckUnsupportedTopLevel(root));
 
@@ -138,7 +139,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       }
       const int64_t id = token["id"].get<int64_t>();
       if (id < 0 || id > kMaxTokenId) {
-        return Invalid(absl::StrCat(where, ".id = ", id, " is out of range [0, ", kMaxTokenId, "]"));
+        return Invalid(
+            absl::StrCat(where, ".id = ", id, " is out of range [0, ", kMaxTokenId, "]"));
       }
       if (!token.contains("content") || !token["content"].is_string() ||
           token["content"].get_ref<const std::string&>().empty()) {

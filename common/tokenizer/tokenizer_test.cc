@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "common/tokenizer/unicode_text.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/tokenizer/unicode_text.h"
 #include "nlohmann/json.hpp"
 
 namespace specdec {
@@ -80,8 +80,8 @@ TEST(TokenizerTest, MatchesEveryFixtureLine) {
 
 TEST(TokenizerTest, DecodeRoundTrips) {
   for (const std::string text :
-       {"Hello<|endoftext|>World", "  spaces   and\ttabs\r\n", "emoji 👨‍👩‍👧 ok", "日本語のテキスト",
-        "x<|padding|>y", "code() { return 1; }"}) {
+       {"Hello<|endoftext|>World", "  spaces   and\ttabs\r\n", "emoji 👨‍👩‍👧 ok",
+        "日本語のテキスト", "x<|padding|>y", "code() { return 1; }"}) {
     EXPECT_EQ(NeoX().Decode(EncodeOrDie(text)), text);
   }
 }
@@ -113,9 +113,9 @@ TEST(TokenizerTest, NewerUnicodeIsHandledLikeTheReference) {
 }
 
 TEST(TokenizerTest, RejectsInvalidUtf8) {
-  for (const std::string text : {std::string("\xFF"), std::string("ab\xC3"),
-                                 std::string("\xED\xA0\x80"), std::string("\xC0\xAF"),
-                                 std::string("ok\xF4\x90\x80\x80")}) {
+  for (const std::string text :
+       {std::string("\xFF"), std::string("ab\xC3"), std::string("\xED\xA0\x80"),
+        std::string("\xC0\xAF"), std::string("ok\xF4\x90\x80\x80")}) {
     auto ids = NeoX().Encode(text);
     EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
   }
@@ -129,7 +129,10 @@ TEST(TokenizerTest, LongInputsStayFast) {
 }
 
 TEST(Utf8LossyTest, ReplacesMaximalSubparts) {
-  EXPECT_EQ(Utf8Lossy("a\xE0\xA0" "b"), "a\uFFFD" "b");
+  EXPECT_EQ(Utf8Lossy("a\xE0\xA0"
+                      "b"),
+            "a\uFFFD"
+            "b");
   EXPECT_EQ(Utf8Lossy("\xF0\x90\x80"), "\uFFFD");
   EXPECT_EQ(Utf8Lossy("\xC0\xAF"), "\uFFFD\uFFFD");
   EXPECT_EQ(Utf8Lossy("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");
@@ -210,47 +213,57 @@ TEST(TokenizerJsonTest, RejectsBadFiles) {
       {"unk missing",
        R"({"model": {"type": "BPE", "unk_token": "<unk>", "vocab": {"a": 0}, "merges": []}})",
        "unk_token \"<unk>\" is not in the vocab"},
-      {"normalizer", R"({"normalizer": {"type": "Lowercase"}, )" + std::string(kMinimalModel) +
-                         ", " + byte_level + "}",
+      {"normalizer",
+       R"({"normalizer": {"type": "Lowercase"}, )" + std::string(kMinimalModel) + ", " +
+           byte_level + "}",
        "normalizer type \"Lowercase\" is not supported"},
-      {"pre_tokenizer", R"({"pre_tokenizer": {"type": "Whitespace"}, )" +
-                            std::string(kMinimalModel) + "}",
+      {"pre_tokenizer",
+       R"({"pre_tokenizer": {"type": "Whitespace"}, )" + std::string(kMinimalModel) + "}",
        "pre_tokenizer type \"Whitespace\" is not supported"},
       {"no pre_tokenizer", "{" + std::string(kMinimalModel) + "}",
        "pre_tokenizer type \"\" is not supported"},
-      {"decoder", R"({"pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "BPEDecoder"}, )" +
-                      std::string(kMinimalModel) + "}",
+      {"decoder",
+       R"({"pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "BPEDecoder"}, )" +
+           std::string(kMinimalModel) + "}",
        "decoder type \"BPEDecoder\" is not supported"},
-      {"post_processor", R"({"post_processor": {"type": "TemplateProcessing"}, )" +
-                             std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"post_processor",
+       R"({"post_processor": {"type": "TemplateProcessing"}, )" + std::string(kMinimalModel) +
+           ", " + byte_level + "}",
        "post_processor type \"TemplateProcessing\" is not supported"},
-      {"truncation", R"({"truncation": {"max_length": 5}, )" + std::string(kMinimalModel) + ", " +
-                         byte_level + "}",
+      {"truncation",
+       R"({"truncation": {"max_length": 5}, )" + std::string(kMinimalModel) + ", " + byte_level +
+           "}",
        "truncation is not supported"},
       {"prefix space wrong type",
        R"({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": "yes"}, )" +
            std::string(kMinimalModel) + R"(, "decoder": {"type": "ByteLevel"}})",
        "add_prefix_space must be a boolean"},
-      {"added not array", R"({"added_tokens": {}, )" + std::string(kMinimalModel) + ", " +
-                              byte_level + "}",
+      {"added not array",
+       R"({"added_tokens": {}, )" + std::string(kMinimalModel) + ", " + byte_level + "}",
        "added_tokens must be an array"},
-      {"added id missing", R"({"added_tokens": [{"content": "x"}], )" +
-                               std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added id missing",
+       R"({"added_tokens": [{"content": "x"}], )" + std::string(kMinimalModel) + ", " + byte_level +
+           "}",
        "added_tokens[0].id must be an integer"},
-      {"added id out of range", R"({"added_tokens": [{"id": 99999999999, "content": "x"}], )" +
-                                    std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added id out of range",
+       R"({"added_tokens": [{"id": 99999999999, "content": "x"}], )" + std::string(kMinimalModel) +
+           ", " + byte_level + "}",
        "out of range"},
-      {"added empty", R"({"added_tokens": [{"id": 5, "content": ""}], )" +
-                          std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added empty",
+       R"({"added_tokens": [{"id": 5, "content": ""}], )" + std::string(kMinimalModel) + ", " +
+           byte_level + "}",
        "content must be a non-empty string"},
-      {"added conflicts with vocab", R"({"added_tokens": [{"id": 5, "content": "ab"}], )" +
-                                         std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added conflicts with vocab",
+       R"({"added_tokens": [{"id": 5, "content": "ab"}], )" + std::string(kMinimalModel) + ", " +
+           byte_level + "}",
        "the vocab gives it id 2"},
-      {"added steals vocab id", R"({"added_tokens": [{"id": 1, "content": "zz"}], )" +
-                                    std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added steals vocab id",
+       R"({"added_tokens": [{"id": 1, "content": "zz"}], )" + std::string(kMinimalModel) + ", " +
+           byte_level + "}",
        "which the vocab already gives to \"b\""},
-      {"added lstrip", R"({"added_tokens": [{"id": 9, "content": "<x>", "lstrip": true}], )" +
-                           std::string(kMinimalModel) + ", " + byte_level + "}",
+      {"added lstrip",
+       R"({"added_tokens": [{"id": 9, "content": "<x>", "lstrip": true}], )" +
+           std::string(kMinimalModel) + ", " + byte_level + "}",
        "lstrip = true is not supported"},
   };
   for (const auto& c : cases) {

@@ -3,9 +3,9 @@
 // reference implementation.
 #include "common/tokenizer/unicode_text.h"
 
+#include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
-#include <unicode/bytestream.h>
 
 #include <algorithm>
 #include <iterator>
@@ -130,34 +130,13 @@ constexpr CharClass kN = CharClass::kNumber;
 // but unassigned in Unicode 15.0 (ICU 72, Debian bookworm). Found by classifying every code
 // point with both; consulted only when ICU says "unassigned", so a newer ICU makes it moot.
 constexpr ClassRange kUnicode16Additions[] = {
-    {0x1C89, 0x1C8A, kL},
-    {0xA7CB, 0xA7CD, kL},
-    {0xA7DA, 0xA7DC, kL},
-    {0x105C0, 0x105F3, kL},
-    {0x10D40, 0x10D49, kN},
-    {0x10D4A, 0x10D65, kL},
-    {0x10D6F, 0x10D85, kL},
-    {0x10EC2, 0x10EC4, kL},
-    {0x11380, 0x11389, kL},
-    {0x1138B, 0x1138B, kL},
-    {0x1138E, 0x1138E, kL},
-    {0x11390, 0x113B5, kL},
-    {0x113B7, 0x113B7, kL},
-    {0x113D1, 0x113D1, kL},
-    {0x113D3, 0x113D3, kL},
-    {0x116D0, 0x116E3, kN},
-    {0x11BC0, 0x11BE0, kL},
-    {0x11BF0, 0x11BF9, kN},
-    {0x13460, 0x143FA, kL},
-    {0x16100, 0x1611D, kL},
-    {0x16130, 0x16139, kN},
-    {0x16D40, 0x16D6C, kL},
-    {0x16D70, 0x16D79, kN},
-    {0x18CFF, 0x18CFF, kL},
-    {0x1CCF0, 0x1CCF9, kN},
-    {0x1E5D0, 0x1E5ED, kL},
-    {0x1E5F0, 0x1E5F0, kL},
-    {0x1E5F1, 0x1E5FA, kN},
+    {0x1C89, 0x1C8A, kL},   {0xA7CB, 0xA7CD, kL},   {0xA7DA, 0xA7DC, kL},   {0x105C0, 0x105F3, kL},
+    {0x10D40, 0x10D49, kN}, {0x10D4A, 0x10D65, kL}, {0x10D6F, 0x10D85, kL}, {0x10EC2, 0x10EC4, kL},
+    {0x11380, 0x11389, kL}, {0x1138B, 0x1138B, kL}, {0x1138E, 0x1138E, kL}, {0x11390, 0x113B5, kL},
+    {0x113B7, 0x113B7, kL}, {0x113D1, 0x113D1, kL}, {0x113D3, 0x113D3, kL}, {0x116D0, 0x116E3, kN},
+    {0x11BC0, 0x11BE0, kL}, {0x11BF0, 0x11BF9, kN}, {0x13460, 0x143FA, kL}, {0x16100, 0x1611D, kL},
+    {0x16130, 0x16139, kN}, {0x16D40, 0x16D6C, kL}, {0x16D70, 0x16D79, kN}, {0x18CFF, 0x18CFF, kL},
+    {0x1CCF0, 0x1CCF9, kN}, {0x1E5D0, 0x1E5ED, kL}, {0x1E5F0, 0x1E5F0, kL}, {0x1E5F1, 0x1E5FA, kN},
     {0x2EBF0, 0x2EE5D, kL},
 };
 
@@ -176,9 +155,9 @@ CharClass ClassFromIcu(char32_t cp) {
       return CharClass::kNumber;
     case U_UNASSIGNED: {
       const auto* end = std::end(kUnicode16Additions);
-      const auto* it = std::upper_bound(
-          std::begin(kUnicode16Additions), end, cp,
-          [](char32_t c, const ClassRange& r) { return c < r.first; });
+      const auto* it =
+          std::upper_bound(std::begin(kUnicode16Additions), end, cp,
+                           [](char32_t c, const ClassRange& r) { return c < r.first; });
       if (it != std::begin(kUnicode16Additions) && cp <= std::prev(it)->last) {
         return std::prev(it)->cls;
       }
@@ -187,7 +166,7 @@ CharClass ClassFromIcu(char32_t cp) {
     default:
       // Oniguruma's \s is exactly the White_Space property (25 code points).
       return u_hasBinaryProperty(static_cast<UChar32>(cp), UCHAR_WHITE_SPACE) ? CharClass::kSpace
-                                                                               : CharClass::kOther;
+                                                                              : CharClass::kOther;
   }
 }
 
@@ -236,9 +215,8 @@ CharClass ClassifyCodePoint(char32_t cp) {
 void AppendNfc(std::string_view in, std::string* out) {
   // Below U+0300 every character is NFC-stable and composes with nothing that follows it, so
   // text without a lead byte >= 0xCC (U+0300) is already normalized.
-  const bool trivial = std::none_of(in.begin(), in.end(), [](char c) {
-    return static_cast<unsigned char>(c) >= 0xCC;
-  });
+  const bool trivial = std::none_of(in.begin(), in.end(),
+                                    [](char c) { return static_cast<unsigned char>(c) >= 0xCC; });
   if (trivial) {
     out->append(in);
     return;

@@ -60,7 +60,7 @@ int RunTokenizeStream(const Tokenizer& tokenizer, bool decode, std::istream& in,
       ++bad_lines;
       // The message may quote invalid UTF-8 from the input; dump() must not throw on it.
       err << json{{"line", line_number}, {"error", error}}.dump(-1, ' ', false,
-                                                              json::error_handler_t::replace)
+                                                                json::error_handler_t::replace)
           << '\n';
     }
   }
