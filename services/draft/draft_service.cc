@@ -13,6 +13,7 @@
 #include "common/speculative/acceptance.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
+#include "services/common/service_info.h"
 
 namespace specdec {
 namespace {

@@ -28,9 +28,6 @@ struct DraftServerConfig {
   int shutdown_grace_ms = 5000;
 };
 
-// Most draft tokens one round may ask for.
-inline constexpr int kMaxDraftTokensPerRound = 64;
-
 class DraftServiceImpl final : public v1::Draft::Service {
  public:
   DraftServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,

@@ -13,6 +13,7 @@
 #include "common/speculative/acceptance.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
+#include "services/common/service_info.h"
 
 namespace specdec {
 namespace {
@@ -38,8 +39,8 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
   if (span.tokens_size() == 0) {
     return absl::InvalidArgumentError("a verification needs at least the pending token");
   }
-  if (verify.drafts_size() > kMaxVerifyDraftTokens) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxVerifyDraftTokens,
+  if (verify.drafts_size() > kMaxDraftTokensPerRound) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxDraftTokensPerRound,
                                                    " draft tokens, got ", verify.drafts_size()));
   }
   if (span.start_position() + span.tokens_size() != request.committed_length()) {

@@ -23,9 +23,6 @@ struct VerifierServerConfig {
   int shutdown_grace_ms = 5000;
 };
 
-// Most draft tokens one verification may carry.
-inline constexpr int kMaxVerifyDraftTokens = 64;
-
 class VerifierServiceImpl final : public v1::Verifier::Service {
  public:
   VerifierServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view);

@@ -1,0 +1,239 @@
+// The gateway service (see gateway_service.h). Synchronous gRPC: each Generate stream runs its
+// round loop on the thread gRPC gives the call (docs/pipeline.md, "Threading").
+#include "services/gateway/gateway_service.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/rpc/server.h"
+#include "common/rpc/status.h"
+#include "services/common/proto_convert.h"
+#include "services/gateway/generation_session.h"
+
+namespace specdec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kMaxStopStrings = 16;
+constexpr size_t kMaxStopBytes = 256;
+
+std::string RandomHex() {
+  static std::mt19937_64* rng = new std::mt19937_64(std::random_device{}());
+  static absl::Mutex* mu = new absl::Mutex;
+  absl::MutexLock lock(mu);
+  return absl::StrFormat("%016x", (*rng)());
+}
+
+}  // namespace
+
+GatewayServiceImpl::GatewayServiceImpl(GatewayConfig config, ModelConfig model_config,
+                                       std::unique_ptr<Tokenizer> tokenizer)
+    : config_(std::move(config)),
+      model_config_(std::move(model_config)),
+      tokenizer_(std::move(tokenizer)) {
+  verifier_channel_ = grpc::CreateChannel(config_.verifier, grpc::InsecureChannelCredentials());
+  verifier_stub_ = v1::Verifier::NewStub(verifier_channel_);
+  if (!config_.draft.empty()) {
+    draft_channel_ = grpc::CreateChannel(config_.draft, grpc::InsecureChannelCredentials());
+    draft_stub_ = v1::Draft::NewStub(draft_channel_);
+  }
+}
+
+absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
+    const v1::GenerateRequest& request) const {
+  GenerationRequest out;
+  out.request_id = request.request_id().empty() ? absl::StrCat("req-", RandomHex())
+                                                : request.request_id();
+  if (!request.prompt().empty() && request.prompt_ids_size() > 0) {
+    return absl::InvalidArgumentError("give prompt or prompt_ids, not both");
+  }
+  if (!request.prompt().empty()) {
+    if (tokenizer_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "this gateway has no tokenizer.json: send prompt_ids instead of prompt");
+    }
+    ASSIGN_OR_RETURN(out.prompt, tokenizer_->Encode(request.prompt()));
+  } else {
+    out.prompt.assign(request.prompt_ids().begin(), request.prompt_ids().end());
+  }
+  if (out.prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (int32_t id : out.prompt) {
+    if (id < 0 || id >= model_config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside [0, ",
+                                                     model_config_.vocab_size, ")"));
+    }
+  }
+  if (static_cast<int64_t>(out.prompt.size()) >= model_config_.max_position_embeddings) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt has ", out.prompt.size(), " tokens; the model's context is ",
+                     model_config_.max_position_embeddings, " (the prompt must leave room)"));
+  }
+  if (request.max_new_tokens() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_new_tokens must be >= 0, got ", request.max_new_tokens()));
+  }
+  if (request.max_new_tokens() > config_.max_new_tokens_cap) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", request.max_new_tokens(),
+                                                   " is above this gateway's cap of ",
+                                                   config_.max_new_tokens_cap));
+  }
+  out.max_new_tokens = request.max_new_tokens() > 0
+                           ? request.max_new_tokens()
+                           : std::min(config_.default_max_new_tokens, config_.max_new_tokens_cap);
+  const v1::SamplingParameters& sampling = request.sampling();
+  out.sampling.temperature = sampling.temperature();
+  out.sampling.top_k = sampling.top_k();
+  out.sampling.top_p = sampling.top_p() == 0.0f ? 1.0f : sampling.top_p();
+  out.sampling.seed = sampling.seed();
+  if (std::isnan(sampling.top_p()) || sampling.top_p() < 0.0f) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in [0, 1], got ", sampling.top_p()));
+  }
+  RETURN_IF_ERROR(out.sampling.Validate());
+  const v1::SpeculationParameters& speculation = request.speculation();
+  if (speculation.num_draft_tokens() < 0 ||
+      speculation.num_draft_tokens() > kMaxDraftTokensPerRound) {
+    return absl::InvalidArgumentError(absl::StrCat("num_draft_tokens must be in [0, ",
+                                                   kMaxDraftTokensPerRound, "], got ",
+                                                   speculation.num_draft_tokens()));
+  }
+  out.num_draft_tokens = speculation.num_draft_tokens();
+  out.adaptive = speculation.adaptive();
+  if (request.stop_size() > kMaxStopStrings) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxStopStrings, " stop strings"));
+  }
+  for (const std::string& stop : request.stop()) {
+    if (stop.empty() || stop.size() > kMaxStopBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop strings must have 1 to ", kMaxStopBytes, " bytes"));
+    }
+    if (tokenizer_ == nullptr) {
+      return absl::FailedPreconditionError("stop strings need tokenizer.json on the gateway");
+    }
+    out.stop.push_back(stop);
+  }
+  out.include_rounds = request.include_rounds();
+  return out;
+}
+
+grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
+                                          const v1::GenerateRequest* request,
+                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  absl::StatusOr<GenerationRequest> validated = Validate(*request);
+  if (!validated.ok()) {
+    SPECDEC_LOG(Info) << "rejected request: " << validated.status();
+    return ToGrpcStatus(validated.status());
+  }
+  if (active_sessions_.fetch_add(1) >= config_.max_sessions) {
+    active_sessions_.fetch_sub(1);
+    SPECDEC_LOG(Info) << "request " << validated->request_id << " rejected: "
+                      << config_.max_sessions << " sessions active";
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions")));
+  }
+  struct Release {
+    std::atomic<int>* count;
+    ~Release() { count->fetch_sub(1); }
+  } release{&active_sessions_};
+
+  SessionEnvironment env;
+  env.verifier = verifier_stub_.get();
+  env.draft = draft_stub_.get();
+  env.tokenizer = tokenizer_.get();
+  env.draft_deadline_ms = config_.draft_deadline_ms;
+  env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
+  env.eos_token_id = static_cast<int32_t>(model_config_.eos_token_id);
+  env.max_positions = model_config_.max_position_embeddings;
+  const std::string session_id =
+      absl::StrCat(validated->request_id, "-", next_session_.fetch_add(1), "-", RandomHex());
+  GenerationSession session(session_id, *validated, env, context);
+  const absl::Status status = session.Run(
+      [writer](const v1::GenerateResponse& response) { return writer->Write(response); });
+  const v1::Usage& usage = session.usage();
+  const double tokens_per_s =
+      usage.total_ms() > 0 ? usage.generated_tokens() / (usage.total_ms() / 1000.0) : 0.0;
+  SPECDEC_LOG(Info) << "request " << validated->request_id << ": prompt "
+                    << usage.prompt_tokens() << " tokens, generated " << usage.generated_tokens()
+                    << " in " << usage.rounds() << " rounds, accepted " << usage.accepted_tokens()
+                    << "/" << usage.drafted_tokens() << " drafted, "
+                    << absl::StrFormat("%.1f tokens/s", tokens_per_s) << ", finish "
+                    << v1::FinishReason_Name(session.finish_reason())
+                    << (status.ok() ? "" : absl::StrCat(", error ", status.ToString()));
+  return ToGrpcStatus(status);
+}
+
+grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
+                                         v1::GetInfoResponse* response) {
+  std::filesystem::path dir(config_.model_dir);
+  if (!dir.has_filename()) dir = dir.parent_path();
+  response->set_model_name(dir.filename().string());
+  response->set_model_config(model_config_.Summary());
+  response->set_version(SpecdecVersion());
+  response->set_vocab_size(static_cast<int32_t>(model_config_.vocab_size));
+  response->set_max_position_embeddings(
+      static_cast<int32_t>(model_config_.max_position_embeddings));
+  response->set_eos_token_id(static_cast<int32_t>(model_config_.eos_token_id));
+  response->set_max_new_tokens_cap(config_.max_new_tokens_cap);
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  {
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    v1::ServiceInfoResponse info;
+    if (verifier_stub_->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
+      response->set_verifier_kv_policy(info.kv_policy());
+      response->set_verifier_device(info.device());
+    }
+  }
+  if (draft_stub_ != nullptr) {
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    v1::ServiceInfoResponse info;
+    if (draft_stub_->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
+      response->set_draft_plan(info.plan());
+      response->set_draft_device(info.device());
+      response->set_draft_available(true);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+absl::Status RunGatewayServer(const GatewayConfig& config) {
+  BlockShutdownSignals();
+  if (config.model_dir.empty()) {
+    return absl::InvalidArgumentError("--model_dir is required (config.json, tokenizer.json)");
+  }
+  if (config.verifier.empty()) return absl::InvalidArgumentError("--verifier is required");
+  if (config.max_sessions < 1) return absl::InvalidArgumentError("--max_sessions must be >= 1");
+  if (config.max_new_tokens_cap < 1) {
+    return absl::InvalidArgumentError("--max_new_tokens_cap must be >= 1");
+  }
+  ASSIGN_OR_RETURN(ModelConfig model_config, LoadModelConfig(config.model_dir + "/config.json"));
+  std::unique_ptr<Tokenizer> tokenizer;
+  const std::string tokenizer_path = config.model_dir + "/tokenizer.json";
+  if (std::filesystem::exists(tokenizer_path)) {
+    ASSIGN_OR_RETURN(tokenizer, Tokenizer::FromFile(tokenizer_path));
+  } else {
+    SPECDEC_LOG(Warning) << "gateway: no " << tokenizer_path
+                         << "; only prompt_ids requests, no text output";
+  }
+  SPECDEC_LOG(Info) << "gateway: model " << model_config.Summary() << ", verifier "
+                    << config.verifier << ", draft "
+                    << (config.draft.empty() ? std::string("none") : config.draft)
+                    << ", draft deadline " << config.draft_deadline_ms << " ms, max sessions "
+                    << config.max_sessions;
+  GatewayServiceImpl service(config, model_config, std::move(tokenizer));
+  ServerOptions options;
+  options.listen = config.listen;
+  options.name = "gateway";
+  options.health_service_names = {"specdec.v1.Gateway"};
+  options.shutdown_grace_ms = config.shutdown_grace_ms;
+  return ServeUntilSignal(options, {&service});
+}
+
+}  // namespace specdec

@@ -1,0 +1,80 @@
+// specdec-gateway: the public Generate API. Owns each request's token sequence, runs
+// speculation rounds against the draft and verifier services (propose, verify, accept,
+// commit), streams tokens and text, and decodes with the verifier alone when the draft is
+// absent, failing or late (docs/pipeline.md).
+#ifndef SPECDEC_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
+#define SPECDEC_SERVICES_GATEWAY_GATEWAY_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model/config.h"
+#include "common/sampling/sampling.h"
+#include "common/tokenizer/tokenizer.h"
+#include "specdec/v1/draft.grpc.pb.h"
+#include "specdec/v1/gateway.grpc.pb.h"
+#include "specdec/v1/verifier.grpc.pb.h"
+
+namespace specdec {
+
+struct GatewayConfig {
+  std::string listen = "0.0.0.0:50050";
+  std::string draft;     // draft service address; empty: no draft (verifier alone)
+  std::string verifier = "localhost:50051";
+  std::string model_dir;  // config.json (+ tokenizer.json for text)
+  int draft_deadline_ms = 500;      // per round; a later draft is skipped for the round
+  int max_sessions = 64;            // concurrent Generate streams
+  int max_new_tokens_cap = 4096;
+  int default_max_new_tokens = 64;  // when a request leaves max_new_tokens at 0
+  int max_adaptive_draft_tokens = 16;  // K bound for adaptive requests that give none
+  int shutdown_grace_ms = 5000;
+};
+
+// A request after validation: what the round loop needs.
+struct GenerationRequest {
+  std::string request_id;
+  std::vector<int32_t> prompt;
+  int64_t max_new_tokens = 0;
+  SamplingParams sampling;
+  int num_draft_tokens = 0;
+  bool adaptive = false;
+  std::vector<std::string> stop;
+  bool include_rounds = false;
+};
+
+class GatewayServiceImpl final : public v1::Gateway::Service {
+ public:
+  // `tokenizer` may be null: then only prompt_ids are accepted and no text is produced.
+  GatewayServiceImpl(GatewayConfig config, ModelConfig model_config,
+                     std::unique_ptr<Tokenizer> tokenizer);
+
+  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
+                       v1::GetInfoResponse* response) override;
+
+  // INVALID_ARGUMENT / FAILED_PRECONDITION for a request that cannot run.
+  absl::StatusOr<GenerationRequest> Validate(const v1::GenerateRequest& request) const;
+
+ private:
+  GatewayConfig config_;
+  ModelConfig model_config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::shared_ptr<grpc::Channel> verifier_channel_;
+  std::unique_ptr<v1::Verifier::Stub> verifier_stub_;
+  std::shared_ptr<grpc::Channel> draft_channel_;  // null without a draft
+  std::unique_ptr<v1::Draft::Stub> draft_stub_;
+  std::atomic<int> active_sessions_{0};
+  std::atomic<uint64_t> next_session_{0};
+};
+
+// Loads config.json and tokenizer.json, serves until SIGTERM/SIGINT.
+absl::Status RunGatewayServer(const GatewayConfig& config);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_GATEWAY_GATEWAY_SERVICE_H_

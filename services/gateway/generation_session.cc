@@ -1,0 +1,388 @@
+// The gateway's round loop (see generation_session.h). The steps and their positions mirror
+// GenerateSpeculative (common/generation/speculative_generator.cc) so that outputs match the
+// in-process generator token for token.
+#include "services/gateway/generation_session.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/speculative/draft_length.h"
+#include "services/common/proto_convert.h"
+#include "services/gateway/text_output.h"
+
+namespace specdec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+void SetSpan(const std::vector<int32_t>& committed, int64_t start, v1::TokenSpan* span) {
+  span->set_start_position(start);
+  for (size_t i = static_cast<size_t>(start); i < committed.size(); ++i) span->add_tokens(committed[i]);
+}
+
+const char* FinishName(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_LENGTH: return "length";
+    case v1::FINISH_REASON_EOS: return "eos";
+    case v1::FINISH_REASON_STOP: return "stop";
+    case v1::FINISH_REASON_CONTEXT: return "context";
+    default: return "none";
+  }
+}
+
+}  // namespace
+
+GenerationSession::GenerationSession(std::string session_id, const GenerationRequest& request,
+                                     const SessionEnvironment& env,
+                                     const grpc::ServerContext* context)
+    : session_id_(std::move(session_id)),
+      request_(request),
+      env_(env),
+      context_(context),
+      committed_(request.prompt) {}
+
+GenerationSession::~GenerationSession() { CloseStreams(false); }
+
+void GenerationSession::CloseStreams(bool release) {
+  if (draft_ != nullptr) {
+    draft_->Close(release, session_id_);
+    draft_.reset();
+  }
+  if (verifier_ != nullptr) {
+    verifier_->Close(release, session_id_);
+    verifier_.reset();
+  }
+}
+
+absl::Status GenerationSession::CheckClient() const {
+  if (context_ == nullptr) return absl::OkStatus();
+  if (context_->deadline() < std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("the request's deadline passed");
+  }
+  if (context_->IsCancelled()) return absl::CancelledError("the client cancelled the request");
+  return absl::OkStatus();
+}
+
+v1::DraftRequest GenerationSession::DraftPrefillRequest(int64_t round) const {
+  v1::DraftRequest request;
+  request.set_session_id(session_id_);
+  request.set_committed_length(static_cast<int64_t>(committed_.size()));
+  request.set_round(round);
+  v1::DraftPrefill* prefill = request.mutable_prefill();
+  // Every committed token but the pending one, which opens the next proposal.
+  prefill->mutable_tokens()->set_start_position(0);
+  for (size_t i = 0; i + 1 < committed_.size(); ++i) prefill->mutable_tokens()->add_tokens(committed_[i]);
+  *prefill->mutable_sampling() = ToProto(request_.sampling);
+  return request;
+}
+
+v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) const {
+  v1::VerifierRequest request;
+  request.set_session_id(session_id_);
+  request.set_committed_length(static_cast<int64_t>(committed_.size()));
+  request.set_round(round);
+  v1::VerifierPrefill* prefill = request.mutable_prefill();
+  prefill->mutable_tokens()->set_start_position(0);
+  for (size_t i = 0; i + 1 < committed_.size(); ++i) prefill->mutable_tokens()->add_tokens(committed_[i]);
+  *prefill->mutable_sampling() = ToProto(request_.sampling);
+  return request;
+}
+
+void GenerationSession::DropDraft(const std::string& why) {
+  std::string detail;
+  if (draft_ != nullptr) {
+    draft_->Close(false, session_id_);
+    if (!draft_->final_status().ok()) detail = ": " + draft_->final_status().error_message();
+    draft_.reset();
+  }
+  draft_failed_ = true;
+  SPECDEC_LOG(Warning) << "session " << session_id_ << ": draft unavailable (" << why << detail
+                       << "), decoding with the verifier alone";
+}
+
+absl::Status GenerationSession::Prefill() {
+  const int64_t length = static_cast<int64_t>(committed_.size());
+  verifier_ = std::make_unique<VerifierStream>(env_.verifier, context_);
+  const bool wants_draft = request_.num_draft_tokens > 0 || request_.adaptive;
+  if (env_.draft != nullptr && wants_draft) {
+    draft_ = std::make_unique<DraftStream>(env_.draft, context_);
+    // Not awaited: the draft prefills while the verifier does, and its acknowledgement is
+    // skipped when the first proposals are read.
+    if (draft_->Send(DraftPrefillRequest(0))) {
+      draft_valid_ = length - 1;
+    } else {
+      DropDraft("the prefill could not be sent");
+    }
+  }
+  ASSIGN_OR_RETURN(v1::VerifierResponse response, verifier_->Call(VerifierPrefillRequest(0)));
+  if (!response.has_prefilled()) {
+    return absl::InternalError("the verifier did not acknowledge the prefill");
+  }
+  verifier_valid_ = length - 1;
+  return absl::OkStatus();
+}
+
+GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
+  Proposals out;
+  if (draft_ == nullptr) {
+    out.fallback = draft_failed_ ? v1::FALLBACK_DRAFT_UNAVAILABLE : v1::FALLBACK_NO_DRAFT;
+    return out;
+  }
+  const auto start = Clock::now();
+  const int64_t length = static_cast<int64_t>(committed_.size());
+  auto propose_request = [&](int64_t start_position) {
+    v1::DraftRequest request;
+    request.set_session_id(session_id_);
+    request.set_committed_length(length);
+    request.set_round(round);
+    SetSpan(committed_, start_position, request.mutable_propose()->mutable_tokens());
+    request.mutable_propose()->set_num_draft_tokens(k);
+    return request;
+  };
+  if (!draft_->Send(propose_request(draft_valid_))) {
+    DropDraft("the proposal request could not be sent");
+    out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    return out;
+  }
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(env_.draft_deadline_ms);
+  bool re_prefilled = false;
+  while (static_cast<int>(out.proposals.size()) < k && draft_ != nullptr) {
+    v1::DraftResponse response;
+    const DraftStream::ReadResult read = draft_->Read(&response, deadline);
+    if (read == DraftStream::ReadResult::kTimeout) {
+      if (out.proposals.empty()) out.fallback = v1::FALLBACK_DRAFT_DEADLINE;
+      SPECDEC_LOG(Debug) << "session " << session_id_ << " round " << round << ": draft late, "
+                         << out.proposals.size() << " of " << k << " proposals in time";
+      break;
+    }
+    if (read == DraftStream::ReadResult::kClosed) {
+      DropDraft("its stream ended");
+      break;
+    }
+    // Acknowledgements and answers to rounds given up on are stale.
+    if (response.round() != round || response.has_prefilled() || response.has_released()) continue;
+    if (response.has_session_lost()) {
+      if (re_prefilled) {
+        DropDraft("the draft lost the session again after a re-prefill");
+        break;
+      }
+      re_prefilled = true;
+      SPECDEC_LOG(Info) << "session " << session_id_ << ": draft lost the session ("
+                        << response.session_lost().reason() << "), re-prefilling";
+      if (!draft_->Send(DraftPrefillRequest(round)) || !draft_->Send(propose_request(length - 1))) {
+        DropDraft("the re-prefill could not be sent");
+      }
+      continue;
+    }
+    if (!response.has_token() ||
+        response.token().index() != static_cast<int>(out.proposals.size())) {
+      DropDraft("the draft sent an unexpected message");
+      break;
+    }
+    TokenDistribution q = FromProto(response.token().q());
+    out.proposals.push_back(MakeProposal(response.token().token(), q));
+    out.dists.push_back(std::move(q));
+    out.compute_ms = response.token().compute_ms();
+  }
+  if (out.proposals.empty() && out.fallback == v1::FALLBACK_UNSPECIFIED) {
+    out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+  }
+  out.wall_ms = MsSince(start);
+  return out;
+}
+
+absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t round,
+                                                                     const Proposals& proposals) {
+  const auto start = Clock::now();
+  const int64_t length = static_cast<int64_t>(committed_.size());
+  auto verify_request = [&](int64_t start_position) {
+    v1::VerifierRequest request;
+    request.set_session_id(session_id_);
+    request.set_committed_length(length);
+    request.set_round(round);
+    v1::VerifyRequest* verify = request.mutable_verify();
+    SetSpan(committed_, start_position, verify->mutable_tokens());
+    for (size_t i = 0; i < proposals.proposals.size(); ++i) {
+      v1::DraftedToken* drafted = verify->add_drafts();
+      drafted->set_token(proposals.proposals[i].token);
+      ToProto(proposals.dists[i], drafted->mutable_q());
+    }
+    return request;
+  };
+  ASSIGN_OR_RETURN(v1::VerifierResponse response, verifier_->Call(verify_request(verifier_valid_)));
+  if (response.has_session_lost()) {
+    SPECDEC_LOG(Info) << "session " << session_id_ << ": verifier lost the session ("
+                      << response.session_lost().reason() << "), re-prefilling";
+    ASSIGN_OR_RETURN(v1::VerifierResponse prefilled, verifier_->Call(VerifierPrefillRequest(round)));
+    if (!prefilled.has_prefilled()) {
+      return absl::InternalError("the verifier did not acknowledge the re-prefill");
+    }
+    ASSIGN_OR_RETURN(response, verifier_->Call(verify_request(length - 1)));
+    if (response.has_session_lost()) {
+      return absl::UnavailableError("the verifier lost the session again after a re-prefill");
+    }
+  }
+  if (!response.has_verified()) {
+    return absl::InternalError("the verifier answered a verification with something else");
+  }
+  Verdict verdict;
+  for (const v1::VerifiedPosition& position : response.verified().positions()) {
+    verdict.positions.push_back({position.p_prob_of_draft(), position.fallback_token()});
+  }
+  verdict.compute_ms = response.verified().compute_ms();
+  verdict.wall_ms = MsSince(start);
+  return verdict;
+}
+
+absl::Status GenerationSession::Run(const Emit& emit) {
+  const auto run_start = Clock::now();
+  usage_.set_prompt_tokens(static_cast<int32_t>(request_.prompt.size()));
+  RETURN_IF_ERROR(CheckClient());
+  if (absl::Status status = Prefill(); !status.ok()) {
+    CloseStreams(false);
+    return status;
+  }
+  usage_.set_prefill_ms(MsSince(run_start));
+
+  const bool speculate = request_.num_draft_tokens > 0 || request_.adaptive;
+  const int max_k =
+      request_.num_draft_tokens > 0 ? request_.num_draft_tokens : env_.max_adaptive_draft_tokens;
+  DraftLengthPolicy policy = request_.adaptive ? DraftLengthPolicy::ExpectedThroughput(max_k)
+                                               : DraftLengthPolicy::Constant(request_.num_draft_tokens);
+  TextOutput text(env_.tokenizer, request_.stop);
+  int64_t generated = 0;
+  int64_t round = 0;
+  double cost_ratio_ema = -1;
+  absl::Status status;
+
+  while (finish_reason_ == v1::FINISH_REASON_UNSPECIFIED) {
+    status = CheckClient();
+    if (!status.ok()) break;
+    const int64_t length = static_cast<int64_t>(committed_.size());  // L, pending included
+    const int64_t remaining = request_.max_new_tokens - generated;
+    if (remaining <= 0) {
+      finish_reason_ = v1::FINISH_REASON_LENGTH;
+      break;
+    }
+    if (length >= env_.max_positions) {
+      finish_reason_ = v1::FINISH_REASON_CONTEXT;
+      break;
+    }
+    // A round commits accepted + 1 tokens: keep K inside the budget and the context.
+    int k = speculate ? std::max(0, policy.NextK()) : 0;
+    k = static_cast<int>(std::min<int64_t>({k, remaining - 1, env_.max_positions - length - 1}));
+    k = std::max(k, 0);
+
+    const auto round_start = Clock::now();
+    Proposals proposals;
+    if (k > 0) {
+      proposals = Propose(round, k);
+    } else if (!speculate) {
+      proposals.fallback = v1::FALLBACK_NO_DRAFT;
+    }
+    const bool draft_asked = k > 0 && proposals.wall_ms > 0;
+    absl::StatusOr<Verdict> verdict = Verify(round, proposals);
+    if (!verdict.ok()) {
+      status = verdict.status();
+      break;
+    }
+    if (absl::Status valid = ValidateRound(proposals.proposals, verdict->positions); !valid.ok()) {
+      status = absl::InternalError(absl::StrCat("malformed verifier answer: ", valid.message()));
+      break;
+    }
+    const RoundOutcome outcome =
+        AcceptProposals(request_.sampling, length, proposals.proposals, verdict->positions);
+    // Rollback by committed length: the next messages start where each side's committed part
+    // ends (the draft holds accepted drafts but never x_K; the verifier holds all of them).
+    verifier_valid_ = length + outcome.num_accepted;
+    if (draft_asked) draft_valid_ = length + std::min(outcome.num_accepted, k - 1);
+
+    std::vector<int32_t> emitted;
+    for (int i = 0; i < outcome.num_accepted; ++i) emitted.push_back(proposals.proposals[i].token);
+    emitted.push_back(outcome.next_token);
+    v1::GenerateResponse response;
+    int tokens_emitted = 0;
+    for (int32_t token : emitted) {
+      committed_.push_back(token);
+      ++generated;
+      ++tokens_emitted;
+      response.add_token_ids(token);
+      if (token == env_.eos_token_id) {
+        finish_reason_ = v1::FINISH_REASON_EOS;
+        break;
+      }
+      bool stopped = false;
+      response.mutable_text()->append(text.Add(token, &stopped));
+      if (stopped) {
+        finish_reason_ = v1::FINISH_REASON_STOP;
+        break;
+      }
+    }
+    const int proposed = static_cast<int>(proposals.proposals.size());
+    if (proposed > 0) {
+      policy.Observe(proposed, outcome.num_accepted);
+      const double c = (proposals.wall_ms / proposed) / std::max(verdict->wall_ms, 1e-3);
+      cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;
+      policy.SetCostRatio(cost_ratio_ema);
+    }
+    usage_.set_rounds(usage_.rounds() + 1);
+    usage_.set_drafted_tokens(usage_.drafted_tokens() + proposed);
+    usage_.set_accepted_tokens(usage_.accepted_tokens() + outcome.num_accepted);
+
+    v1::RoundRecord record;
+    record.set_round(round);
+    record.set_num_draft_tokens(k);
+    record.set_num_proposed(proposed);
+    record.set_num_accepted(outcome.num_accepted);
+    record.set_tokens_emitted(tokens_emitted);
+    record.set_draft_ms(proposals.compute_ms);
+    record.set_verify_ms(verdict->compute_ms);
+    record.set_network_ms(std::max(0.0, proposals.wall_ms - proposals.compute_ms) +
+                          std::max(0.0, verdict->wall_ms - verdict->compute_ms));
+    record.set_fallback(proposals.fallback);
+    record.set_gateway_ms(std::max(
+        0.0, MsSince(round_start) - proposals.wall_ms - verdict->wall_ms));
+    SPECDEC_LOG(Debug) << "session " << session_id_ << " round " << round << " K=" << k
+                       << " proposed=" << proposed << " accepted=" << outcome.num_accepted
+                       << " emitted=" << tokens_emitted << " draft_ms=" << record.draft_ms()
+                       << " verify_ms=" << record.verify_ms() << " network_ms="
+                       << record.network_ms() << " gateway_ms=" << record.gateway_ms()
+                       << " fallback=" << v1::Fallback_Name(record.fallback());
+    if (request_.include_rounds) *response.add_rounds() = record;
+    if (round == 0) response.set_request_id(request_.request_id);
+    ++round;
+    if (!emit(response)) {
+      status = absl::CancelledError("the client went away");
+      break;
+    }
+  }
+  if (!status.ok()) {
+    CloseStreams(false);
+    return status;
+  }
+  // Release both sides before the last message, so a client that saw it sees no live session.
+  CloseStreams(true);
+  v1::GenerateResponse last;
+  if (finish_reason_ != v1::FINISH_REASON_STOP) {
+    bool stopped = false;
+    last.set_text(text.Finish(&stopped));
+    if (stopped) finish_reason_ = v1::FINISH_REASON_STOP;
+  }
+  if (round == 0) last.set_request_id(request_.request_id);
+  last.set_finish_reason(finish_reason_);
+  usage_.set_generated_tokens(static_cast<int32_t>(generated));
+  usage_.set_total_ms(MsSince(run_start));
+  *last.mutable_usage() = usage_;
+  if (!emit(last)) return absl::CancelledError("the client went away");
+  SPECDEC_LOG(Debug) << "session " << session_id_ << " finished: " << FinishName(finish_reason_);
+  return absl::OkStatus();
+}
+
+}  // namespace specdec

@@ -1,0 +1,45 @@
+// specdec-gateway: flags -> GatewayConfig -> RunGatewayServer.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/rpc/server.h"
+#include "services/gateway/gateway_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50050", "HOST:PORT to serve the public API on");
+ABSL_FLAG(std::string, draft, "", "draft service address (empty: decode with the verifier alone)");
+ABSL_FLAG(std::string, verifier, "localhost:50051", "verifier service address");
+ABSL_FLAG(std::string, model_dir, "", "checkpoint folder: config.json and tokenizer.json");
+ABSL_FLAG(int, draft_deadline_ms, 500,
+          "per round: a draft later than this is skipped (verifier alone for that round)");
+ABSL_FLAG(int, max_sessions, 64, "concurrent Generate streams (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may ask for");
+ABSL_FLAG(int, default_max_new_tokens, 64, "max_new_tokens of requests that leave it at 0");
+ABSL_FLAG(int, max_adaptive_draft_tokens, 16, "K bound of adaptive requests that set none");
+ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+
+int main(int argc, char** argv) {
+  specdec::BlockShutdownSignals();
+  absl::SetProgramUsageMessage(
+      "Gateway: specdec-gateway --model_dir DIR --verifier ADDR [--draft ADDR] "
+      "[--listen HOST:PORT]");
+  absl::ParseCommandLine(argc, argv);
+  specdec::GatewayConfig config;
+  config.listen = absl::GetFlag(FLAGS_listen);
+  config.draft = absl::GetFlag(FLAGS_draft);
+  config.verifier = absl::GetFlag(FLAGS_verifier);
+  config.model_dir = absl::GetFlag(FLAGS_model_dir);
+  config.draft_deadline_ms = absl::GetFlag(FLAGS_draft_deadline_ms);
+  config.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  config.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
+  config.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
+  config.max_adaptive_draft_tokens = absl::GetFlag(FLAGS_max_adaptive_draft_tokens);
+  config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  absl::Status status = specdec::RunGatewayServer(config);
+  if (!status.ok()) {
+    std::fprintf(stderr, "specdec-gateway: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
