@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libre2-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev
-  curl
+  curl docker-compose
 )
 
 missing=()

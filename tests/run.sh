@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j2
-# The cross-language client test needs its npm packages; without the registry it is skipped.
-if [ -f tests/clients/node/package.json ] && command -v npm >/dev/null; then
-  (cd tests/clients/node && npm install --no-audit --no-fund --loglevel=error) ||
-    echo "tests/run.sh: npm install failed; the Node client test will be skipped"
-fi
+# Node-based tests (the cross-language client, deploy validation) need their npm packages;
+# without the registry they are skipped, not failed.
+for dir in tests/clients/node tests/deploy; do
+  if [ -f "$dir/package.json" ] && command -v npm >/dev/null; then
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error) ||
+      echo "tests/run.sh: npm install failed in $dir; its tests will be skipped"
+  fi
+done
 ctest --test-dir build --output-on-failure -j2 --timeout 900
