@@ -16,3 +16,5 @@ for dir in tests/clients/node tests/deploy; do
   fi
 done
 ctest --test-dir build --output-on-failure -j2 --timeout 900
+# Every libFuzzer target, bounded (SPECDEC_FUZZ_SECONDS per target, default 20).
+tests/fuzz/run_fuzzers.sh
