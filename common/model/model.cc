@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/kv_cache/paged_kv_cache.h"
 #include "common/model/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -40,33 +41,22 @@ struct ModelView::Impl {
   torch::Tensor head_w;  // [cols, hidden]
   std::shared_ptr<const std::vector<int32_t>> vocab_ids;
   int64_t cols = 0;
+  std::shared_ptr<KvStore> kv_store;  // null: contiguous caches
 };
 
 struct Sequence::State {
   int64_t length = 0;
+  int64_t committed = 0;
   // Per view layer: [heads, capacity, head_dim]; positions >= length are garbage.
   std::vector<torch::Tensor> k, v;
+  // Set instead of k/v when the view has a KV policy.
+  std::unique_ptr<PagedKvCache> paged;
 };
 
 namespace {
 
 absl::Status TorchError(const c10::Error& e, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-}
-
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
-}
-
-// q or k: [heads, n, head_dim]; cos/sin: [n, rot].
-torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                          int64_t rot) {
-  if (rot == 0) return x;
-  torch::Tensor x_rot = x.slice(-1, 0, rot);
-  torch::Tensor rotated = x_rot * cos + RotateHalf(x_rot) * sin;
-  if (rot == x.size(-1)) return rotated;
-  return torch::cat({rotated, x.slice(-1, rot)}, -1);
 }
 
 torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
@@ -126,7 +116,7 @@ static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& pr
 static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, torch::Tensor x,
                                   const torch::Tensor& cos, const torch::Tensor& sin,
                                   torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t past,
-                                  AttentionStats* stats) {
+                                  AttentionStats* stats, PagedKvCache* paged, size_t layer_slot) {
   const ModelConfig& c = m.config;
   const LayerWeights& w = *layer.base;
   const int64_t n = x.size(0);
@@ -139,6 +129,14 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   torch::Tensor q = qkv.slice(-1, 0, hd);
   torch::Tensor k = qkv.slice(-1, hd, 2 * hd);
   torch::Tensor v = qkv.slice(-1, 2 * hd, 3 * hd);
+  torch::Tensor attn_out;
+  if (paged != nullptr) {
+    // The paged cache applies rotary itself (positions depend on the policy).
+    torch::Tensor probs;
+    torch::Tensor out = paged->Attend(layer_slot, q, k, v, stats ? &probs : nullptr);  // [heads, n, hd]
+    if (stats != nullptr) RecordAttentionStats(layer, probs, paged->slots(), stats);
+    attn_out = torch::linear(out.transpose(0, 1).reshape({n, heads * hd}), layer.dense_w, w.dense_b);
+  } else {
   const int64_t rot = c.rotary_dims();
   q = ApplyRotary(q, cos, sin, rot);
   k = ApplyRotary(k, cos, sin, rot);
@@ -156,7 +154,8 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   if (stats != nullptr) RecordAttentionStats(layer, probs, past, stats);
   probs = probs.to(values.scalar_type());
   torch::Tensor attn = torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
-  torch::Tensor attn_out = torch::linear(attn, layer.dense_w, w.dense_b);
+  attn_out = torch::linear(attn, layer.dense_w, w.dense_b);
+  }
 
   auto mlp = [&](const torch::Tensor& h) {
     torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
@@ -175,20 +174,27 @@ static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& st
   const Model::Impl& m = view.model->impl();
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t past = state.length;
+  PagedKvCache* paged = state.paged.get();
   torch::Tensor ids = torch::from_blob(const_cast<int32_t*>(tokens.data()), {n}, torch::kInt32)
                           .to(m.device, torch::kLong);
   torch::Tensor x = torch::embedding(m.embed_in, ids);
-  torch::Tensor cos = m.cos.slice(0, past, past + n).to(x.scalar_type());
-  torch::Tensor sin = m.sin.slice(0, past, past + n).to(x.scalar_type());
+  torch::Tensor cos, sin;
+  if (paged == nullptr) {
+    cos = m.cos.slice(0, past, past + n).to(x.scalar_type());
+    sin = m.sin.slice(0, past, past + n).to(x.scalar_type());
+  }
   if (record) record->push_back(x);
-  if (state.k.size() != view.layers.size()) {
+  if (paged == nullptr && state.k.size() != view.layers.size()) {
     state.k.resize(view.layers.size());
     state.v.resize(view.layers.size());
   }
   for (size_t i = 0; i < view.layers.size(); ++i) {
-    x = LayerForward(m, view.layers[i], x, cos, sin, state.k[i], state.v[i], past, stats);
+    torch::Tensor unused;
+    x = LayerForward(m, view.layers[i], x, cos, sin, paged ? unused : state.k[i],
+                     paged ? unused : state.v[i], past, stats, paged, i);
     if (record) record->push_back(x);
   }
+  if (paged != nullptr) paged->EndForward(n);
   state.length = past + n;
   if (wanted == LogitsWanted::kLast) x = x.slice(0, n - 1, n);
   x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
@@ -267,6 +273,30 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
   return std::make_shared<const ModelView>(std::move(view));
 }
 
+absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& plan,
+                                                             const KvCacheConfig& kv_cache) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<const ModelView> plain, View(plan));
+  // Rebuild the Impl with a store: views are immutable once shared.
+  auto view = std::make_unique<ModelView::Impl>(plain->impl());
+  KvStoreShape shape;
+  const ModelConfig& c = impl_->config;
+  for (const ViewLayer& layer : view->layers) shape.layer_heads.push_back(layer.num_heads);
+  shape.head_dim = c.head_dim();
+  shape.max_positions = c.max_position_embeddings;
+  shape.rotary_dims = c.rotary_dims();
+  shape.cos = impl_->cos;
+  shape.sin = impl_->sin;
+  shape.dtype = impl_->dtype;
+  shape.device = impl_->device;
+  try {
+    c10::InferenceMode guard;
+    ASSIGN_OR_RETURN(view->kv_store, KvStore::Create(kv_cache, std::move(shape)));
+  } catch (const c10::Error& e) {
+    return TorchError(e, "allocating the KV block pool");
+  }
+  return std::make_shared<const ModelView>(std::move(view));
+}
+
 std::shared_ptr<const ModelView> Model::FullView() const {
   auto view = View(LayerPlan{});
   return *std::move(view);  // the full plan always validates
@@ -308,12 +338,20 @@ const std::shared_ptr<const std::vector<int32_t>>& ModelView::vocab_ids() const 
 std::unique_ptr<Sequence> ModelView::NewSequence() const {
   return std::make_unique<Sequence>(shared_from_this());
 }
+const KvCacheConfig* ModelView::kv_cache_config() const {
+  return impl_->kv_store ? &impl_->kv_store->config() : nullptr;
+}
+KvPoolStats ModelView::kv_pool_stats() const {
+  return impl_->kv_store ? impl_->kv_store->pool().stats() : KvPoolStats{};
+}
 
 // ---------------------------------------------------------------------------------------------
 // Sequence
 
 Sequence::Sequence(std::shared_ptr<const ModelView> view)
-    : view_(std::move(view)), state_(std::make_unique<State>()) {}
+    : view_(std::move(view)), state_(std::make_unique<State>()) {
+  if (view_->impl().kv_store) state_->paged = std::make_unique<PagedKvCache>(view_->impl().kv_store);
+}
 Sequence::~Sequence() = default;
 int64_t Sequence::length() const { return state_->length; }
 const ModelView& Sequence::view() const { return *view_; }
@@ -327,12 +365,28 @@ absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, Logit
           absl::StrCat("token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
-  if (state_->length + static_cast<int64_t>(tokens.size()) > c.max_position_embeddings) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  PagedKvCache* paged = state_->paged.get();
+  const int64_t position_end = paged ? paged->PositionEnd(n) : state_->length + n;
+  if (position_end > c.max_position_embeddings) {
+    if (paged && view_->kv_cache_config()->RerotatesKeys()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          paged->slots() + n, " cached tokens exceed the model's ", c.max_position_embeddings,
+          " positions (commit more of the sequence so that the KV policy can evict)"));
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "sequence of ", state_->length + tokens.size(), " tokens exceeds the model's ",
         c.max_position_embeddings, " positions"));
   }
   const int64_t before = state_->length;
+  if (paged) {
+    try {
+      c10::InferenceMode guard;
+      RETURN_IF_ERROR(paged->BeginForward(n));
+    } catch (const c10::Error& e) {
+      return TorchError(e, "reserving KV blocks");
+    }
+  }
   try {
     c10::InferenceMode guard;
     torch::Tensor logits = RunForward(view_->impl(), *state_, tokens, wanted, nullptr, attention_stats_)
@@ -346,6 +400,7 @@ absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, Logit
     return out;
   } catch (const c10::Error& e) {
     state_->length = before;  // the cache beyond `before` is garbage; never expose it
+    if (paged) paged->AbortForward();
     return TorchError(e, "forward pass");
   }
 }
@@ -355,11 +410,45 @@ absl::Status Sequence::Truncate(int64_t length) {
     return absl::InvalidArgumentError(absl::StrCat("cannot truncate a sequence of ", state_->length,
                                                    " tokens to ", length));
   }
+  if (state_->paged) {
+    try {
+      c10::InferenceMode guard;
+      RETURN_IF_ERROR(state_->paged->Truncate(length));
+    } catch (const c10::Error& e) {
+      return TorchError(e, "truncating the KV cache");
+    }
+  }
   state_->length = length;
+  state_->committed = std::min(state_->committed, length);
   return absl::OkStatus();
 }
 
+absl::Status Sequence::Commit(int64_t length) {
+  if (length < state_->committed || length > state_->length) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot commit ", length, " tokens of a sequence of ",
+                                                   state_->length, " with ", state_->committed,
+                                                   " committed"));
+  }
+  if (state_->paged) {
+    try {
+      c10::InferenceMode guard;
+      RETURN_IF_ERROR(state_->paged->Commit(length));
+    } catch (const c10::Error& e) {
+      return TorchError(e, "committing to the KV cache");
+    }
+  }
+  state_->committed = length;
+  return absl::OkStatus();
+}
+
+int64_t Sequence::committed_length() const { return state_->committed; }
+
+int64_t Sequence::cached_tokens() const {
+  return state_->paged ? state_->paged->slots() : state_->length;
+}
+
 int64_t Sequence::cache_bytes() const {
+  if (state_->paged) return state_->paged->bytes();
   int64_t bytes = 0;
   for (const auto& t : state_->k) {
     if (t.defined()) bytes += t.numel() * t.element_size();

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "common/model/config.h"
 #include "common/model/layer_plan.h"
 
@@ -80,6 +81,11 @@ class Model : public std::enable_shared_from_this<Model> {
   absl::StatusOr<std::shared_ptr<const ModelView>> View(const LayerPlan& plan) const;
   // The full model.
   std::shared_ptr<const ModelView> FullView() const;
+  // The view that runs `plan` with a paged KV cache under `kv_cache`'s policy: its sequences
+  // share one block pool of kv_cache.pool_blocks blocks (docs/kv_cache.md). Without this
+  // overload sequences use the plain contiguous cache (drafts, tools, tests).
+  absl::StatusOr<std::shared_ptr<const ModelView>> View(const LayerPlan& plan,
+                                                        const KvCacheConfig& kv_cache) const;
 
   // Hugging Face's output_hidden_states convention for one forward pass over `tokens`:
   // entry 0 the embeddings, entry i the output of layer i-1, the last after the final norm.
@@ -106,6 +112,11 @@ class ModelView : public std::enable_shared_from_this<ModelView> {
   // Column -> token id for subset heads; null for the full vocabulary.
   const std::shared_ptr<const std::vector<int32_t>>& vocab_ids() const;
   std::unique_ptr<Sequence> NewSequence() const;
+  // The KV policy of the view's paged cache; null for the contiguous cache.
+  const KvCacheConfig* kv_cache_config() const;
+  // The shared block pool (all zeros for the contiguous cache). A service refuses a new session
+  // up front when free_blocks cannot hold its prompt.
+  KvPoolStats kv_pool_stats() const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }
@@ -123,16 +134,27 @@ class Sequence {
   Sequence(const Sequence&) = delete;
   Sequence& operator=(const Sequence&) = delete;
 
-  // Tokens held in the KV cache.
+  // Tokens run so far (positions; under an evicting KV policy more than the tokens cached).
   int64_t length() const;
   // Runs `tokens` at positions [length(), length() + n) and appends them to the cache.
   // Returns logits for every new position (kAll) or only the last one (kLast).
-  // INVALID_ARGUMENT for out-of-range ids or a sequence past max_position_embeddings.
+  // INVALID_ARGUMENT for out-of-range ids or a sequence past max_position_embeddings (under
+  // sink_window: more cached tokens than positions). RESOURCE_EXHAUSTED when the view's block
+  // pool cannot hold the new tokens; the sequence is then unchanged.
   absl::StatusOr<Logits> Forward(absl::Span<const int32_t> tokens,
                                  LogitsWanted wanted = LogitsWanted::kAll);
   // Drops cached positions >= `length` (rollback). Exact: later forwards match a fresh run.
+  // Under an evicting KV policy (sink_window, h2o, hierarchical), truncating below the
+  // committed length is FAILED_PRECONDITION once a committed token was evicted or merged.
   absl::Status Truncate(int64_t length);
-  // Bytes held by the KV cache.
+  // Marks positions < `length` committed: the caller will never truncate below it. The KV
+  // policy compresses or evicts only committed positions; the uncommitted (speculative) tail
+  // stays exact. INVALID_ARGUMENT when `length` is below the committed length or past length().
+  absl::Status Commit(int64_t length);
+  int64_t committed_length() const;
+  // Tokens held in the KV cache (length() unless the policy evicted or merged some).
+  int64_t cached_tokens() const;
+  // Bytes held by the KV cache (for a paged cache: its blocks, whole).
   int64_t cache_bytes() const;
   // While set, every Forward adds its attention statistics to `stats` (slower; for probing).
   // Heads the view masks are not recorded. nullptr stops recording.
