@@ -40,6 +40,8 @@ absl::Status ServeUntilSignal(const ServerOptions& options,
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
+  // A second process on the same port must fail, not share it silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int selected_port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &selected_port);
   for (grpc::Service* service : services) builder.RegisterService(service);

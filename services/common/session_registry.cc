@@ -29,6 +29,11 @@ void SessionRegistry::Close(const std::string& id, CloseReason reason) {
 
 bool SessionRegistry::Evict(const std::string& id) {
   absl::MutexLock lock(&mu_);
+  if (id.empty()) {
+    for (auto& [unused, slot] : sessions_) slot->evicted = true;
+    evicted_ += static_cast<int64_t>(sessions_.size());
+    return !sessions_.empty();
+  }
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return false;
   it->second->evicted = true;

@@ -32,7 +32,7 @@ class SessionRegistry {
   absl::StatusOr<std::shared_ptr<SessionSlot>> Open(const std::string& id);
   // Unregisters a session (idempotent).
   void Close(const std::string& id, CloseReason reason);
-  // Marks a session evicted; false when unknown.
+  // Marks a session evicted (every session when `id` is empty); false when there was none.
   bool Evict(const std::string& id);
   void AddTokens(int64_t n) { tokens_processed_ += n; }
   v1::GetStatsResponse Stats() const;

@@ -284,9 +284,11 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     Proposals proposals;
     if (k > 0) {
       proposals = Propose(round, k);
-    } else if (!speculate) {
+    } else if (!speculate || env_.draft == nullptr) {
       proposals.fallback = v1::FALLBACK_NO_DRAFT;
-    }
+    } else if (draft_failed_) {
+      proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    }  // else K was cut to 0 by the token budget or the context: not a fallback
     const bool draft_asked = k > 0 && proposals.wall_ms > 0;
     absl::StatusOr<Verdict> verdict = Verify(round, proposals);
     if (!verdict.ok()) {

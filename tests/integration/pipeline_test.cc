@@ -1,0 +1,538 @@
+// End-to-end tests of the three services as real processes on loopback ports: greedy output
+// through the gateway equals in-process plain decoding token for token (any K, adaptive K, no
+// draft, a killed draft, a late draft, evicted sessions), sampling is reproducible and equals
+// the in-process speculative generator, and every error code of the API.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/generation/generator.h"
+#include "common/model/checkpoint_writer.h"
+#include "common/model/layer_plan.h"
+#include "common/model/model.h"
+#include "common/tokenizer/incremental_decoder.h"
+#include "common/tokenizer/tokenizer.h"
+#include "gtest/gtest.h"
+#include "specdec/v1/draft.grpc.pb.h"
+#include "specdec/v1/gateway.grpc.pb.h"
+#include "specdec/v1/verifier.grpc.pb.h"
+#include "tests/integration/service_process.h"
+
+namespace specdec {
+namespace {
+
+using ::specdec::testing::ServiceProcess;
+
+const std::string kBin = SPECDEC_BINARY_DIR;
+const std::string kDraftBin = kBin + "/services/draft/specdec-draft";
+const std::string kVerifierBin = kBin + "/services/verifier/specdec-verifier";
+const std::string kGatewayBin = kBin + "/services/gateway/specdec-gateway";
+constexpr char kDraftLayers[] = "0";  // the tiny model has 2 layers: the draft runs one
+
+struct GenerateResult {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  std::vector<v1::RoundRecord> rounds;
+  v1::GenerateResponse last;
+  int messages = 0;
+};
+
+// Runs one Generate; `on_message(i)` runs after message i (0-based) has been read.
+GenerateResult Generate(const std::string& address, const v1::GenerateRequest& request,
+                        const std::function<void(int, grpc::ClientContext*)>& on_message = nullptr,
+                        int timeout_ms = 0) {
+  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  if (timeout_ms > 0) {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  }
+  GenerateResult result;
+  auto reader = stub->Generate(&context, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    result.ids.insert(result.ids.end(), response.token_ids().begin(), response.token_ids().end());
+    result.text += response.text();
+    result.rounds.insert(result.rounds.end(), response.rounds().begin(), response.rounds().end());
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) result.last = response;
+    if (on_message) on_message(result.messages, &context);
+    ++result.messages;
+  }
+  result.status = reader->Finish();
+  return result;
+}
+
+v1::GetStatsResponse DraftStats(const std::string& address) {
+  auto stub = v1::Draft::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::GetStatsResponse stats;
+  EXPECT_TRUE(stub->GetStats(&context, v1::GetStatsRequest(), &stats).ok());
+  return stats;
+}
+
+v1::GetStatsResponse VerifierStats(const std::string& address) {
+  auto stub =
+      v1::Verifier::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::GetStatsResponse stats;
+  EXPECT_TRUE(stub->GetStats(&context, v1::GetStatsRequest(), &stats).ok());
+  return stats;
+}
+
+// Polls until both services hold no session (sessions are released asynchronously after a
+// cancellation reaches them).
+bool WaitNoSessions(const std::string& draft, const std::string& verifier) {
+  for (int i = 0; i < 200; ++i) {
+    if (DraftStats(draft).active_sessions() == 0 && VerifierStats(verifier).active_sessions() == 0) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+v1::GenerateRequest GreedyRequest(const std::vector<int32_t>& prompt, int max_new_tokens, int k,
+                                  bool adaptive = false) {
+  v1::GenerateRequest request;
+  for (int32_t id : prompt) request.add_prompt_ids(id);
+  request.set_max_new_tokens(max_new_tokens);
+  request.mutable_speculation()->set_num_draft_tokens(k);
+  request.mutable_speculation()->set_adaptive(adaptive);
+  request.set_include_rounds(true);
+  return request;
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ConfigureComputeThreads(1);
+    dir_ = new std::string(::testing::TempDir() + "/specdec_pipeline_" + std::to_string(getpid()));
+    std::filesystem::create_directories(*dir_);
+    model_dir_ = new std::string(*dir_ + "/model");
+    auto config = PresetConfig("tiny");
+    ASSERT_TRUE(config.ok());
+    CheckpointOptions options;
+    options.seed = 7;
+    options.tokenizer_path = SPECDEC_TOKENIZER_JSON;
+    ASSERT_TRUE(WriteRandomCheckpoint(*config, options, *model_dir_).ok());
+    auto model = Model::Load(*model_dir_, LoadOptions{"cpu", "f32"});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = new std::shared_ptr<Model>(*model);
+    auto tokenizer = Tokenizer::FromFile(*model_dir_ + "/tokenizer.json");
+    ASSERT_TRUE(tokenizer.ok());
+    tokenizer_ = tokenizer->release();
+
+    verifier_ = StartOrDie(kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"},
+                           "verifier");
+    draft_ = StartOrDie(kDraftBin,
+                        {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
+                         absl::StrCat("--draft_layers=", kDraftLayers)},
+                        "draft");
+    gateway_ = StartOrDie(kGatewayBin,
+                          {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                           "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
+                          "gateway");
+    plain_gateway_ = StartOrDie(
+        kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address()},
+        "gateway_nodraft");
+  }
+
+  static void TearDownTestSuite() {
+    delete plain_gateway_;
+    delete gateway_;
+    delete draft_;
+    delete verifier_;
+    delete tokenizer_;
+    delete model_;
+    std::filesystem::remove_all(*dir_);
+  }
+
+  static ServiceProcess* StartOrDie(const std::string& binary, std::vector<std::string> args,
+                                    const std::string& name) {
+    auto process = ServiceProcess::Start(binary, args, *dir_ + "/" + name + ".log");
+    if (!process.ok()) {
+      ADD_FAILURE() << process.status();
+      return nullptr;
+    }
+    return process->release();
+  }
+
+  // What the gateway must produce for greedy (and for sampling without speculation).
+  static std::vector<int32_t> Plain(const std::vector<int32_t>& prompt, int max_new_tokens,
+                                    SamplingParams sampling = {}) {
+    GenerateOptions options;
+    options.max_new_tokens = max_new_tokens;
+    options.sampling = sampling;
+    options.eos_token_id = static_cast<int32_t>((*model_)->config().eos_token_id);
+    auto result = GeneratePlain(*(*model_)->FullView(), prompt, options);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->tokens : std::vector<int32_t>{};
+  }
+
+  void SetUp() override {
+    ASSERT_NE(verifier_, nullptr);
+    ASSERT_NE(draft_, nullptr);
+    ASSERT_NE(gateway_, nullptr);
+    ASSERT_NE(plain_gateway_, nullptr);
+  }
+
+  static std::string* dir_;
+  static std::string* model_dir_;
+  static std::shared_ptr<Model>* model_;
+  static Tokenizer* tokenizer_;
+  static ServiceProcess* verifier_;
+  static ServiceProcess* draft_;
+  static ServiceProcess* gateway_;
+  static ServiceProcess* plain_gateway_;
+};
+
+std::string* PipelineTest::dir_ = nullptr;
+std::string* PipelineTest::model_dir_ = nullptr;
+std::shared_ptr<Model>* PipelineTest::model_ = nullptr;
+Tokenizer* PipelineTest::tokenizer_ = nullptr;
+ServiceProcess* PipelineTest::verifier_ = nullptr;
+ServiceProcess* PipelineTest::draft_ = nullptr;
+ServiceProcess* PipelineTest::gateway_ = nullptr;
+ServiceProcess* PipelineTest::plain_gateway_ = nullptr;
+
+const std::vector<std::vector<int32_t>> kPrompts = {
+    {1, 2, 3, 4, 5}, {100, 2000, 30000}, {50000}, {12, 12, 12, 12, 12, 12, 12, 12}};
+
+TEST_F(PipelineTest, GreedyEqualsPlainDecodingForEveryK) {
+  for (const auto& prompt : kPrompts) {
+    const std::vector<int32_t> expected = Plain(prompt, 24);
+    for (int k : {0, 1, 3, 5}) {
+      GenerateResult result = Generate(gateway_->address(), GreedyRequest(prompt, 24, k));
+      ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+      EXPECT_EQ(result.ids, expected) << "K=" << k << " prompt[0]=" << prompt[0];
+      EXPECT_EQ(result.last.usage().generated_tokens(), static_cast<int>(expected.size()));
+      EXPECT_EQ(result.last.usage().prompt_tokens(), static_cast<int>(prompt.size()));
+      ASSERT_FALSE(result.rounds.empty());
+      int emitted = 0;
+      for (const auto& round : result.rounds) {
+        emitted += round.tokens_emitted();
+        EXPECT_LE(round.num_accepted(), round.num_draft_tokens());
+        if (k > 0 && round.num_draft_tokens() > 0) {
+          EXPECT_EQ(round.fallback(), v1::FALLBACK_UNSPECIFIED);
+        }
+        if (k == 0) EXPECT_EQ(round.fallback(), v1::FALLBACK_NO_DRAFT);
+      }
+      EXPECT_EQ(emitted, static_cast<int>(expected.size()));
+    }
+  }
+}
+
+TEST_F(PipelineTest, GreedyWithAdaptiveKEqualsPlainDecoding) {
+  for (const auto& prompt : kPrompts) {
+    GenerateResult result = Generate(gateway_->address(), GreedyRequest(prompt, 32, 6, true));
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.ids, Plain(prompt, 32));
+    EXPECT_GT(result.last.usage().drafted_tokens(), 0);
+  }
+}
+
+TEST_F(PipelineTest, GreedyWithoutDraftServiceEqualsPlainDecoding) {
+  for (const auto& prompt : kPrompts) {
+    GenerateResult result = Generate(plain_gateway_->address(), GreedyRequest(prompt, 24, 3));
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.ids, Plain(prompt, 24));
+    for (const auto& round : result.rounds) EXPECT_EQ(round.fallback(), v1::FALLBACK_NO_DRAFT);
+  }
+}
+
+TEST_F(PipelineTest, TextPromptStreamsTheDecodedText) {
+  v1::GenerateRequest request;
+  request.set_prompt("The quick brown fox");
+  request.set_max_new_tokens(20);
+  request.mutable_speculation()->set_num_draft_tokens(3);
+  GenerateResult result = Generate(gateway_->address(), request);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  auto prompt = tokenizer_->Encode("The quick brown fox");
+  ASSERT_TRUE(prompt.ok());
+  const std::vector<int32_t> expected = Plain(*prompt, 20);
+  EXPECT_EQ(result.ids, expected);
+  std::vector<int32_t> without_eos = expected;
+  if (!without_eos.empty() && without_eos.back() == (*model_)->config().eos_token_id) {
+    without_eos.pop_back();
+  }
+  // The streamed pieces join into the lossy decoding of the tokens.
+  IncrementalDecoder decoder(*tokenizer_);
+  std::string decoded;
+  for (int32_t id : without_eos) decoded += decoder.Add(id);
+  decoded += decoder.Flush();
+  EXPECT_EQ(result.text, decoded);
+  EXPECT_FALSE(result.last.request_id().empty() && result.messages == 0);
+}
+
+TEST_F(PipelineTest, StopStringEndsGenerationBeforeIt) {
+  v1::GenerateRequest request = GreedyRequest({1, 2, 3, 4, 5}, 40, 3);
+  GenerateResult full = Generate(gateway_->address(), request);
+  ASSERT_TRUE(full.status.ok());
+  // A stop string from the middle of the text (ASCII-safe cut: a whole token's text).
+  ASSERT_GT(full.ids.size(), 12u);
+  std::string stop = tokenizer_->Decode({full.ids[10]});
+  if (stop.empty() || full.text.find(stop) == std::string::npos) GTEST_SKIP() << "no usable stop";
+  request.add_stop(stop);
+  GenerateResult stopped = Generate(gateway_->address(), request);
+  ASSERT_TRUE(stopped.status.ok()) << stopped.status.error_message();
+  EXPECT_EQ(stopped.last.finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_EQ(stopped.text, full.text.substr(0, full.text.find(stop)));
+  EXPECT_LE(stopped.ids.size(), 11u);
+  EXPECT_EQ(stopped.ids, std::vector<int32_t>(full.ids.begin(), full.ids.begin() + stopped.ids.size()));
+}
+
+TEST_F(PipelineTest, SamplingWithSeedIsReproducibleAndMatchesInProcess) {
+  v1::GenerateRequest request = GreedyRequest({1, 2, 3, 4, 5}, 32, 3);
+  request.mutable_sampling()->set_temperature(0.9f);
+  request.mutable_sampling()->set_top_k(50);
+  request.mutable_sampling()->set_top_p(0.95f);
+  request.mutable_sampling()->set_seed(1234);
+  GenerateResult first = Generate(gateway_->address(), request);
+  GenerateResult second = Generate(gateway_->address(), request);
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_TRUE(second.status.ok());
+  EXPECT_EQ(first.ids, second.ids);
+  EXPECT_EQ(first.ids.size(), 32u);
+
+  // The same steps as the in-process speculative generator with the same draft plan.
+  SamplingParams sampling{0.9f, 50, 0.95f, 1234};
+  auto layers = ParseLayerList(kDraftLayers);
+  ASSERT_TRUE(layers.ok());
+  LayerPlan plan;
+  plan.layers = *layers;
+  auto draft_view = (*model_)->View(plan);
+  ASSERT_TRUE(draft_view.ok());
+  GenerateOptions options;
+  options.max_new_tokens = 32;
+  options.sampling = sampling;
+  options.num_draft_tokens = 3;
+  options.eos_token_id = static_cast<int32_t>((*model_)->config().eos_token_id);
+  auto in_process = GenerateSpeculative(*(*model_)->FullView(), **draft_view,
+                                        std::vector<int32_t>{1, 2, 3, 4, 5}, options);
+  ASSERT_TRUE(in_process.ok()) << in_process.status();
+  EXPECT_EQ(first.ids, in_process->tokens);
+
+  // Without speculation, sampling through the verifier is plain sampled decoding.
+  request.mutable_speculation()->set_num_draft_tokens(0);
+  GenerateResult plain = Generate(gateway_->address(), request);
+  ASSERT_TRUE(plain.status.ok());
+  EXPECT_EQ(plain.ids, Plain({1, 2, 3, 4, 5}, 32, sampling));
+}
+
+TEST_F(PipelineTest, InvalidRequestsAreInvalidArgument) {
+  std::vector<v1::GenerateRequest> bad;
+  bad.push_back(v1::GenerateRequest());  // empty prompt
+  bad.push_back(GreedyRequest({1, 50304}, 4, 1));  // id out of range (vocab 50304)
+  bad.push_back(GreedyRequest({1, -1}, 4, 1));
+  bad.push_back(GreedyRequest(std::vector<int32_t>(3000, 7), 4, 1));  // longer than the context
+  v1::GenerateRequest r = GreedyRequest({1, 2}, 4, 1);
+  r.mutable_sampling()->set_temperature(-1.0f);
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 4, 1);
+  r.mutable_sampling()->set_top_p(1.5f);
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 4, 1);
+  r.mutable_sampling()->set_top_k(-3);
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 4, 1000);  // K too large
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 1000000, 1);  // above the cap
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, -5, 1);
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 4, 1);
+  r.add_stop("");
+  bad.push_back(r);
+  r = GreedyRequest({1, 2}, 4, 1);
+  r.set_prompt("both text and ids");
+  bad.push_back(r);
+  for (size_t i = 0; i < bad.size(); ++i) {
+    GenerateResult result = Generate(gateway_->address(), bad[i]);
+    EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << "case " << i << ": " << result.status.error_message();
+    EXPECT_TRUE(result.ids.empty());
+  }
+}
+
+TEST_F(PipelineTest, VerifierDownIsUnavailable) {
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_,
+       absl::StrCat("--verifier=127.0.0.1:", testing::PickFreePort())},
+      *dir_ + "/gateway_noverifier.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  GenerateResult result = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 0));
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << result.status.error_message();
+}
+
+TEST_F(PipelineTest, TooManySessionsIsResourceExhausted) {
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + draft_->address(), "--max_sessions=1"},
+      *dir_ + "/gateway_onesession.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  GenerateResult second;
+  GenerateResult first = Generate(
+      (*gateway)->address(), GreedyRequest({1, 2, 3}, 2000, 2),
+      [&](int message, grpc::ClientContext* context) {
+        if (message != 0) return;
+        second = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 1));
+        context->TryCancel();
+      });
+  EXPECT_EQ(second.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << second.status.error_message();
+  EXPECT_EQ(first.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+  // The slot is free again.
+  GenerateResult third = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 1));
+  EXPECT_TRUE(third.status.ok()) << third.status.error_message();
+}
+
+TEST_F(PipelineTest, CancelledStreamReleasesBothSessions) {
+  const int64_t draft_abandoned = DraftStats(draft_->address()).sessions_abandoned();
+  const int64_t verifier_abandoned = VerifierStats(verifier_->address()).sessions_abandoned();
+  bool saw_sessions = false;
+  GenerateResult result = Generate(
+      gateway_->address(), GreedyRequest({1, 2, 3}, 2000, 3),
+      [&](int message, grpc::ClientContext* context) {
+        if (message != 1) return;
+        saw_sessions = DraftStats(draft_->address()).active_sessions() == 1 &&
+                       VerifierStats(verifier_->address()).active_sessions() == 1;
+        context->TryCancel();
+      });
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(saw_sessions);
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+  EXPECT_GT(DraftStats(draft_->address()).sessions_abandoned(), draft_abandoned);
+  EXPECT_GT(VerifierStats(verifier_->address()).sessions_abandoned(), verifier_abandoned);
+}
+
+TEST_F(PipelineTest, DeadlineExceededMidStreamReleasesBothSessions) {
+  GenerateResult result =
+      Generate(gateway_->address(), GreedyRequest({1, 2, 3}, 2000, 3), nullptr, 300);
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << result.status.error_message();
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+}
+
+TEST_F(PipelineTest, FinishedStreamsReleaseExplicitly) {
+  const int64_t released = VerifierStats(verifier_->address()).sessions_released();
+  GenerateResult result = Generate(gateway_->address(), GreedyRequest({1, 2, 3}, 8, 2));
+  ASSERT_TRUE(result.status.ok());
+  EXPECT_EQ(VerifierStats(verifier_->address()).sessions_released(), released + 1);
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+}
+
+TEST_F(PipelineTest, KilledDraftFallsBackWithIdenticalOutput) {
+  auto draft = ServiceProcess::Start(
+      kDraftBin,
+      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
+       absl::StrCat("--draft_layers=", kDraftLayers)},
+      *dir_ + "/draft_killed.log");
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
+      *dir_ + "/gateway_killed.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  const std::vector<int32_t> prompt = {5, 6, 7};
+  const int max_new_tokens = 600;
+  GenerateResult result = Generate((*gateway)->address(), GreedyRequest(prompt, max_new_tokens, 3),
+                                   [&](int message, grpc::ClientContext*) {
+                                     if (message == 2) (*draft)->Signal(SIGKILL);
+                                   });
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.ids, Plain(prompt, max_new_tokens));
+  int with_draft = 0, fallback = 0;
+  for (const auto& round : result.rounds) {
+    if (round.fallback() == v1::FALLBACK_UNSPECIFIED && round.num_proposed() > 0) ++with_draft;
+    if (round.fallback() == v1::FALLBACK_DRAFT_UNAVAILABLE) ++fallback;
+  }
+  EXPECT_GE(with_draft, 3);
+  EXPECT_GT(fallback, 0) << "the draft was killed before the stream ended";
+  // After the kill, the draft is never asked again.
+  EXPECT_EQ(result.rounds.back().fallback(), v1::FALLBACK_DRAFT_UNAVAILABLE);
+}
+
+TEST_F(PipelineTest, LateDraftFallsBackPerRoundWithIdenticalOutput) {
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + draft_->address(), "--draft_deadline_ms=0"},
+      *dir_ + "/gateway_late.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  for (const auto& prompt : kPrompts) {
+    GenerateResult result = Generate((*gateway)->address(), GreedyRequest(prompt, 24, 4));
+    ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+    EXPECT_EQ(result.ids, Plain(prompt, 24));
+  }
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+}
+
+TEST_F(PipelineTest, EvictedSessionsAreRebuiltByRePrefill) {
+  auto evict_all = [&] {
+    v1::EvictSessionRequest request;  // empty id: every session
+    v1::EvictSessionResponse response;
+    {
+      grpc::ClientContext context;
+      v1::Draft::NewStub(grpc::CreateChannel(draft_->address(), grpc::InsecureChannelCredentials()))
+          ->EvictSession(&context, request, &response);
+    }
+    {
+      grpc::ClientContext context;
+      v1::Verifier::NewStub(
+          grpc::CreateChannel(verifier_->address(), grpc::InsecureChannelCredentials()))
+          ->EvictSession(&context, request, &response);
+    }
+  };
+  const int64_t evicted_before = VerifierStats(verifier_->address()).sessions_evicted();
+  const std::vector<int32_t> prompt = {9, 8, 7, 6};
+  GenerateResult result = Generate(gateway_->address(), GreedyRequest(prompt, 400, 3),
+                                   [&](int message, grpc::ClientContext*) {
+                                     if (message == 1 || message == 3) evict_all();
+                                   });
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.ids, Plain(prompt, 400));
+  EXPECT_GT(VerifierStats(verifier_->address()).sessions_evicted(), evicted_before);
+}
+
+TEST_F(PipelineTest, GetInfoDescribesThePipeline) {
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(gateway_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::GetInfoResponse info;
+  ASSERT_TRUE(stub->GetInfo(&context, v1::GetInfoRequest(), &info).ok());
+  EXPECT_EQ(info.model_name(), "model");
+  EXPECT_EQ(info.vocab_size(), (*model_)->config().vocab_size);
+  EXPECT_TRUE(info.draft_available());
+  EXPECT_NE(info.draft_plan().find("layers=0"), std::string::npos) << info.draft_plan();
+  EXPECT_EQ(info.verifier_kv_policy(), "full");
+  EXPECT_EQ(info.verifier_device(), "cpu");
+  EXPECT_FALSE(info.version().empty());
+}
+
+TEST_F(PipelineTest, SigtermStopsAServiceCleanly) {
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address()},
+      *dir_ + "/gateway_sigterm.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  const int status = (*gateway)->Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status)) << (*gateway)->Log();
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE((*gateway)->Log().find("stopped"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace specdec
