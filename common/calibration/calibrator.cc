@@ -177,7 +177,8 @@ class Calibration {
     const int num_layers = static_cast<int>(model_.config().num_hidden_layers);
     const auto layer_sets = CandidateLayerSets(num_layers);
     for (size_t i = 0; i < layer_sets.size(); ++i) {
-      if (i > 0 && OverBudget()) {
+      // Head probing gets the last quarter of the budget.
+      if (i > 0 && OverBudget(options_.probe_heads ? 0.75 : 1.0)) {
         report_.candidates_skipped += static_cast<int>((layer_sets.size() - i) * cuts_.size());
         break;
       }
@@ -200,7 +201,9 @@ class Calibration {
   }
 
  private:
-  bool OverBudget() const { return SecondsSince(start_) > options_.budget_s; }
+  bool OverBudget(double fraction = 1.0) const {
+    return SecondsSince(start_) > fraction * options_.budget_s;
+  }
 
   static std::string Origin(const std::vector<int>& layers, int num_layers) {
     const int skipped = num_layers - static_cast<int>(layers.size());

@@ -19,7 +19,8 @@ namespace specdec {
 
 struct CalibrationOptions {
   // Wall-clock budget for the whole calibration. The full model's own vocabulary cuts are
-  // always measured; further candidates stop once the budget is spent.
+  // always measured; further layer sets stop at 75% of the budget when heads are probed (the
+  // rest is for probing and head-masked variants), else at 100%.
   double budget_s = 120;
   int k_max = 8;
   // Tokens of the text used for agreement (teacher forcing), in windows of `window` tokens.

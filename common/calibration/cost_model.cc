@@ -83,17 +83,27 @@ absl::StatusOr<VerifyCost> MeasureVerifyCost(const ModelView& full, absl::Span<c
   const int max_n = std::max(1, k_max + 1);
   std::vector<int32_t> chunk(max_n);
   for (int i = 0; i < max_n; ++i) chunk[i] = context[(i + 1) % context.size()];
-  std::vector<std::vector<double>> times(max_n);
+  std::vector<double> one;                       // seconds for one position
+  std::vector<std::vector<double>> ratios(max_n);  // per repeat: t(n) / t(1) of that repeat
   for (int rep = -1; rep < std::max(1, repeats); ++rep) {  // rep -1 warms up
+    double t1 = 0;
     for (int n = 1; n <= max_n; ++n) {
       ASSIGN_OR_RETURN(double s, TimeStep(*seq, absl::MakeConstSpan(chunk).subspan(0, n),
                                           LogitsWanted::kAll));
-      if (rep >= 0) times[n - 1].push_back(s);
+      if (n == 1) t1 = s;
+      if (rep < 0) continue;
+      if (n == 1) one.push_back(s);
+      ratios[n - 1].push_back(s / std::max(t1, 1e-12));
     }
   }
+  // Ratios within one repeat are taken seconds apart, so load drift mostly cancels.
   VerifyCost cost;
-  cost.token_s = Median(times[0]);
-  for (int n = 1; n <= max_n; ++n) cost.relative.push_back(Median(times[n - 1]) / cost.token_s);
+  cost.token_s = Median(one);
+  for (int n = 1; n <= max_n; ++n) cost.relative.push_back(Median(ratios[n - 1]));
+  // More positions never cost less: keep the profile monotone against noise.
+  for (size_t i = 1; i < cost.relative.size(); ++i) {
+    cost.relative[i] = std::max(cost.relative[i], cost.relative[i - 1]);
+  }
   return cost;
 }
 
