@@ -231,6 +231,65 @@ TEST_F(PipelineTest, GreedyEqualsPlainDecodingForEveryK) {
   }
 }
 
+// The layer-0 draft of a random model is almost never right; these drafts are: the full plan
+// (every proposal accepted: the all-accepted rollback path) and a vocabulary cut (mixed).
+TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
+  struct Case {
+    std::string name;
+    std::vector<std::string> flags;
+    LayerPlan plan;
+  };
+  LayerPlan cut;
+  cut.vocab_size = 25000;
+  const std::vector<Case> cases = {{"full", {}, LayerPlan()},
+                                   {"vocab_cut", {"--draft_vocab=25000"}, cut}};
+  for (const Case& c : cases) {
+    std::vector<std::string> flags = {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"};
+    flags.insert(flags.end(), c.flags.begin(), c.flags.end());
+    auto draft = ServiceProcess::Start(kDraftBin, flags, *dir_ + "/draft_" + c.name + ".log");
+    ASSERT_TRUE(draft.ok()) << draft.status();
+    auto gateway = ServiceProcess::Start(
+        kGatewayBin,
+        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+         "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
+        *dir_ + "/gateway_" + c.name + ".log");
+    ASSERT_TRUE(gateway.ok()) << gateway.status();
+    int accepted = 0, drafted = 0;
+    for (const auto& prompt : kPrompts) {
+      for (int k : {2, 5}) {
+        GenerateResult result = Generate((*gateway)->address(), GreedyRequest(prompt, 30, k));
+        ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+        EXPECT_EQ(result.ids, Plain(prompt, 30)) << c.name << " K=" << k;
+        accepted += result.last.usage().accepted_tokens();
+        drafted += result.last.usage().drafted_tokens();
+      }
+    }
+    if (c.name == "full") {
+      EXPECT_EQ(accepted, drafted);
+    } else {
+      EXPECT_GT(accepted, 0) << c.name;
+    }
+    EXPECT_GT(drafted, 0);
+
+    auto draft_view = (*model_)->View(c.plan);
+    ASSERT_TRUE(draft_view.ok());
+    v1::GenerateRequest request = GreedyRequest({1, 2, 3, 4, 5}, 40, 4);
+    request.mutable_sampling()->set_temperature(0.7f);
+    request.mutable_sampling()->set_seed(99);
+    GenerateResult sampled = Generate((*gateway)->address(), request);
+    ASSERT_TRUE(sampled.status.ok());
+    GenerateOptions options;
+    options.max_new_tokens = 40;
+    options.sampling = SamplingParams{0.7f, 0, 1.0f, 99};
+    options.num_draft_tokens = 4;
+    options.eos_token_id = static_cast<int32_t>((*model_)->config().eos_token_id);
+    auto in_process = GenerateSpeculative(*(*model_)->FullView(), **draft_view,
+                                          std::vector<int32_t>{1, 2, 3, 4, 5}, options);
+    ASSERT_TRUE(in_process.ok()) << in_process.status();
+    EXPECT_EQ(sampled.ids, in_process->tokens) << c.name;
+  }
+}
+
 TEST_F(PipelineTest, GreedyWithAdaptiveKEqualsPlainDecoding) {
   for (const auto& prompt : kPrompts) {
     GenerateResult result = Generate(gateway_->address(), GreedyRequest(prompt, 32, 6, true));
