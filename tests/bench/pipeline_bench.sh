@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Tokens/s through the gRPC pipeline (gateway + draft + verifier on loopback) vs the in-process
+# speculative generator vs plain decoding, same checkpoint, same run; per-round network and
+# gateway overhead (p50, p99) from the round records.
+# Usage: tests/bench/pipeline_bench.sh [BUILD_DIR] [MODEL_DIR]
+#   env: K (4), TOKENS (128), DRAFT_LAYERS ("0"), DRAFT_VOCAB (0), THREADS (1), PROMPT, RUNS (3)
+# Without MODEL_DIR a random tiny checkpoint is written (numbers then say nothing about
+# acceptance, only about overhead).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${1:-build}
+MODEL=${2:-}
+K=${K:-4}
+TOKENS=${TOKENS:-128}
+DRAFT_LAYERS=${DRAFT_LAYERS:-0}
+DRAFT_VOCAB=${DRAFT_VOCAB:-0}
+THREADS=${THREADS:-1}
+RUNS=${RUNS:-3}
+PROMPT=${PROMPT:-"The history of speculative decoding begins with"}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -z "$MODEL" ]; then
+  MODEL=$WORK/model
+  "$BUILD/tools/make_model/specdec-make-model" --preset tiny --out "$MODEL" >/dev/null
+fi
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+V=127.0.0.1:$(port); D=127.0.0.1:$(port); G=127.0.0.1:$(port)
+"$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --listen "$V" --threads "$THREADS" \
+  >"$WORK/verifier.log" 2>&1 & PIDS+=($!)
+"$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --listen "$D" --threads "$THREADS" \
+  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" >"$WORK/draft.log" 2>&1 & PIDS+=($!)
+"$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --listen "$G" --verifier "$V" \
+  --draft "$D" --draft_deadline_ms 10000 >"$WORK/gateway.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do
+  grep -q "serving on" "$WORK/gateway.log" && grep -q "serving on" "$WORK/draft.log" &&
+    grep -q "serving on" "$WORK/verifier.log" && break
+  sleep 0.2
+done
+
+GEN="$BUILD/tools/generate/specdec-generate --model_dir $MODEL --threads $THREADS --ignore_eos --json"
+CLIENT="$BUILD/services/client/specdec generate --server $G --max_new_tokens $TOKENS --k $K --rounds"
+"$BUILD/services/client/specdec" generate --server "$G" --max_new_tokens 8 --k "$K" "$PROMPT" \
+  >/dev/null 2>&1  # warm-up
+for run in $(seq "$RUNS"); do
+  $GEN --prompt "$PROMPT" --max_new_tokens "$TOKENS" >"$WORK/plain.$run.json"
+  $GEN --prompt "$PROMPT" --max_new_tokens "$TOKENS" --speculate --k "$K" \
+    --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" >"$WORK/inproc.$run.json"
+  $CLIENT "$PROMPT" >/dev/null 2>"$WORK/pipeline.$run.txt"
+done
+
+python3 - "$WORK" "$RUNS" "$K" "$TOKENS" <<'PY'
+import json, re, statistics, sys
+work, runs, k, tokens = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def tps(kind):
+    return [json.load(open(f"{work}/{kind}.{r}.json"))["tokens_per_s"] for r in range(1, runs + 1)]
+pipe, net, gw = [], [], []
+for r in range(1, runs + 1):
+    text = open(f"{work}/pipeline.{r}.txt").read()
+    m = re.search(r"([\d.]+) tokens/s\]", text)
+    pipe.append(float(m.group(1)))
+    net += [float(x) for x in re.findall(r"network=([\d.]+)ms", text)]
+    gw += [float(x) for x in re.findall(r"gateway=([\d.]+)ms", text)]
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+plain, inproc = statistics.median(tps("plain")), statistics.median(tps("inproc"))
+pipeline = statistics.median(pipe)
+print(f"K={k} tokens={tokens} runs={runs} (medians)")
+print(f"  plain decoding        {plain:8.1f} tokens/s")
+print(f"  in-process speculative{inproc:8.1f} tokens/s")
+print(f"  gRPC pipeline         {pipeline:8.1f} tokens/s  ({100 * pipeline / inproc:.0f}% of in-process; goal >= 90%)")
+print(f"  per round: network p50 {pct(net, 50):.2f} ms p99 {pct(net, 99):.2f} ms; "
+      f"gateway p50 {pct(gw, 50):.3f} ms p99 {pct(gw, 99):.3f} ms ({len(net)} rounds)")
+PY
