@@ -13,6 +13,7 @@
 #include "common/base/flags.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -26,6 +27,13 @@ ABSL_FLAG(int64_t, max_tokens, 0, "score at most this many tokens of --text_file
 ABSL_FLAG(bool, json, false, "JSON lines output");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(std::string, kv_policy, "",
+          "score through the paged KV cache under this policy (full, int8, sink_window:sink=4,window=1020, "
+          "h2o:budget=256,recent=64, hierarchical:..., query_aware:pages=8, int8+<policy>); tokens are fed "
+          "--kv_chunk at a time and committed after each forward, as a verifier does. Empty: one "
+          "uncached forward per window");
+ABSL_FLAG(int64_t, kv_chunk, 1, "tokens per forward with --kv_policy (1: decode)");
+ABSL_FLAG(int64_t, kv_pool_blocks, 0, "blocks in the KV pool with --kv_policy (0: default)");
 
 namespace specdec {
 namespace {
@@ -76,20 +84,38 @@ int Main() {
   }
   if (ids.size() < 2 && !per_position) return Fail(absl::InvalidArgumentError("need at least 2 tokens"));
 
-  const int64_t window = std::min(absl::GetFlag(FLAGS_window), (*model)->config().max_position_embeddings);
-  auto view = (*model)->FullView();
+  std::shared_ptr<const ModelView> view = (*model)->FullView();
+  const bool paged = !absl::GetFlag(FLAGS_kv_policy).empty();
+  const int64_t chunk = std::max<int64_t>(1, absl::GetFlag(FLAGS_kv_chunk));
+  bool unbounded = false;  // sink_window runs past max_position_embeddings
+  if (paged) {
+    auto kv = ParseKvCacheConfig(absl::GetFlag(FLAGS_kv_policy));
+    if (!kv.ok()) return Fail(kv.status());
+    kv->pool_blocks = absl::GetFlag(FLAGS_kv_pool_blocks);
+    auto kv_view = (*model)->View(LayerPlan{}, *kv);
+    if (!kv_view.ok()) return Fail(kv_view.status());
+    view = *kv_view;
+    unbounded = kv->RerotatesKeys();
+  }
+  const int64_t window = unbounded ? absl::GetFlag(FLAGS_window)
+                                   : std::min(absl::GetFlag(FLAGS_window), (*model)->config().max_position_embeddings);
   double nll = 0;
   int64_t scored = 0;
   // Non-overlapping windows: each token but a window's first is predicted from its window prefix.
   for (size_t begin = 0; begin < ids.size(); begin += window) {
     const size_t end = std::min(ids.size(), begin + static_cast<size_t>(window));
     auto seq = view->NewSequence();
-    auto logits = seq->Forward(absl::MakeConstSpan(ids).subspan(begin, end - begin));
+    for (size_t from = begin; from < end;) {
+    const size_t to = paged ? std::min(end, from + static_cast<size_t>(chunk)) : end;
+    auto logits = seq->Forward(absl::MakeConstSpan(ids).subspan(from, to - from));
     if (!logits.ok()) return Fail(logits.status());
+    if (paged) {
+      if (auto st = seq->Commit(seq->length()); !st.ok()) return Fail(st);
+    }
     for (int64_t r = 0; r < logits->rows; ++r) {
       const float* row = logits->row(r);
       const double lse = LogSumExp(row, logits->cols);
-      const size_t next = begin + r + 1;
+      const size_t next = from + r + 1;
       if (next < end) {
         nll += lse - row[ids[next]];
         ++scored;
@@ -101,7 +127,7 @@ int Main() {
         std::partial_sort(order.begin(), order.begin() + k, order.end(),
                           [&](int32_t a, int32_t b) { return row[a] > row[b]; });
         nlohmann::json line;
-        line["position"] = begin + r;
+        line["position"] = from + r;
         line["logsumexp"] = lse;
         std::vector<int32_t> top(order.begin(), order.begin() + k);
         std::vector<float> top_logits;
@@ -111,14 +137,18 @@ int Main() {
         if (json) {
           std::cout << line.dump() << "\n";
         } else {
-          std::printf("position %zu: logsumexp %.4f top %d (%.4f)\n", begin + r, lse, top[0], top_logits[0]);
+          std::printf("position %zu: logsumexp %.4f top %d (%.4f)\n", from + r, lse, top[0], top_logits[0]);
         }
       }
+    }
+    from = to;
     }
   }
   const double ppl = scored > 0 ? std::exp(nll / scored) : 0.0;
   if (json) {
-    std::cout << nlohmann::json{{"tokens", scored}, {"perplexity", ppl}}.dump() << std::endl;
+    nlohmann::json out{{"tokens", scored}, {"perplexity", ppl}};
+    if (paged) out["kv_policy"] = view->kv_cache_config()->ToString();
+    std::cout << out.dump() << std::endl;
   } else {
     std::printf("tokens %lld perplexity %.4f\n", static_cast<long long>(scored), ppl);
   }
