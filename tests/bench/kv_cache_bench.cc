@@ -102,7 +102,7 @@ int Main() {
       return 1;
     }
     // Room for every session at full length, so that the peak is what the policy needs.
-    kv->pool_blocks = static_cast<int64_t>(sessions) * ((context + 2 * kv->block_tokens) / kv->block_tokens + 1);
+    kv->pool_blocks = static_cast<int64_t>(sessions) * ((context + decode + 2 * kv->block_tokens) / kv->block_tokens + 1);
     auto view = (*model)->View(LayerPlan{}, *kv);
     if (!view.ok()) {
       std::fprintf(stderr, "%s\n", view.status().ToString().c_str());
