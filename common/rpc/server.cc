@@ -9,6 +9,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -23,6 +24,52 @@ sigset_t ShutdownSignals() {
   sigaddset(&set, SIGINT);
   return set;
 }
+
+// gRPC answers a request it cannot parse (malformed protobuf, or a proto3 string field that is
+// not valid UTF-8, e.g. a raw-bytes prompt) with INTERNAL and an empty message. It is the
+// caller's mistake: say so with INVALID_ARGUMENT. Only for calls whose single request gRPC
+// parses before the handler runs (unary and server-streaming), where a missing message after
+// the receive means exactly that.
+class ParseErrorInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit ParseErrorInterceptor(grpc::experimental::ServerRpcInfo* info) : info_(info) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    const auto type = info_->type();
+    const bool single_request =
+        type == grpc::experimental::ServerRpcInfo::Type::UNARY ||
+        type == grpc::experimental::ServerRpcInfo::Type::SERVER_STREAMING;
+    if (single_request &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      parse_failed_ = true;
+    }
+    if (parse_failed_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) &&
+        methods->GetSendStatus().error_code() == grpc::StatusCode::INTERNAL) {
+      methods->ModifySendStatus(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("the request to ", info_->method(),
+                       " could not be parsed: malformed protobuf, or a string field that is not "
+                       "valid UTF-8 (send raw bytes as token ids)")));
+    }
+    methods->Proceed();
+  }
+
+ private:
+  grpc::experimental::ServerRpcInfo* info_;
+  bool parse_failed_ = false;
+};
+
+class ParseErrorInterceptorFactory
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new ParseErrorInterceptor(info);
+  }
+};
 
 }  // namespace
 
@@ -45,6 +92,9 @@ absl::Status ServeUntilSignal(const ServerOptions& options,
   int selected_port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &selected_port);
   for (grpc::Service* service : services) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || selected_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

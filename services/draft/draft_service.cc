@@ -2,7 +2,10 @@
 // which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/draft/draft_service.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -23,6 +26,20 @@ using Clock = std::chrono::steady_clock;
 double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
+
+// --debug_delay_ms (test only): a slow draft for the reliability tests.
+std::atomic<int> debug_delay_ms{0};
+
+// Sleeps `ms` in short steps; false when the gateway cancelled meanwhile.
+bool DebugDelay(grpc::ServerContext* context, int ms) {
+  const auto until = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < until) {
+    if (context->IsCancelled()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10)));
+  }
+  return true;
+}
+
 
 void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
   response->set_session_id(request.session_id());
@@ -62,6 +79,9 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
   ASSIGN_OR_RETURN(Logits logits, session->Forward(span.tokens(), LogitsWanted::kLast));
   for (int i = 0; i < k; ++i) {
     if (context->IsCancelled()) return absl::CancelledError("the gateway cancelled the stream");
+    if (const int delay = debug_delay_ms.load(); delay > 0 && !DebugDelay(context, delay)) {
+      return absl::CancelledError("the gateway cancelled the stream");
+    }
     const int64_t position = request.committed_length() + i;
     TokenDistribution q =
         ToDistribution(logits.row(logits.rows - 1), logits.cols,
@@ -177,6 +197,11 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
   ConfigureComputeThreads(config.threads);
+  debug_delay_ms = config.debug_delay_ms;
+  if (config.debug_delay_ms > 0) {
+    SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
+                         << " (test only: every proposed token is delayed)";
+  }
   ASSIGN_OR_RETURN(LayerPlan plan,
                    LayerPlanFromFlags(config.draft_layers, config.draft_plan, config.draft_vocab));
   SPECDEC_LOG(Info) << "draft: loading " << config.model_dir << " on " << config.device;

@@ -26,6 +26,8 @@ struct DraftServerConfig {
   int64_t draft_vocab = 0;      // > 0: score only the N most frequent ids
   int32_t draft_top_k = 64;     // most tokens in a proposal's q (0: the whole distribution)
   int shutdown_grace_ms = 5000;
+  // Test only (fault injection, tests/reliability): sleep this long before each proposed token.
+  int debug_delay_ms = 0;
 };
 
 class DraftServiceImpl final : public v1::Draft::Service {

@@ -34,17 +34,14 @@ std::string RandomHex() {
 }  // namespace
 
 GatewayServiceImpl::GatewayServiceImpl(GatewayConfig config, ModelConfig model_config,
-                                       std::unique_ptr<Tokenizer> tokenizer)
+                                       std::unique_ptr<Tokenizer> tokenizer,
+                                       std::unique_ptr<ReplicaSet> verifiers,
+                                       std::unique_ptr<ReplicaSet> drafts)
     : config_(std::move(config)),
       model_config_(std::move(model_config)),
-      tokenizer_(std::move(tokenizer)) {
-  verifier_channel_ = grpc::CreateChannel(config_.verifier, grpc::InsecureChannelCredentials());
-  verifier_stub_ = v1::Verifier::NewStub(verifier_channel_);
-  if (!config_.draft.empty()) {
-    draft_channel_ = grpc::CreateChannel(config_.draft, grpc::InsecureChannelCredentials());
-    draft_stub_ = v1::Draft::NewStub(draft_channel_);
-  }
-}
+      tokenizer_(std::move(tokenizer)),
+      verifiers_(std::move(verifiers)),
+      drafts_(std::move(drafts)) {}
 
 absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
     const v1::GenerateRequest& request) const {
@@ -54,8 +51,14 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   if (!request.prompt().empty() && request.prompt_ids_size() > 0) {
     return absl::InvalidArgumentError("give prompt or prompt_ids, not both");
   }
+  if (request.prompt().size() > static_cast<size_t>(config_.max_prompt_bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", request.prompt().size(),
+                                                   " bytes; this gateway takes at most ",
+                                                   config_.max_prompt_bytes));
+  }
   if (!request.prompt().empty()) {
     if (tokenizer_ == nullptr) {
+
       return absl::FailedPreconditionError(
           "this gateway has no tokenizer.json: send prompt_ids instead of prompt");
     }
@@ -143,8 +146,16 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   } release{&active_sessions_};
 
   SessionEnvironment env;
-  env.verifier = verifier_stub_.get();
-  env.draft = draft_stub_.get();
+  env.verifiers = verifiers_.get();
+  env.drafts = drafts_.get();
+  // The client's deadline propagates to every backend call; a request without one gets the
+  // gateway's default, so no session can live forever.
+  const bool client_deadline =
+      context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365);
+  if (!client_deadline && config_.default_deadline_ms > 0) {
+    env.deadline = absl::Now() + absl::Milliseconds(config_.default_deadline_ms);
+  }
+  env.verifier_timeout = absl::Milliseconds(config_.verifier_timeout_ms);
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
@@ -180,21 +191,40 @@ grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfo
       static_cast<int32_t>(model_config_.max_position_embeddings));
   response->set_eos_token_id(static_cast<int32_t>(model_config_.eos_token_id));
   response->set_max_new_tokens_cap(config_.max_new_tokens_cap);
+  response->set_max_sessions(config_.max_sessions);
+  response->set_active_sessions(active_sessions_.load());
+  response->set_default_deadline_ms(config_.default_deadline_ms);
+  response->set_default_max_new_tokens(config_.default_max_new_tokens);
+  response->set_draft_deadline_ms(config_.draft_deadline_ms);
+  response->set_verifier_timeout_ms(config_.verifier_timeout_ms);
+  response->set_max_prompt_bytes(config_.max_prompt_bytes);
+  auto add_replicas = [](const ReplicaSet& set,
+                         google::protobuf::RepeatedPtrField<v1::ReplicaStatus>* out) {
+    for (const ReplicaState& state : set.States()) {
+      v1::ReplicaStatus* replica = out->Add();
+      replica->set_address(state.address);
+      replica->set_healthy(state.healthy);
+      replica->set_failures(state.failures);
+    }
+  };
+  add_replicas(*verifiers_, response->mutable_verifier_replicas());
+  if (drafts_ != nullptr) add_replicas(*drafts_, response->mutable_draft_replicas());
+  // The first healthy replica of each side describes it (replicas serve the same checkpoint).
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
-  {
+  if (std::shared_ptr<Replica> verifier = verifiers_->PickHealthy("")) {
     grpc::ClientContext context;
     context.set_deadline(deadline);
     v1::ServiceInfoResponse info;
-    if (verifier_stub_->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
+    if (verifier->verifier()->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
       response->set_verifier_kv_policy(info.kv_policy());
       response->set_verifier_device(info.device());
     }
   }
-  if (draft_stub_ != nullptr) {
+  if (std::shared_ptr<Replica> draft = drafts_ != nullptr ? drafts_->PickHealthy("") : nullptr) {
     grpc::ClientContext context;
     context.set_deadline(deadline);
     v1::ServiceInfoResponse info;
-    if (draft_stub_->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
+    if (draft->draft()->GetInfo(&context, v1::ServiceInfoRequest(), &info).ok()) {
       response->set_draft_plan(info.plan());
       response->set_draft_device(info.device());
       response->set_draft_available(true);
@@ -213,6 +243,26 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
   if (config.max_new_tokens_cap < 1) {
     return absl::InvalidArgumentError("--max_new_tokens_cap must be >= 1");
   }
+  if (config.default_deadline_ms < 0) {
+    return absl::InvalidArgumentError("--default_deadline_ms must be >= 0 (0: none)");
+  }
+  if (config.verifier_timeout_ms < 1) {
+    return absl::InvalidArgumentError("--verifier_timeout_ms must be >= 1");
+  }
+  if (config.max_prompt_bytes < 1) return absl::InvalidArgumentError("--max_prompt_bytes must be >= 1");
+  ReplicaSetOptions verifier_options;
+  verifier_options.target = config.verifier;
+  verifier_options.kind = "verifier";
+  verifier_options.health_service = "specdec.v1.Verifier";
+  ASSIGN_OR_RETURN(std::unique_ptr<ReplicaSet> verifiers, ReplicaSet::Create(verifier_options));
+  std::unique_ptr<ReplicaSet> drafts;
+  if (!config.draft.empty()) {
+    ReplicaSetOptions draft_options = verifier_options;
+    draft_options.target = config.draft;
+    draft_options.kind = "draft";
+    draft_options.health_service = "specdec.v1.Draft";
+    ASSIGN_OR_RETURN(drafts, ReplicaSet::Create(draft_options));
+  }
   ASSIGN_OR_RETURN(ModelConfig model_config, LoadModelConfig(config.model_dir + "/config.json"));
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tokenizer_path = config.model_dir + "/tokenizer.json";
@@ -227,7 +277,12 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
                     << (config.draft.empty() ? std::string("none") : config.draft)
                     << ", draft deadline " << config.draft_deadline_ms << " ms, max sessions "
                     << config.max_sessions;
-  GatewayServiceImpl service(config, model_config, std::move(tokenizer));
+  SPECDEC_LOG(Info) << "gateway: " << verifiers->size() << " verifier replica(s), "
+                    << (drafts != nullptr ? drafts->size() : 0)
+                    << " draft replica(s); default deadline " << config.default_deadline_ms
+                    << " ms, verifier timeout " << config.verifier_timeout_ms << " ms";
+  GatewayServiceImpl service(config, model_config, std::move(tokenizer), std::move(verifiers),
+                             std::move(drafts));
   ServerOptions options;
   options.listen = config.listen;
   options.name = "gateway";

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/gateway/replica_set.h"
 #include "common/model/config.h"
 #include "common/sampling/sampling.h"
 #include "common/tokenizer/tokenizer.h"
@@ -23,7 +24,8 @@ namespace specdec {
 
 struct GatewayConfig {
   std::string listen = "0.0.0.0:50050";
-  std::string draft;     // draft service address; empty: no draft (verifier alone)
+  // Backend replicas: comma-separated addresses and/or dns:///name:port (every A/AAAA record).
+  std::string draft;     // draft service(s); empty: no draft (verifier alone)
   std::string verifier = "localhost:50051";
   std::string model_dir;  // config.json (+ tokenizer.json for text)
   int draft_deadline_ms = 500;      // per round; a later draft is skipped for the round
@@ -32,6 +34,10 @@ struct GatewayConfig {
   int default_max_new_tokens = 64;  // when a request leaves max_new_tokens at 0
   int max_adaptive_draft_tokens = 16;  // K bound for adaptive requests that give none
   int shutdown_grace_ms = 5000;
+  // Limits (docs/reliability.md), all reported by GetInfo.
+  int64_t default_deadline_ms = 300000;  // requests without a deadline get this one; 0: none
+  int verifier_timeout_ms = 30000;  // one verifier call longer than this fails its replica
+  int max_prompt_bytes = 1 << 20;   // text prompts longer than this are refused unread
 };
 
 // A request after validation: what the round loop needs.
@@ -49,8 +55,10 @@ struct GenerationRequest {
 class GatewayServiceImpl final : public v1::Gateway::Service {
  public:
   // `tokenizer` may be null: then only prompt_ids are accepted and no text is produced.
+  // `verifiers` and `drafts` (null: no draft) are the backend replica sets.
   GatewayServiceImpl(GatewayConfig config, ModelConfig model_config,
-                     std::unique_ptr<Tokenizer> tokenizer);
+                     std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ReplicaSet> verifiers,
+                     std::unique_ptr<ReplicaSet> drafts);
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
@@ -64,10 +72,8 @@ class GatewayServiceImpl final : public v1::Gateway::Service {
   GatewayConfig config_;
   ModelConfig model_config_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::shared_ptr<grpc::Channel> verifier_channel_;
-  std::unique_ptr<v1::Verifier::Stub> verifier_stub_;
-  std::shared_ptr<grpc::Channel> draft_channel_;  // null without a draft
-  std::unique_ptr<v1::Draft::Stub> draft_stub_;
+  std::unique_ptr<ReplicaSet> verifiers_;
+  std::unique_ptr<ReplicaSet> drafts_;  // null without a draft
   std::atomic<int> active_sessions_{0};
   std::atomic<uint64_t> next_session_{0};
 };

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -26,6 +27,26 @@ void SetSpan(const std::vector<int32_t>& committed, int64_t start, v1::TokenSpan
   span->set_start_position(start);
   for (size_t i = static_cast<size_t>(start); i < committed.size(); ++i) span->add_tokens(committed[i]);
 }
+
+// Failures that say the replica (or the way to it) is broken: another replica may serve the
+// session. INVALID_ARGUMENT and the like are bugs on our side and would fail anywhere.
+bool IsReplicaFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kCancelled:  // the replica shut down and cancelled its calls
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr absl::Duration kMinDraftBackoff = absl::Milliseconds(200);
+constexpr absl::Duration kMaxDraftBackoff = absl::Seconds(5);
 
 const char* FinishName(v1::FinishReason reason) {
   switch (reason) {
@@ -62,6 +83,9 @@ void GenerationSession::CloseStreams(bool release) {
 }
 
 absl::Status GenerationSession::CheckClient() const {
+  if (env_.deadline != absl::InfiniteFuture() && absl::Now() > env_.deadline) {
+    return absl::DeadlineExceededError("the request's deadline (the gateway's default) passed");
+  }
   if (context_ == nullptr) return absl::OkStatus();
   if (context_->deadline() < std::chrono::system_clock::now()) {
     return absl::DeadlineExceededError("the request's deadline passed");
@@ -95,42 +119,120 @@ v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) con
   return request;
 }
 
-void GenerationSession::DropDraft(const std::string& why) {
+void GenerationSession::DropDraft(const std::string& why, bool replica_failed) {
   std::string detail;
   if (draft_ != nullptr) {
     draft_->Close(false, session_id_);
     if (!draft_->final_status().ok()) detail = ": " + draft_->final_status().error_message();
     draft_.reset();
   }
+  if (replica_failed && draft_replica_ != nullptr && env_.drafts != nullptr) {
+    env_.drafts->ReportFailure(draft_replica_.get(), absl::UnavailableError(why + detail));
+  }
+  draft_replica_.reset();
   draft_failed_ = true;
+  draft_backoff_ = std::min(kMaxDraftBackoff, std::max(kMinDraftBackoff, 2 * draft_backoff_));
+  draft_retry_at_ = absl::Now() + draft_backoff_;
   SPECDEC_LOG(Warning) << "session " << session_id_ << ": draft unavailable (" << why << detail
-                       << "), decoding with the verifier alone";
+                       << "), decoding with the verifier alone; asking again in "
+                       << absl::FormatDuration(draft_backoff_);
+}
+
+bool GenerationSession::OpenDraft(int64_t round) {
+  std::shared_ptr<Replica> replica = env_.drafts->PickHealthy(session_id_);
+  if (replica == nullptr) {
+    // Nothing healthy (the prober re-admits a replica): looking again costs nothing.
+    draft_failed_ = true;
+    draft_retry_at_ = absl::Now() + kMinDraftBackoff;
+    return false;
+  }
+  const bool again = draft_failed_;
+  draft_replica_ = replica;
+  // Opening the stream and sending are bounded like the round's wait for proposals.
+  const absl::Duration op_timeout =
+      absl::Milliseconds(std::max(env_.draft_deadline_ms, 100));
+  draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout);
+  // Not awaited: the draft prefills while the verifier works, and its acknowledgement is
+  // skipped when the proposals are read.
+  if (!draft_->Send(DraftPrefillRequest(round))) {
+    DropDraft(absl::StrCat("the prefill could not be sent to ", replica->address()));
+    return false;
+  }
+  draft_valid_ = static_cast<int64_t>(committed_.size()) - 1;
+  draft_failed_ = false;
+  if (again) {
+    SPECDEC_LOG(Info) << "session " << session_id_ << ": draft " << replica->address()
+                      << " in use again (re-prefilled at round " << round << ")";
+  }
+  return true;
+}
+
+absl::Status GenerationSession::OpenVerifier(int64_t round) {
+  absl::Status last = absl::UnavailableError(
+      absl::StrCat("no verifier replica is known for --verifier=", env_.verifiers->target()));
+  for (const std::shared_ptr<Replica>& replica : env_.verifiers->Ranked(session_id_)) {
+    if (!tried_verifiers_.insert(replica->address()).second) continue;
+    if (verifier_ != nullptr) {
+      verifier_->Close(false, session_id_);
+      verifier_.reset();
+    }
+    verifier_replica_ = replica;
+    verifier_ = std::make_unique<VerifierStream>(replica->verifier(), context_, env_.deadline,
+                                                 env_.verifier_timeout);
+    absl::StatusOr<v1::VerifierResponse> response = verifier_->Call(VerifierPrefillRequest(round));
+    if (response.ok() && response->has_prefilled()) {
+      verifier_valid_ = static_cast<int64_t>(committed_.size()) - 1;
+      if (round > 0) {
+        SPECDEC_LOG(Info) << "session " << session_id_ << ": moved to verifier "
+                          << replica->address() << " (re-prefilled at round " << round << ")";
+      }
+      return absl::OkStatus();
+    }
+    absl::Status status = response.ok() ? absl::InternalError(absl::StrCat(
+                                              "verifier ", replica->address(),
+                                              " did not acknowledge the prefill"))
+                                        : response.status();
+    RETURN_IF_ERROR(CheckClient());
+    if (!IsReplicaFailure(status)) return status;
+    env_.verifiers->ReportFailure(replica.get(), status);
+    SPECDEC_LOG(Warning) << "session " << session_id_ << ": verifier " << replica->address()
+                         << " failed the prefill (" << status.ToString() << ")";
+    last = status;
+  }
+  if (verifier_ != nullptr) {
+    verifier_->Close(false, session_id_);
+    verifier_.reset();
+  }
+  return absl::UnavailableError(absl::StrCat("no verifier replica could serve the session (",
+                                             tried_verifiers_.size(), " tried): ",
+                                             last.message()));
+}
+
+absl::Status GenerationSession::FailOver(int64_t round, const absl::Status& status) {
+  RETURN_IF_ERROR(CheckClient());
+  if (!IsReplicaFailure(status)) return status;
+  if (verifier_replica_ != nullptr) {
+    env_.verifiers->ReportFailure(verifier_replica_.get(), status);
+    SPECDEC_LOG(Warning) << "session " << session_id_ << ": verifier "
+                         << verifier_replica_->address() << " failed at round " << round << " ("
+                         << status.ToString() << "), moving the session";
+  }
+  return OpenVerifier(round);
 }
 
 absl::Status GenerationSession::Prefill() {
-  const int64_t length = static_cast<int64_t>(committed_.size());
-  verifier_ = std::make_unique<VerifierStream>(env_.verifier, context_);
   const bool wants_draft = request_.num_draft_tokens > 0 || request_.adaptive;
-  if (env_.draft != nullptr && wants_draft) {
-    draft_ = std::make_unique<DraftStream>(env_.draft, context_);
-    // Not awaited: the draft prefills while the verifier does, and its acknowledgement is
-    // skipped when the first proposals are read.
-    if (draft_->Send(DraftPrefillRequest(0))) {
-      draft_valid_ = length - 1;
-    } else {
-      DropDraft("the prefill could not be sent");
-    }
-  }
-  ASSIGN_OR_RETURN(v1::VerifierResponse response, verifier_->Call(VerifierPrefillRequest(0)));
-  if (!response.has_prefilled()) {
-    return absl::InternalError("the verifier did not acknowledge the prefill");
-  }
-  verifier_valid_ = length - 1;
-  return absl::OkStatus();
+  if (env_.drafts != nullptr && wants_draft) OpenDraft(0);
+  return OpenVerifier(0);
 }
 
 GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
   Proposals out;
+  // A dropped draft is asked again after its backoff: a restarted or another healthy replica.
+  if (draft_ == nullptr && draft_failed_ && env_.drafts != nullptr &&
+      absl::Now() >= draft_retry_at_) {
+    OpenDraft(round);
+  }
   if (draft_ == nullptr) {
     out.fallback = draft_failed_ ? v1::FALLBACK_DRAFT_UNAVAILABLE : v1::FALLBACK_NO_DRAFT;
     return out;
@@ -170,7 +272,7 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
     if (response.round() != round || response.has_prefilled() || response.has_released()) continue;
     if (response.has_session_lost()) {
       if (re_prefilled) {
-        DropDraft("the draft lost the session again after a re-prefill");
+        DropDraft("the draft lost the session again after a re-prefill", false);
         break;
       }
       re_prefilled = true;
@@ -183,7 +285,7 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
     }
     if (!response.has_token() ||
         response.token().index() != static_cast<int>(out.proposals.size())) {
-      DropDraft("the draft sent an unexpected message");
+      DropDraft("the draft sent an unexpected message", false);
       break;
     }
     TokenDistribution q = FromProto(response.token().q());
@@ -194,6 +296,7 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
   if (out.proposals.empty() && out.fallback == v1::FALLBACK_UNSPECIFIED) {
     out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
   }
+  if (!out.proposals.empty()) draft_backoff_ = absl::ZeroDuration();  // the draft works again
   out.wall_ms = MsSince(start);
   return out;
 }
@@ -216,18 +319,35 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
     }
     return request;
   };
-  ASSIGN_OR_RETURN(v1::VerifierResponse response, verifier_->Call(verify_request(verifier_valid_)));
-  if (response.has_session_lost()) {
-    SPECDEC_LOG(Info) << "session " << session_id_ << ": verifier lost the session ("
-                      << response.session_lost().reason() << "), re-prefilling";
-    ASSIGN_OR_RETURN(v1::VerifierResponse prefilled, verifier_->Call(VerifierPrefillRequest(round)));
-    if (!prefilled.has_prefilled()) {
-      return absl::InternalError("the verifier did not acknowledge the re-prefill");
+  // A broken replica moves the session to the next one (re-prefill there, then the same
+  // verification); a replica that lost the session is re-prefilled once.
+  int64_t start_position = verifier_valid_;
+  bool re_prefilled = false;
+  v1::VerifierResponse response;
+  while (true) {
+    absl::StatusOr<v1::VerifierResponse> answer = verifier_->Call(verify_request(start_position));
+    if (!answer.ok()) {
+      RETURN_IF_ERROR(FailOver(round, answer.status()));
+      start_position = length - 1;
+      continue;
     }
-    ASSIGN_OR_RETURN(response, verifier_->Call(verify_request(length - 1)));
-    if (response.has_session_lost()) {
+    if (!answer->has_session_lost()) {
+      response = *std::move(answer);
+      break;
+    }
+    if (re_prefilled) {
       return absl::UnavailableError("the verifier lost the session again after a re-prefill");
     }
+    re_prefilled = true;
+    SPECDEC_LOG(Info) << "session " << session_id_ << ": verifier lost the session ("
+                      << answer->session_lost().reason() << "), re-prefilling";
+    absl::StatusOr<v1::VerifierResponse> prefilled = verifier_->Call(VerifierPrefillRequest(round));
+    if (!prefilled.ok()) {
+      RETURN_IF_ERROR(FailOver(round, prefilled.status()));
+    } else if (!prefilled->has_prefilled()) {
+      return absl::InternalError("the verifier did not acknowledge the re-prefill");
+    }
+    start_position = length - 1;
   }
   if (!response.has_verified()) {
     return absl::InternalError("the verifier answered a verification with something else");
@@ -244,6 +364,12 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
 absl::Status GenerationSession::Run(const Emit& emit) {
   const auto run_start = Clock::now();
   usage_.set_prompt_tokens(static_cast<int32_t>(request_.prompt.size()));
+  // The rounds check the session's deadline, but a client that stops reading blocks emit():
+  // past the deadline the call is cancelled, which unblocks it (no session outlives its deadline).
+  std::optional<Watchdog::Scoped> overdue;
+  if (context_ != nullptr && env_.deadline != absl::InfiniteFuture()) {
+    overdue.emplace(env_.deadline + absl::Seconds(1), [context = context_] { context->TryCancel(); });
+  }
   RETURN_IF_ERROR(CheckClient());
   if (absl::Status status = Prefill(); !status.ok()) {
     CloseStreams(false);
@@ -284,7 +410,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     Proposals proposals;
     if (k > 0) {
       proposals = Propose(round, k);
-    } else if (!speculate || env_.draft == nullptr) {
+    } else if (!speculate || env_.drafts == nullptr) {
       proposals.fallback = v1::FALLBACK_NO_DRAFT;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;

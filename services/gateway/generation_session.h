@@ -1,6 +1,9 @@
 // One Generate request on the gateway: the session's committed tokens, its streams to the
 // verifier and the draft, and the round loop (propose, verify, accept, commit) with rollback by
 // committed length, re-prefill of a side that lost the session, and the verifier-alone fallback.
+// A session sticks to one verifier and one draft replica (ReplicaSet's rendezvous hash); when its
+// verifier replica fails it moves to the next one by re-prefill, and a failed draft is picked
+// up again (possibly another replica) after a backoff.
 #ifndef SPECDEC_SERVICES_GATEWAY_GENERATION_SESSION_H_
 #define SPECDEC_SERVICES_GATEWAY_GENERATION_SESSION_H_
 
@@ -12,23 +15,31 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/speculative/acceptance.h"
 #include "common/tokenizer/tokenizer.h"
 #include "services/gateway/backend_streams.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/replica_set.h"
 #include "specdec/v1/gateway.pb.h"
 
 namespace specdec {
 
 struct SessionEnvironment {
-  v1::Verifier::Stub* verifier = nullptr;
-  v1::Draft::Stub* draft = nullptr;  // null: no draft configured
+  ReplicaSet* verifiers = nullptr;
+  ReplicaSet* drafts = nullptr;  // null: no draft configured
   const Tokenizer* tokenizer = nullptr;
   int draft_deadline_ms = 500;
   int max_adaptive_draft_tokens = 16;
   int32_t eos_token_id = -1;
   int64_t max_positions = 0;
+  // The session's own deadline (the gateway's default when the client set none); the client's
+  // deadline applies besides.
+  absl::Time deadline = absl::InfiniteFuture();
+  // The longest one verifier call may take before its replica counts as failed.
+  absl::Duration verifier_timeout = absl::Seconds(30);
 };
 
 class GenerationSession {
@@ -62,10 +73,20 @@ class GenerationSession {
   };
 
   absl::Status Prefill();
+  // Opens a stream to the best verifier replica not yet tried by this session and prefills it
+  // with every committed token; UNAVAILABLE when no replica is left.
+  absl::Status OpenVerifier(int64_t round);
+  // After a failed verifier call: the client's own status if it is gone, `status` when it is
+  // not a replica failure, else moves the session to another replica (OpenVerifier).
+  absl::Status FailOver(int64_t round, const absl::Status& status);
+  // Opens a stream to the best healthy draft replica and sends it a prefill; false when there
+  // is none or it fails at once.
+  bool OpenDraft(int64_t round);
   // Asks the draft for k tokens; never fails (a failing draft becomes a fallback).
   Proposals Propose(int64_t round, int k);
   absl::StatusOr<Verdict> Verify(int64_t round, const Proposals& proposals);
-  void DropDraft(const std::string& why);
+  // `replica_failed`: the draft's stream broke (the replica is reported to the set).
+  void DropDraft(const std::string& why, bool replica_failed = true);
   absl::Status CheckClient() const;
   v1::DraftRequest DraftPrefillRequest(int64_t round) const;
   v1::VerifierRequest VerifierPrefillRequest(int64_t round) const;
@@ -76,8 +97,14 @@ class GenerationSession {
   SessionEnvironment env_;
   const grpc::ServerContext* context_;
   std::unique_ptr<VerifierStream> verifier_;
+  std::shared_ptr<Replica> verifier_replica_;
+  absl::flat_hash_set<std::string> tried_verifiers_;
   std::unique_ptr<DraftStream> draft_;
+  std::shared_ptr<Replica> draft_replica_;
   bool draft_failed_ = false;
+  // A dropped draft is asked again from this time on (backoff doubles per failure).
+  absl::Time draft_retry_at_ = absl::InfinitePast();
+  absl::Duration draft_backoff_ = absl::ZeroDuration();
   // Every committed token: the prompt and what was generated. The last one is "pending": the
   // caches hold positions before it, and it is the first input of the next round.
   std::vector<int32_t> committed_;

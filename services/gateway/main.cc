@@ -8,8 +8,11 @@
 #include "services/gateway/gateway_service.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50050", "HOST:PORT to serve the public API on");
-ABSL_FLAG(std::string, draft, "", "draft service address (empty: decode with the verifier alone)");
-ABSL_FLAG(std::string, verifier, "localhost:50051", "verifier service address");
+ABSL_FLAG(std::string, draft, "",
+          "draft replicas: comma-separated addresses and/or dns:///name:port (every address of "
+          "the name); empty: decode with the verifier alone");
+ABSL_FLAG(std::string, verifier, "localhost:50051",
+          "verifier replicas: comma-separated addresses and/or dns:///name:port");
 ABSL_FLAG(std::string, model_dir, "", "checkpoint folder: config.json and tokenizer.json");
 ABSL_FLAG(int, draft_deadline_ms, 500,
           "per round: a draft later than this is skipped (verifier alone for that round)");
@@ -18,6 +21,11 @@ ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may a
 ABSL_FLAG(int, default_max_new_tokens, 64, "max_new_tokens of requests that leave it at 0");
 ABSL_FLAG(int, max_adaptive_draft_tokens, 16, "K bound of adaptive requests that set none");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+ABSL_FLAG(int64_t, default_deadline_ms, 300000,
+          "deadline of requests that set none, milliseconds (0: none)");
+ABSL_FLAG(int, verifier_timeout_ms, 30000,
+          "one verifier call taking longer fails its replica (the session moves on)");
+ABSL_FLAG(int, max_prompt_bytes, 1 << 20, "text prompts longer than this are refused");
 
 int main(int argc, char** argv) {
   specdec::BlockShutdownSignals();
@@ -36,6 +44,9 @@ int main(int argc, char** argv) {
   config.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   config.max_adaptive_draft_tokens = absl::GetFlag(FLAGS_max_adaptive_draft_tokens);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  config.default_deadline_ms = absl::GetFlag(FLAGS_default_deadline_ms);
+  config.verifier_timeout_ms = absl::GetFlag(FLAGS_verifier_timeout_ms);
+  config.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
   absl::Status status = specdec::RunGatewayServer(config);
   if (!status.ok()) {
     std::fprintf(stderr, "specdec-gateway: %s\n", status.ToString().c_str());

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Load benchmark: starts a verifier, a draft and a gateway on loopback ports with a random
+# checkpoint, runs specdec-loadgen for each stream count, and prints its reports (tokens/s,
+# TTFT and inter-token latency p50/p99, errors, RSS of each service before/peak/after, sessions
+# left). docs/benchmarks/load.md has the numbers and the soak command.
+#
+#   tools/loadgen/load_bench.sh [BUILD_DIR] [PRESET]       (env: STREAMS="1 4 16" DURATION=20
+#                                                          MAX_NEW=64 K=4 REPEAT=1 DRAFT_LAYERS=0)
+set -euo pipefail
+BUILD=${1:-build}
+PRESET=${2:-pythia-70m}
+STREAMS=${STREAMS:-"1 4 16"}
+DURATION=${DURATION:-20}
+MAX_NEW=${MAX_NEW:-64}
+K=${K:-4}
+REPEAT=${REPEAT:-1}
+THREADS=${THREADS:-1}
+DRAFT_LAYERS=${DRAFT_LAYERS:-0}
+WORK=$(mktemp -d /tmp/specdec_load.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_serving() {
+  for _ in $(seq 1 600); do
+    if "$BUILD/services/client/specdec" health --server "$1" --timeout_ms 500 >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "$1 never became SERVING" >&2; return 1
+}
+
+"$BUILD/tools/make_model/specdec-make-model" --preset "$PRESET" --out "$WORK/model" >/dev/null
+VP=$(port); DP=$(port); GP=$(port)
+"$BUILD/services/verifier/specdec-verifier" --model_dir "$WORK/model" --device cpu \
+  --threads "$THREADS" --listen "127.0.0.1:$VP" >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
+"$BUILD/services/draft/specdec-draft" --model_dir "$WORK/model" --device cpu --threads "$THREADS" \
+  --draft_layers "$DRAFT_LAYERS" --listen "127.0.0.1:$DP" >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
+wait_serving "127.0.0.1:$VP"; wait_serving "127.0.0.1:$DP"
+"$BUILD/services/gateway/specdec-gateway" --model_dir "$WORK/model" --verifier "127.0.0.1:$VP" \
+  --draft "127.0.0.1:$DP" --listen "127.0.0.1:$GP" --max_sessions 256 \
+  >"$WORK/gateway.log" 2>&1 & PIDS+=($!); GPID=$!
+wait_serving "127.0.0.1:$GP"
+
+echo "# preset $PRESET, $(nproc) cores, --threads $THREADS, K=$K, $MAX_NEW tokens per request, ${DURATION}s per run"
+status=0
+for n in $STREAMS; do
+  echo "## $n stream(s)"
+  "$BUILD/tools/loadgen/specdec-loadgen" --server "127.0.0.1:$GP" --streams "$n" \
+    --duration_s "$DURATION" --max_new_tokens "$MAX_NEW" --k "$K" --repeat "$REPEAT" \
+    --draft "127.0.0.1:$DP" --verifier "127.0.0.1:$VP" \
+    --pids "gateway=$GPID,draft=$DPID,verifier=$VPID" --json || status=1
+done
+exit $status
