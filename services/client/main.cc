@@ -1,6 +1,7 @@
 // specdec: command-line client of the gateway. `specdec generate "prompt"` streams text to
 // stdout; --rounds prints each speculation round's record to stderr; `specdec info` prints
-// GetInfo. Exit code: 0 on success, 2 for INVALID_ARGUMENT, 1 for other errors.
+// GetInfo; `specdec health` asks the standard health service (exit 0 only when SERVING).
+// Exit code: 0 on success, 2 for INVALID_ARGUMENT, 1 for other errors.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50050", "gateway address");
@@ -30,6 +32,7 @@ ABSL_FLAG(bool, rounds, false, "print each round's record to stderr");
 ABSL_FLAG(bool, ids, false, "print token ids instead of text");
 ABSL_FLAG(int, timeout_ms, 0, "request deadline (0: none)");
 ABSL_FLAG(std::string, request_id, "", "request id for the gateway's logs");
+ABSL_FLAG(std::string, service, "", "health: the service name to check (empty: the server)");
 
 namespace {
 
@@ -46,6 +49,26 @@ int Info(specdec::v1::Gateway::Stub& stub) {
   if (!status.ok()) return Fail(status);
   std::cout << info.DebugString();
   return 0;
+}
+
+// grpc.health.v1.Health/Check; works against any of the three services.
+int Health(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  const int timeout_ms =
+      absl::GetFlag(FLAGS_timeout_ms) > 0 ? absl::GetFlag(FLAGS_timeout_ms) : 2000;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(absl::GetFlag(FLAGS_service));
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&context, request, &response);
+  if (!status.ok()) {
+    Fail(status);
+    return 1;
+  }
+  std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
+            << std::endl;
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
 int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
@@ -125,7 +148,8 @@ int main(int argc, char** argv) {
       "Client of the specdec gateway.\n"
       "  specdec generate \"prompt\" [--server ADDR] [--max_new_tokens N] [--temperature T]\n"
       "      [--top_k K] [--top_p P] [--seed S] [--k K] [--adaptive] [--stop a,b] [--rounds]\n"
-      "  specdec info [--server ADDR]");
+      "  specdec info [--server ADDR]\n"
+      "  specdec health [--server ADDR] [--service NAME] [--timeout_ms MS]   (exit 0: SERVING)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage());
@@ -135,6 +159,7 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
   auto stub = specdec::v1::Gateway::NewStub(channel);
   if (command == "info") return Info(*stub);
+  if (command == "health") return Health(channel);
   if (command == "generate") {
     if (args.size() < 3 && absl::GetFlag(FLAGS_prompt_ids).empty()) {
       std::fprintf(stderr, "specdec generate: give a prompt\n");
@@ -142,6 +167,6 @@ int main(int argc, char** argv) {
     }
     return Generate(*stub, args.size() >= 3 ? args[2] : "");
   }
-  std::fprintf(stderr, "specdec: unknown command %s (generate, info)\n", command.c_str());
+  std::fprintf(stderr, "specdec: unknown command %s (generate, info, health)\n", command.c_str());
   return 2;
 }

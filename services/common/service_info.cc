@@ -25,4 +25,16 @@ v1::ServiceInfoResponse MakeServiceInfo(const Model& model, const ModelView& vie
   return info;
 }
 
+ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
+  ModelServiceSnapshot s;
+  s.active_sessions = stats.active_sessions();
+  s.cache_bytes = stats.cache_bytes();
+  s.sessions_opened = stats.sessions_opened();
+  s.sessions_released = stats.sessions_released();
+  s.sessions_abandoned = stats.sessions_abandoned();
+  s.sessions_evicted = stats.sessions_evicted();
+  s.tokens_processed = stats.tokens_processed();
+  return s;
+}
+
 }  // namespace specdec

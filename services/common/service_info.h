@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
 #include "specdec/v1/session.pb.h"
 
@@ -13,6 +14,9 @@ namespace specdec {
 // GetInfo of a draft or verifier process serving `view` of `model`.
 v1::ServiceInfoResponse MakeServiceInfo(const Model& model, const ModelView& view,
                                         const std::string& kv_policy, int32_t max_support);
+
+// GetStats counters as the metrics endpoint reports them.
+ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats);
 
 }  // namespace specdec
 

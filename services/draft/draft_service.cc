@@ -40,7 +40,6 @@ bool DebugDelay(grpc::ServerContext* context, int ms) {
   return true;
 }
 
-
 void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
   response->set_session_id(request.session_id());
   response->set_committed_length(request.committed_length());
@@ -146,12 +145,23 @@ grpc::Status DraftServiceImpl::Session(
         Echo(request, &response);
         response.mutable_prefilled()->set_cache_length(session->length());
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
+        if (metrics_ != nullptr) {
+          metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
+                                request.prefill().tokens().tokens_size());
+        }
         stream->Write(response);
         break;
       }
-      case v1::DraftRequest::kPropose:
+      case v1::DraftRequest::kPropose: {
+        const auto start = Clock::now();
         status = Propose(context, request, max_support_, session.get(), stream);
+        if (metrics_ != nullptr && status.ok()) {
+          metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3,
+                                request.propose().tokens().tokens_size() +
+                                    request.propose().num_draft_tokens() - 1);
+        }
         break;
+      }
       case v1::DraftRequest::kRelease: {
         released = true;
         v1::DraftResponse response;
@@ -213,6 +223,13 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
   DraftServiceImpl service(model, view, config.draft_top_k);
+  std::unique_ptr<ModelServiceMetrics> metrics;
+  if (!config.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(metrics, ModelServiceMetrics::Serve(
+                                  config.metrics_listen, "draft", "full",
+                                  [&service] { return SnapshotOf(service.Stats()); }));
+    service.set_metrics(metrics.get());
+  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "draft";

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "common/model/model.h"
+#include "common/metrics/model_service_metrics.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/draft.grpc.pb.h"
 
@@ -26,6 +27,7 @@ struct DraftServerConfig {
   int64_t draft_vocab = 0;      // > 0: score only the N most frequent ids
   int32_t draft_top_k = 64;     // most tokens in a proposal's q (0: the whole distribution)
   int shutdown_grace_ms = 5000;
+  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // Test only (fault injection, tests/reliability): sleep this long before each proposed token.
   int debug_delay_ms = 0;
 };
@@ -44,7 +46,12 @@ class DraftServiceImpl final : public v1::Draft::Service {
   grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
                             v1::EvictSessionResponse* response) override;
 
+  v1::GetStatsResponse Stats() const { return registry_.Stats(); }
+  // Step latencies go to `metrics` (outlives the service); null: not measured.
+  void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
+
  private:
+  ModelServiceMetrics* metrics_ = nullptr;
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;
   int32_t max_support_;

@@ -17,6 +17,7 @@ ABSL_FLAG(std::string, draft_plan, "", "draft LayerPlan JSON (overrides --draft_
 ABSL_FLAG(int64_t, draft_vocab, 0, "draft LM head scores the N most frequent ids (0: all)");
 ABSL_FLAG(int32_t, draft_top_k, 64, "most tokens in each proposal's q, sent sparse (0: all)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
 // Fault injection for tests/reliability (a slow draft); not for production use.
 ABSL_FLAG(int, debug_delay_ms, 0, "TEST ONLY: sleep this long before each proposed token");
 
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   config.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   config.draft_top_k = absl::GetFlag(FLAGS_draft_top_k);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
   absl::Status status = specdec::RunDraftServer(config);
   if (!status.ok()) {

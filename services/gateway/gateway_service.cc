@@ -15,6 +15,8 @@
 #include "common/rpc/status.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/generation_session.h"
+#include "services/gateway/http_server.h"
+#include "services/gateway/trace_observer.h"
 
 namespace specdec {
 namespace {
@@ -32,6 +34,12 @@ std::string RandomHex() {
 }
 
 }  // namespace
+
+std::string ModelName(const std::string& model_dir) {
+  std::filesystem::path dir(model_dir);
+  if (!dir.has_filename()) dir = dir.parent_path();
+  return dir.filename().string();
+}
 
 GatewayServiceImpl::GatewayServiceImpl(GatewayConfig config, ModelConfig model_config,
                                        std::unique_ptr<Tokenizer> tokenizer,
@@ -58,7 +66,6 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   }
   if (!request.prompt().empty()) {
     if (tokenizer_ == nullptr) {
-
       return absl::FailedPreconditionError(
           "this gateway has no tokenizer.json: send prompt_ids instead of prompt");
     }
@@ -128,17 +135,18 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
 grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                                           const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
+  RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
   absl::StatusOr<GenerationRequest> validated = Validate(*request);
   if (!validated.ok()) {
     SPECDEC_LOG(Info) << "rejected request: " << validated.status();
-    return ToGrpcStatus(validated.status());
+    return trace.Done(ToGrpcStatus(validated.status()));
   }
   if (active_sessions_.fetch_add(1) >= config_.max_sessions) {
     active_sessions_.fetch_sub(1);
     SPECDEC_LOG(Info) << "request " << validated->request_id << " rejected: "
                       << config_.max_sessions << " sessions active";
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions")));
+    return trace.Done(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions"))));
   }
   struct Release {
     std::atomic<int>* count;
@@ -163,6 +171,9 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   env.max_positions = model_config_.max_position_embeddings;
   const std::string session_id =
       absl::StrCat(validated->request_id, "-", next_session_.fetch_add(1), "-", RandomHex());
+  trace.Start(session_id, validated->request_id, static_cast<int64_t>(validated->prompt.size()),
+              validated->num_draft_tokens, validated->adaptive);
+  env.trace = &trace;
   GenerationSession session(session_id, *validated, env, context);
   const absl::Status status = session.Run(
       [writer](const v1::GenerateResponse& response) { return writer->Write(response); });
@@ -176,14 +187,13 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                     << absl::StrFormat("%.1f tokens/s", tokens_per_s) << ", finish "
                     << v1::FinishReason_Name(session.finish_reason())
                     << (status.ok() ? "" : absl::StrCat(", error ", status.ToString()));
-  return ToGrpcStatus(status);
+  trace.Finish(usage, session.finish_reason());
+  return trace.Done(ToGrpcStatus(status));
 }
 
 grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
                                          v1::GetInfoResponse* response) {
-  std::filesystem::path dir(config_.model_dir);
-  if (!dir.has_filename()) dir = dir.parent_path();
-  response->set_model_name(dir.filename().string());
+  response->set_model_name(ModelName(config_.model_dir));
   response->set_model_config(model_config_.Summary());
   response->set_version(SpecdecVersion());
   response->set_vocab_size(static_cast<int32_t>(model_config_.vocab_size));
@@ -283,12 +293,28 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
                     << " ms, verifier timeout " << config.verifier_timeout_ms << " ms";
   GatewayServiceImpl service(config, model_config, std::move(tokenizer), std::move(verifiers),
                              std::move(drafts));
+  // Metrics, spans and the HTTP API (docs/observability.md); each is off when its flag is empty.
+  GatewayTelemetryOptions telemetry_options;
+  telemetry_options.metrics_listen = config.metrics_listen;
+  telemetry_options.otlp_endpoint = config.otlp_endpoint;
+  telemetry_options.trace_file = config.trace_file;
+  telemetry_options.model_name = ModelName(config.model_dir);
+  ASSIGN_OR_RETURN(std::unique_ptr<GatewayTelemetry> telemetry,
+                   GatewayTelemetry::Start(telemetry_options));
+  service.set_observability(telemetry->observability());
+  std::unique_ptr<HttpServer> http;
+  if (!config.http_listen.empty()) {
+    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
+                               config, telemetry_options.model_name, telemetry->observability())));
+  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "gateway";
   options.health_service_names = {"specdec.v1.Gateway"};
   options.shutdown_grace_ms = config.shutdown_grace_ms;
-  return ServeUntilSignal(options, {&service});
+  return ServeUntilSignal(options, {&service}, [&http] {
+    if (http != nullptr) http->Drain();  // new HTTP requests get 503 while gRPC drains
+  });
 }
 
 }  // namespace specdec

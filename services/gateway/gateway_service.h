@@ -38,7 +38,15 @@ struct GatewayConfig {
   int64_t default_deadline_ms = 300000;  // requests without a deadline get this one; 0: none
   int verifier_timeout_ms = 30000;  // one verifier call longer than this fails its replica
   int max_prompt_bytes = 1 << 20;   // text prompts longer than this are refused unread
+  // Observability (docs/observability.md); empty: off.
+  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics
+  std::string otlp_endpoint;   // OTLP/gRPC collector for spans
+  std::string trace_file;      // Chrome trace-event JSON
+  std::string http_listen;     // OpenAI-compatible HTTP API
+  int http_num_draft_tokens = 4;  // K of HTTP requests that do not say
 };
+
+struct GatewayObservability;
 
 // A request after validation: what the round loop needs.
 struct GenerationRequest {
@@ -76,7 +84,17 @@ class GatewayServiceImpl final : public v1::Gateway::Service {
   std::unique_ptr<ReplicaSet> drafts_;  // null without a draft
   std::atomic<int> active_sessions_{0};
   std::atomic<uint64_t> next_session_{0};
+  const GatewayObservability* observability_ = nullptr;  // null: no metrics, no spans
+
+ public:
+  // Metrics and spans of every request go to `observability` (outlives the service).
+  void set_observability(const GatewayObservability* observability) {
+    observability_ = observability;
+  }
 };
+
+// The model's name as the API reports it: the checkpoint folder's name.
+std::string ModelName(const std::string& model_dir);
 
 // Loads config.json and tokenizer.json, serves until SIGTERM/SIGINT.
 absl::Status RunGatewayServer(const GatewayConfig& config);

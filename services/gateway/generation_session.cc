@@ -13,6 +13,7 @@
 #include "common/speculative/draft_length.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/text_output.h"
+#include "services/gateway/trace_observer.h"
 
 namespace specdec {
 namespace {
@@ -483,6 +484,9 @@ absl::Status GenerationSession::Run(const Emit& emit) {
                        << " verify_ms=" << record.verify_ms() << " network_ms="
                        << record.network_ms() << " gateway_ms=" << record.gateway_ms()
                        << " fallback=" << v1::Fallback_Name(record.fallback());
+    if (env_.trace != nullptr) {
+      env_.trace->OnRound(record, round_start, proposals.wall_ms, verdict->wall_ms);
+    }
     if (request_.include_rounds) *response.add_rounds() = record;
     if (round == 0) response.set_request_id(request_.request_id);
     ++round;

@@ -27,6 +27,8 @@
 
 namespace specdec {
 
+class RequestTrace;  // services/gateway/trace_observer.h
+
 struct SessionEnvironment {
   ReplicaSet* verifiers = nullptr;
   ReplicaSet* drafts = nullptr;  // null: no draft configured
@@ -35,6 +37,7 @@ struct SessionEnvironment {
   int max_adaptive_draft_tokens = 16;
   int32_t eos_token_id = -1;
   int64_t max_positions = 0;
+  RequestTrace* trace = nullptr;  // metrics and spans of the rounds; may be null
   // The session's own deadline (the gateway's default when the client set none); the client's
   // deadline applies besides.
   absl::Time deadline = absl::InfiniteFuture();

@@ -26,6 +26,11 @@ ABSL_FLAG(int64_t, default_deadline_ms, 300000,
 ABSL_FLAG(int, verifier_timeout_ms, 30000,
           "one verifier call taking longer fails its replica (the session moves on)");
 ABSL_FLAG(int, max_prompt_bytes, 1 << 20, "text prompts longer than this are refused");
+ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
+ABSL_FLAG(std::string, otlp_endpoint, "", "OTLP/gRPC collector HOST:PORT for spans (empty: off)");
+ABSL_FLAG(std::string, trace_file, "", "write spans as Chrome trace-event JSON here (empty: off)");
+ABSL_FLAG(std::string, http_listen, "", "HOST:PORT of the OpenAI-compatible HTTP API (empty: off)");
+ABSL_FLAG(int, http_num_draft_tokens, 4, "K of HTTP completions that do not send num_draft_tokens");
 
 int main(int argc, char** argv) {
   specdec::BlockShutdownSignals();
@@ -47,6 +52,11 @@ int main(int argc, char** argv) {
   config.default_deadline_ms = absl::GetFlag(FLAGS_default_deadline_ms);
   config.verifier_timeout_ms = absl::GetFlag(FLAGS_verifier_timeout_ms);
   config.max_prompt_bytes = absl::GetFlag(FLAGS_max_prompt_bytes);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  config.otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
+  config.trace_file = absl::GetFlag(FLAGS_trace_file);
+  config.http_listen = absl::GetFlag(FLAGS_http_listen);
+  config.http_num_draft_tokens = absl::GetFlag(FLAGS_http_num_draft_tokens);
   absl::Status status = specdec::RunGatewayServer(config);
   if (!status.ok()) {
     std::fprintf(stderr, "specdec-gateway: %s\n", status.ToString().c_str());

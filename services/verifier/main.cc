@@ -13,6 +13,7 @@ ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
 
 int main(int argc, char** argv) {
   specdec::BlockShutdownSignals();
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   config.dtype = absl::GetFlag(FLAGS_dtype);
   config.threads = absl::GetFlag(FLAGS_threads);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   absl::Status status = specdec::RunVerifierServer(config);
   if (!status.ok()) {
     std::fprintf(stderr, "specdec-verifier: %s\n", status.ToString().c_str());

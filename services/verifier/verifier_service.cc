@@ -127,10 +127,19 @@ grpc::Status VerifierServiceImpl::Session(
                                   FromProto(request.prefill().sampling()));
         response.mutable_prefilled()->set_cache_length(session->length());
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
+        if (metrics_ != nullptr && status.ok()) {
+          metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
+                                request.prefill().tokens().tokens_size());
+        }
         break;
       }
       case v1::VerifierRequest::kVerify:
         status = Verify(request, session.get(), &response);
+        if (metrics_ != nullptr && status.ok() && response.has_verified()) {
+          metrics_->ObserveStep(
+              ModelStep::kVerify, response.verified().compute_ms() / 1e3,
+              request.verify().tokens().tokens_size() + request.verify().drafts_size());
+        }
         break;
       case v1::VerifierRequest::kRelease:
         released = true;
@@ -181,6 +190,13 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
                     << model->device() << ", kv policy full";
   VerifierServiceImpl service(model, view);
+  std::unique_ptr<ModelServiceMetrics> metrics;
+  if (!config.metrics_listen.empty()) {
+    ASSIGN_OR_RETURN(metrics, ModelServiceMetrics::Serve(
+                                  config.metrics_listen, "verifier", "full",
+                                  [&service] { return SnapshotOf(service.Stats()); }));
+    service.set_metrics(metrics.get());
+  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "verifier";

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "common/model/model.h"
+#include "common/metrics/model_service_metrics.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 
@@ -21,6 +22,7 @@ struct VerifierServerConfig {
   std::string dtype = "f32";
   int threads = 0;  // 0: all cores
   int shutdown_grace_ms = 5000;
+  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
 };
 
 class VerifierServiceImpl final : public v1::Verifier::Service {
@@ -37,7 +39,12 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
                             v1::EvictSessionResponse* response) override;
 
+  v1::GetStatsResponse Stats() const { return registry_.Stats(); }
+  // Step latencies go to `metrics` (outlives the service); null: not measured.
+  void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
+
  private:
+  ModelServiceMetrics* metrics_ = nullptr;
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;
   SessionRegistry registry_;

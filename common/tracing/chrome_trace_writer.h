@@ -1,0 +1,38 @@
+// Writes spans as Chrome trace-event JSON (the JSON array format: complete "X" events with
+// microsecond timestamps), which Perfetto (ui.perfetto.dev) and chrome://tracing open. One
+// track (tid) per trace, so each request's rounds line up on their own row.
+#ifndef SPECDEC_COMMON_TRACING_CHROME_TRACE_WRITER_H_
+#define SPECDEC_COMMON_TRACING_CHROME_TRACE_WRITER_H_
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/tracing/tracer.h"
+
+namespace specdec {
+
+class ChromeTraceWriter : public SpanExporter {
+ public:
+  // Creates (truncates) `path`. `process_name` labels the process track.
+  static absl::StatusOr<std::unique_ptr<ChromeTraceWriter>> Open(const std::string& path,
+                                                                 const std::string& process_name);
+  ~ChromeTraceWriter() override;
+
+  absl::Status Export(const std::vector<SpanData>& spans) override;
+  // Closes the JSON array. A file cut short by a crash still opens: the closing bracket of the
+  // array format is optional for trace viewers.
+  void Shutdown() override;
+
+ private:
+  ChromeTraceWriter() = default;
+  std::FILE* file_ = nullptr;
+  std::string path_;
+  std::map<TraceId, int> tracks_;  // trace -> tid
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_TRACING_CHROME_TRACE_WRITER_H_

@@ -1,0 +1,500 @@
+// OpenAI-compatible HTTP API (see http_server.h). civetweb runs each request on one of its
+// worker threads; a completion is one gRPC Generate stream to this gateway, read to its end.
+#include "services/gateway/http_server.h"
+
+#include <civetweb.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "common/base/log.h"
+#include "nlohmann/json.hpp"
+
+namespace specdec {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxBodyBytes = 1 << 20;
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 499:
+      return "Client Closed Request";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Internal Server Error";
+  }
+}
+
+const char* ErrorType(int status) {
+  switch (status) {
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_exceeded";
+    case 503:
+    case 504:
+      return "service_unavailable";
+    default:
+      return "server_error";
+  }
+}
+
+json ErrorBody(int status, const std::string& message, const char* code = nullptr) {
+  return {{"error",
+           {{"message", message},
+            {"type", ErrorType(status)},
+            {"param", nullptr},
+            {"code", code == nullptr ? json(nullptr) : json(code)}}}};
+}
+
+// Writes a whole response (Connection: close: civetweb runs without keep-alive).
+int Send(mg_connection* conn, int status, const json& body) {
+  const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n",
+            status, Reason(status), text.size());
+  mg_write(conn, text.data(), text.size());
+  return status;
+}
+
+int SendError(mg_connection* conn, int status, const std::string& message,
+              const char* code = nullptr) {
+  return Send(conn, status, ErrorBody(status, message, code));
+}
+
+bool WriteEvent(mg_connection* conn, const json& event) {
+  const std::string text =
+      absl::StrCat("data: ", event.dump(-1, ' ', false, json::error_handler_t::replace), "\n\n");
+  return mg_write(conn, text.data(), text.size()) > 0;
+}
+
+std::string RandomHex() {
+  static absl::Mutex* mu = new absl::Mutex;
+  static std::mt19937_64* rng = new std::mt19937_64(std::random_device{}());
+  absl::MutexLock lock(mu);
+  return absl::StrFormat("%016x", (*rng)());
+}
+
+const char* OpenAiFinishReason(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_EOS:
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+    case v1::FINISH_REASON_CONTEXT:
+      return "length";
+    default:
+      return nullptr;
+  }
+}
+
+// A JSON number that must be an integer (OpenAI sends max_tokens: 16, never 16.0).
+bool GetInt(const json& body, const char* key, int64_t* out, std::string* error) {
+  if (!body.contains(key) || body[key].is_null()) return true;
+  if (!body[key].is_number_integer()) {
+    *error = absl::StrCat("'", key, "' must be an integer");
+    return false;
+  }
+  *out = body[key].get<int64_t>();
+  return true;
+}
+
+bool GetNumber(const json& body, const char* key, double* out, std::string* error) {
+  if (!body.contains(key) || body[key].is_null()) return true;
+  if (!body[key].is_number()) {
+    *error = absl::StrCat("'", key, "' must be a number");
+    return false;
+  }
+  *out = body[key].get<double>();
+  return true;
+}
+
+// The OpenAI request -> GenerateRequest; false with `error` for a 400.
+bool ToGenerateRequest(const json& body, int default_k, v1::GenerateRequest* request, bool* stream,
+                       std::string* error) {
+  if (!body.is_object()) {
+    *error = "the request body must be a JSON object";
+    return false;
+  }
+  if (!body.contains("prompt")) {
+    *error = "'prompt' is required";
+    return false;
+  }
+  const json& prompt = body["prompt"];
+  if (prompt.is_string()) {
+    request->set_prompt(prompt.get<std::string>());
+  } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
+    request->set_prompt(prompt[0].get<std::string>());
+  } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
+    for (const json& id : prompt) {
+      if (!id.is_number_integer()) {
+        *error = "'prompt' as token ids must hold integers only";
+        return false;
+      }
+      request->add_prompt_ids(id.get<int32_t>());
+    }
+  } else {
+    *error =
+        "'prompt' must be a string, a list of one string, or a list of token ids "
+        "(batches of prompts are not supported)";
+    return false;
+  }
+  int64_t max_tokens = 16;  // OpenAI's default
+  int64_t seed = -1;
+  int64_t n = 1;
+  int64_t top_k = 0;
+  int64_t k = default_k;
+  double temperature = 1.0;  // OpenAI's default
+  double top_p = 1.0;
+  if (!GetInt(body, "max_tokens", &max_tokens, error) || !GetInt(body, "seed", &seed, error) ||
+      !GetInt(body, "n", &n, error) || !GetInt(body, "top_k", &top_k, error) ||
+      !GetInt(body, "num_draft_tokens", &k, error) ||
+      !GetNumber(body, "temperature", &temperature, error) ||
+      !GetNumber(body, "top_p", &top_p, error)) {
+    return false;
+  }
+  if (max_tokens < 1 || max_tokens > INT32_MAX) {
+    *error = "'max_tokens' must be at least 1";
+    return false;
+  }
+  if (n != 1) {
+    *error = "only n = 1 is supported";
+    return false;
+  }
+  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != 1) {
+    *error = "best_of is not supported";
+    return false;
+  }
+  if (body.contains("echo") && body["echo"] == true) {
+    *error = "echo is not supported";
+    return false;
+  }
+  if (body.contains("logprobs") && !body["logprobs"].is_null()) {
+    *error = "logprobs are not supported";
+    return false;
+  }
+  if (k < 0 || k > 64 || top_k < 0 || top_k > INT32_MAX) {
+    *error = "'num_draft_tokens' must be in [0, 64] and 'top_k' >= 0";
+    return false;
+  }
+  request->set_max_new_tokens(static_cast<int32_t>(max_tokens));
+  v1::SamplingParameters* sampling = request->mutable_sampling();
+  sampling->set_temperature(static_cast<float>(temperature));
+  sampling->set_top_p(static_cast<float>(top_p));
+  sampling->set_top_k(static_cast<int32_t>(top_k));
+  // Without a seed, sampled completions differ from call to call, as OpenAI's do.
+  uint64_t chosen_seed = seed >= 0 ? static_cast<uint64_t>(seed) : 0;
+  if (seed < 0 && temperature > 0) chosen_seed = std::random_device{}();
+  sampling->set_seed(chosen_seed);
+  request->mutable_speculation()->set_num_draft_tokens(static_cast<int32_t>(k));
+  if (body.contains("adaptive")) {
+    if (!body["adaptive"].is_boolean()) {
+      *error = "'adaptive' must be a boolean";
+      return false;
+    }
+    request->mutable_speculation()->set_adaptive(body["adaptive"].get<bool>());
+  }
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& stop = body["stop"];
+    if (stop.is_string()) {
+      request->add_stop(stop.get<std::string>());
+    } else if (stop.is_array()) {
+      for (const json& s : stop) {
+        if (!s.is_string()) {
+          *error = "'stop' must be a string or a list of strings";
+          return false;
+        }
+        request->add_stop(s.get<std::string>());
+      }
+    } else {
+      *error = "'stop' must be a string or a list of strings";
+      return false;
+    }
+  }
+  *stream = false;
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) {
+      *error = "'stream' must be a boolean";
+      return false;
+    }
+    *stream = body["stream"].get<bool>();
+  }
+  return true;
+}
+
+}  // namespace
+
+int HttpStatusFor(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    case grpc::StatusCode::CANCELLED:
+      return 499;
+    default:
+      return 500;
+  }
+}
+
+HttpServerOptions HttpServerOptionsFor(const GatewayConfig& config, const std::string& model_name,
+                                       const GatewayObservability* observability) {
+  HttpServerOptions options;
+  options.listen = config.http_listen;
+  // The gRPC server listens on config.listen; a wildcard host is reached on loopback.
+  const size_t colon = config.listen.rfind(':');
+  std::string host = colon == std::string::npos ? "" : config.listen.substr(0, colon);
+  const std::string port = config.listen.substr(colon == std::string::npos ? 0 : colon + 1);
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
+  options.gateway_address = absl::StrCat(host, ":", port);
+  options.model_name = model_name;
+  options.num_draft_tokens = config.http_num_draft_tokens;
+  options.num_threads = std::max(8, std::min(256, config.max_sessions + 8));
+  options.observability = observability;
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
+  if (options.listen.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_listen must be HOST:PORT, got \"", options.listen, "\""));
+  }
+  std::unique_ptr<HttpServer> server(new HttpServer);
+  server->options_ = std::move(options);
+  server->channel_ =
+      grpc::CreateChannel(server->options_.gateway_address, grpc::InsecureChannelCredentials());
+  server->stub_ = v1::Gateway::NewStub(server->channel_);
+  std::string ports = server->options_.listen;
+  if (ports.rfind("0.0.0.0:", 0) == 0) ports = ports.substr(8);  // civetweb: a bare port = any
+  const std::string threads = std::to_string(server->options_.num_threads);
+  const char* mg_options[] = {"listening_ports",
+                              ports.c_str(),
+                              "num_threads",
+                              threads.c_str(),
+                              "enable_keep_alive",
+                              "no",
+                              "request_timeout_ms",
+                              "600000",
+                              nullptr};
+  mg_init_library(0);
+  mg_callbacks callbacks;
+  std::memset(&callbacks, 0, sizeof(callbacks));
+  server->ctx_ = mg_start(&callbacks, nullptr, mg_options);
+  if (server->ctx_ == nullptr) {
+    mg_exit_library();
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve HTTP on ", server->options_.listen, " (address in use?)"));
+  }
+  mg_set_request_handler(server->ctx_, "/", &HttpServer::Handle, server.get());
+  mg_server_port bound[4];
+  const int n = mg_get_server_ports(server->ctx_, 4, bound);
+  server->port_ = n > 0 ? bound[0].port : 0;
+  SPECDEC_LOG(Info) << "http: OpenAI-compatible API on " << server->options_.listen
+                    << " (POST /v1/completions, GET /v1/models), generating through "
+                    << server->options_.gateway_address;
+  return server;
+}
+
+HttpServer::~HttpServer() {
+  if (ctx_ != nullptr) {
+    mg_stop(ctx_);
+    mg_exit_library();
+  }
+}
+
+int HttpServer::Handle(mg_connection* conn, void* self) {
+  return static_cast<HttpServer*>(self)->HandleRequest(conn);
+}
+
+void HttpServer::Count(const std::string& path, int status) {
+  if (options_.observability == nullptr || options_.observability->metrics == nullptr) return;
+  options_.observability->metrics->http_requests
+      .Add({{"path", path}, {"status", std::to_string(status)}})
+      .Increment();
+}
+
+int HttpServer::HandleRequest(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  const std::string method = info->request_method ? info->request_method : "";
+  std::string path = info->local_uri ? info->local_uri : "";
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  int status;
+  if (draining_) {
+    status = SendError(conn, 503, "the gateway is shutting down");
+  } else if (path == "/v1/completions") {
+    if (method != "POST") {
+      status = SendError(conn, 405, "use POST for /v1/completions");
+    } else {
+      std::string body;
+      char buffer[8192];
+      int n;
+      while ((n = mg_read(conn, buffer, sizeof(buffer))) > 0 && body.size() <= kMaxBodyBytes) {
+        body.append(buffer, static_cast<size_t>(n));
+      }
+      status = body.size() > kMaxBodyBytes ? SendError(conn, 413, "the request body is too large")
+                                           : Completions(conn, body);
+    }
+  } else if (path == "/v1/models") {
+    status = method == "GET" ? Models(conn) : SendError(conn, 405, "use GET for /v1/models");
+  } else if (path.rfind("/v1/models/", 0) == 0 && method == "GET") {
+    const std::string id = path.substr(std::strlen("/v1/models/"));
+    if (id == options_.model_name) {
+      status = Send(conn, 200,
+                    {{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "specdec"}});
+    } else {
+      status = SendError(conn, 404, absl::StrCat("the model '", id, "' does not exist"),
+                         "model_not_found");
+    }
+    path = "/v1/models/{id}";
+  } else {
+    status = SendError(conn, 404, absl::StrCat("no route for ", method, " ", path));
+    path = "other";
+  }
+  Count(path, status);
+  return status;
+}
+
+int HttpServer::Models(mg_connection* conn) {
+  json model = {
+      {"id", options_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "specdec"}};
+  return Send(conn, 200, {{"object", "list"}, {"data", json::array({model})}});
+}
+
+int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
+  const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return SendError(conn, 400, "the request body is not valid JSON");
+  if (body.is_object() && body.contains("model") && !body["model"].is_null() &&
+      (!body["model"].is_string() || body["model"].get<std::string>() != options_.model_name)) {
+    return SendError(conn, 404,
+                     absl::StrCat("the model '", body["model"].dump(), "' does not exist; this ",
+                                  "gateway serves '", options_.model_name, "'"),
+                     "model_not_found");
+  }
+  v1::GenerateRequest request;
+  bool stream = false;
+  std::string error;
+  if (!ToGenerateRequest(body, options_.num_draft_tokens, &request, &stream, &error)) {
+    return SendError(conn, 400, error);
+  }
+  const std::string id = absl::StrCat("cmpl-", RandomHex());
+  request.set_request_id(id);
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  auto chunk = [&](const std::string& text, v1::FinishReason reason) {
+    const char* finish = OpenAiFinishReason(reason);
+    return json{
+        {"id", id},
+        {"object", "text_completion"},
+        {"created", created},
+        {"model", options_.model_name},
+        {"choices", json::array({{{"text", text},
+                                  {"index", 0},
+                                  {"logprobs", nullptr},
+                                  {"finish_reason", finish ? json(finish) : json(nullptr)}}})}};
+  };
+  auto usage_json = [](const v1::Usage& usage) {
+    return json{{"prompt_tokens", usage.prompt_tokens()},
+                {"completion_tokens", usage.generated_tokens()},
+                {"total_tokens", usage.prompt_tokens() + usage.generated_tokens()}};
+  };
+
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub_->Generate(&context, request);
+  v1::GenerateResponse response;
+  // The HTTP status is known once the first message (or the error) arrives.
+  const bool first = reader->Read(&response);
+  if (!first) {
+    const grpc::Status status = reader->Finish();
+    const int http = status.ok() ? 500 : HttpStatusFor(status.error_code());
+    return SendError(
+        conn, http,
+        status.ok() ? "the gateway ended the stream without an answer" : status.error_message());
+  }
+  if (!stream) {
+    std::string text;
+    v1::GenerateResponse last;
+    bool more = true;
+    while (more) {
+      text += response.text();
+      if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
+      more = reader->Read(&response);
+    }
+    const grpc::Status status = reader->Finish();
+    if (!status.ok())
+      return SendError(conn, HttpStatusFor(status.error_code()), status.error_message());
+    json out = chunk(text, last.finish_reason());
+    out["usage"] = usage_json(last.usage());
+    return Send(conn, 200, out);
+  }
+  mg_printf(conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            "Connection: close\r\nX-Accel-Buffering: no\r\n\r\n");
+  bool more = true;
+  bool client_gone = false;
+  while (more) {
+    const bool last = response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
+    if (last || !response.text().empty()) {
+      json event = chunk(response.text(), response.finish_reason());
+      if (last) event["usage"] = usage_json(response.usage());
+      if (!WriteEvent(conn, event)) {
+        client_gone = true;
+        context.TryCancel();  // the gateway releases the session
+        break;
+      }
+    }
+    more = reader->Read(&response);
+  }
+  if (client_gone) {
+    while (reader->Read(&response)) {
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  if (client_gone) return 499;
+  if (!status.ok()) {
+    // Headers are gone: the error travels as an event, as OpenAI's streams do.
+    WriteEvent(conn, ErrorBody(HttpStatusFor(status.error_code()), status.error_message()));
+    return 200;
+  }
+  static constexpr char kDone[] = "data: [DONE]\n\n";
+  mg_write(conn, kDone, sizeof(kDone) - 1);
+  return 200;
+}
+
+}  // namespace specdec

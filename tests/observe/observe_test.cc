@@ -1,0 +1,535 @@
+// Metrics, traces, the OpenAI-compatible HTTP API and `specdec health`, end to end: a random
+// tiny checkpoint, the three services as child processes on loopback ports, /metrics scraped
+// over HTTP before and after a Generate, spans received by an OTLP collector stand-in (a gRPC
+// TraceService in this process), the Chrome trace file parsed, completions over real HTTP.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
+#include "specdec/v1/gateway.grpc.pb.h"
+#include "tests/integration/service_process.h"
+
+namespace specdec {
+namespace {
+
+using ::nlohmann::json;
+using ::specdec::testing::PickFreePort;
+using ::specdec::testing::ServiceProcess;
+namespace otlp = ::opentelemetry::proto;
+
+const std::string kBin = SPECDEC_BINARY_DIR;
+
+// --- a raw HTTP/1.1 client (Connection: close, read to EOF) ---
+
+struct HttpResponse {
+  int status = 0;
+  std::string headers;
+  std::string body;
+};
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::string& body = "") {
+  HttpResponse out;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return out;
+  }
+  const std::string request =
+      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+                   body.empty() ? "" : "Content-Type: application/json\r\n",
+                   "Content-Length: ", body.size(), "\r\n\r\n", body);
+  (void)!write(fd, request.data(), request.size());
+  std::string raw;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) raw.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  const size_t end = raw.find("\r\n\r\n");
+  if (end == std::string::npos) return out;
+  out.headers = raw.substr(0, end);
+  out.body = raw.substr(end + 4);
+  std::vector<std::string> first =
+      absl::StrSplit(out.headers.substr(0, out.headers.find("\r\n")), ' ');
+  if (first.size() >= 2) (void)absl::SimpleAtoi(first[1], &out.status);
+  return out;
+}
+
+// Prometheus text -> {"name{labels}": value}.
+std::map<std::string, double> Scrape(int port) {
+  std::map<std::string, double> samples;
+  const HttpResponse response = HttpRequest(port, "GET", "/metrics");
+  EXPECT_EQ(response.status, 200);
+  for (absl::string_view line : absl::StrSplit(response.body, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    double value = 0;
+    if (space == absl::string_view::npos || !absl::SimpleAtod(line.substr(space + 1), &value)) {
+      continue;
+    }
+    samples[std::string(line.substr(0, space))] = value;
+  }
+  return samples;
+}
+
+double Get(const std::map<std::string, double>& samples, const std::string& key) {
+  auto it = samples.find(key);
+  return it == samples.end() ? 0.0 : it->second;
+}
+
+// --- an OTLP collector stand-in ---
+
+class Collector final : public otlp::collector::trace::v1::TraceService::Service {
+ public:
+  grpc::Status Export(grpc::ServerContext*,
+                      const otlp::collector::trace::v1::ExportTraceServiceRequest* request,
+                      otlp::collector::trace::v1::ExportTraceServiceResponse*) override {
+    absl::MutexLock lock(&mu_);
+    for (const auto& resource : request->resource_spans()) {
+      for (const auto& attribute : resource.resource().attributes()) {
+        resource_[attribute.key()] = attribute.value().string_value();
+      }
+      for (const auto& scope : resource.scope_spans()) {
+        for (const auto& span : scope.spans()) spans_.push_back(span);
+      }
+    }
+    return grpc::Status::OK;
+  }
+  std::vector<otlp::trace::v1::Span> spans() const {
+    absl::MutexLock lock(&mu_);
+    return spans_;
+  }
+  std::map<std::string, std::string> resource() const {
+    absl::MutexLock lock(&mu_);
+    return resource_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<otlp::trace::v1::Span> spans_;
+  std::map<std::string, std::string> resource_;
+};
+
+std::map<std::string, otlp::common::v1::AnyValue> Attributes(const otlp::trace::v1::Span& span) {
+  std::map<std::string, otlp::common::v1::AnyValue> out;
+  for (const auto& kv : span.attributes()) out[kv.key()] = kv.value();
+  return out;
+}
+
+int RunCommand(const std::string& command) {
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+class ObserveTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/specdec_observe_" + std::to_string(getpid()));
+    std::filesystem::create_directories(*dir_);
+    model_dir_ = new std::string(*dir_ + "/tinymodel");
+    ASSERT_EQ(RunCommand(absl::StrCat(kBin,
+                                      "/tools/make_model/specdec-make-model --preset tiny "
+                                      "--seed 3 --out ",
+                                      *model_dir_, " > ", *dir_, "/make_model.log 2>&1")),
+              0);
+    collector_ = new Collector;
+    grpc::ServerBuilder builder;
+    int collector_port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &collector_port);
+    builder.RegisterService(collector_);
+    collector_server_ = builder.BuildAndStart().release();
+    ASSERT_GT(collector_port, 0);
+
+    for (int* port : {&verifier_metrics_, &draft_metrics_, &gateway_metrics_, &http_port_}) {
+      *port = PickFreePort();
+    }
+    trace_file_ = new std::string(*dir_ + "/trace.json");
+    verifier_ = Start("/services/verifier/specdec-verifier",
+                      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
+                       absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_)},
+                      "verifier");
+    draft_ = Start("/services/draft/specdec-draft",
+                   {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--draft_layers=0",
+                    absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_)},
+                   "draft");
+    ASSERT_NE(verifier_, nullptr);
+    ASSERT_NE(draft_, nullptr);
+    gateway_ = Start(
+        "/services/gateway/specdec-gateway",
+        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+         "--draft=" + draft_->address(),
+         absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_),
+         absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port), "--trace_file=" + *trace_file_,
+         absl::StrCat("--http_listen=127.0.0.1:", http_port_)},
+        "gateway");
+    ASSERT_NE(gateway_, nullptr);
+  }
+
+  static void TearDownTestSuite() {
+    delete gateway_;
+    delete draft_;
+    delete verifier_;
+    if (collector_server_ != nullptr) collector_server_->Shutdown();
+    delete collector_server_;
+    delete collector_;
+    std::error_code ignored;
+    std::filesystem::remove_all(*dir_, ignored);
+  }
+
+  static ServiceProcess* Start(const std::string& binary, const std::vector<std::string>& args,
+                               const std::string& name) {
+    auto process = ServiceProcess::Start(kBin + binary, args, *dir_ + "/" + name + ".log");
+    EXPECT_TRUE(process.ok()) << name << ": " << process.status();
+    return process.ok() ? process->release() : nullptr;
+  }
+
+  static v1::GenerateResponse Generate(const v1::GenerateRequest& request, std::string* text,
+                                       grpc::Status* status) {
+    auto stub = v1::Gateway::NewStub(
+        grpc::CreateChannel(gateway_->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    auto reader = stub->Generate(&context, request);
+    v1::GenerateResponse response;
+    v1::GenerateResponse last;
+    while (reader->Read(&response)) {
+      if (text != nullptr) *text += response.text();
+      if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
+    }
+    *status = reader->Finish();
+    return last;
+  }
+
+  static v1::GenerateRequest Request(const std::string& request_id, int max_new_tokens, int k) {
+    v1::GenerateRequest request;
+    request.set_prompt("The quick brown fox jumps over");
+    request.set_max_new_tokens(max_new_tokens);
+    request.mutable_speculation()->set_num_draft_tokens(k);
+    request.set_request_id(request_id);
+    return request;
+  }
+
+  static std::string* dir_;
+  static std::string* model_dir_;
+  static std::string* trace_file_;
+  static Collector* collector_;
+  static grpc::Server* collector_server_;
+  static ServiceProcess* verifier_;
+  static ServiceProcess* draft_;
+  static ServiceProcess* gateway_;
+  static int verifier_metrics_, draft_metrics_, gateway_metrics_, http_port_;
+};
+
+std::string* ObserveTest::dir_ = nullptr;
+std::string* ObserveTest::model_dir_ = nullptr;
+std::string* ObserveTest::trace_file_ = nullptr;
+Collector* ObserveTest::collector_ = nullptr;
+grpc::Server* ObserveTest::collector_server_ = nullptr;
+ServiceProcess* ObserveTest::verifier_ = nullptr;
+ServiceProcess* ObserveTest::draft_ = nullptr;
+ServiceProcess* ObserveTest::gateway_ = nullptr;
+int ObserveTest::verifier_metrics_ = 0;
+int ObserveTest::draft_metrics_ = 0;
+int ObserveTest::gateway_metrics_ = 0;
+int ObserveTest::http_port_ = 0;
+
+TEST_F(ObserveTest, MetricsCountersMoveWithAGenerate) {
+  const auto gateway_before = Scrape(gateway_metrics_);
+  const auto verifier_before = Scrape(verifier_metrics_);
+  const auto draft_before = Scrape(draft_metrics_);
+  grpc::Status status;
+  const v1::GenerateResponse last = Generate(Request("metrics-1", 12, 3), nullptr, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::GenerateRequest bad = Request("metrics-bad", 12, 3);
+  bad.mutable_sampling()->set_temperature(-1);
+  Generate(bad, nullptr, &status);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  const auto gateway = Scrape(gateway_metrics_);
+  const auto verifier = Scrape(verifier_metrics_);
+  const auto draft = Scrape(draft_metrics_);
+  auto delta = [](const auto& after, const auto& before, const std::string& key) {
+    return Get(after, key) - Get(before, key);
+  };
+  const std::string outcome = last.finish_reason() == v1::FINISH_REASON_EOS ? "eos" : "length";
+  EXPECT_EQ(delta(gateway, gateway_before,
+                  "specdec_gateway_requests_total{code=\"OK\",outcome=\"" + outcome + "\"}"),
+            1);
+  EXPECT_EQ(delta(gateway, gateway_before,
+                  "specdec_gateway_requests_total{code=\"INVALID_ARGUMENT\",outcome=\"error\"}"),
+            1);
+  EXPECT_EQ(delta(gateway, gateway_before, "specdec_gateway_tokens_generated_total"),
+            last.usage().generated_tokens());
+  EXPECT_EQ(delta(gateway, gateway_before, "specdec_gateway_tokens_drafted_total"),
+            last.usage().drafted_tokens());
+  EXPECT_EQ(delta(gateway, gateway_before, "specdec_gateway_tokens_accepted_total"),
+            last.usage().accepted_tokens());
+  EXPECT_GT(last.usage().drafted_tokens(), 0);
+  EXPECT_EQ(delta(gateway, gateway_before, "specdec_gateway_rounds_total"), last.usage().rounds());
+  EXPECT_EQ(
+      delta(gateway, gateway_before, "specdec_gateway_round_phase_seconds_count{phase=\"verify\"}"),
+      last.usage().rounds());
+  EXPECT_EQ(delta(gateway, gateway_before, "specdec_gateway_time_to_first_token_seconds_count"), 1);
+  EXPECT_EQ(Get(gateway, "specdec_gateway_active_sessions"), 0);
+  EXPECT_GE(Get(gateway, "specdec_gateway_acceptance_rate"), 0);
+  EXPECT_LE(Get(gateway, "specdec_gateway_acceptance_rate"), 1);
+
+  EXPECT_GE(delta(verifier, verifier_before,
+                  "specdec_model_step_seconds_count{role=\"verifier\",step=\"verify\"}"),
+            last.usage().rounds());
+  EXPECT_GE(delta(verifier, verifier_before,
+                  "specdec_model_step_seconds_count{role=\"verifier\",step=\"prefill\"}"),
+            1);
+  EXPECT_GT(delta(verifier, verifier_before, "specdec_tokens_processed_total{role=\"verifier\"}"),
+            0);
+  EXPECT_EQ(delta(verifier, verifier_before,
+                  "specdec_sessions_closed_total{reason=\"released\",role=\"verifier\"}"),
+            1);
+  EXPECT_EQ(verifier.count("specdec_kv_cache_bytes{kv_policy=\"full\",role=\"verifier\"}"), 1u);
+  EXPECT_GE(delta(draft, draft_before,
+                  "specdec_model_step_seconds_count{role=\"draft\",step=\"propose\"}"),
+            1);
+  EXPECT_GT(delta(draft, draft_before, "specdec_tokens_processed_total{role=\"draft\"}"), 0);
+}
+
+TEST_F(ObserveTest, RoundSpansReachTheCollectorUnderTheRequestSpan) {
+  grpc::Status status;
+  const v1::GenerateResponse last = Generate(Request("trace-me", 10, 2), nullptr, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const int rounds = last.usage().rounds();
+  ASSERT_GT(rounds, 0);
+
+  // The exporter batches every 500 ms: wait for the request span (sent last).
+  std::vector<otlp::trace::v1::Span> spans;
+  const otlp::trace::v1::Span* request = nullptr;
+  for (int i = 0; i < 100 && request == nullptr; ++i) {
+    spans = collector_->spans();
+    for (const auto& span : spans) {
+      auto attributes = Attributes(span);
+      if (span.name() == "Generate" &&
+          attributes["specdec.request_id"].string_value() == "trace-me") {
+        request = &span;
+      }
+    }
+    if (request == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(request, nullptr) << "no request span after 10 s; " << spans.size() << " spans";
+  EXPECT_TRUE(request->parent_span_id().empty());
+  EXPECT_EQ(request->trace_id().size(), 16u);
+  EXPECT_EQ(request->kind(), otlp::trace::v1::Span::SPAN_KIND_SERVER);
+  auto attributes = Attributes(*request);
+  EXPECT_FALSE(attributes["specdec.session_id"].string_value().empty());
+  EXPECT_EQ(attributes["specdec.model"].string_value(), "tinymodel");
+  EXPECT_EQ(attributes["specdec.generated_tokens"].int_value(), last.usage().generated_tokens());
+  EXPECT_EQ(attributes["rpc.grpc.status_code"].int_value(), 0);
+  EXPECT_EQ(collector_->resource()["service.name"], "specdec-gateway");
+
+  std::map<std::string, const otlp::trace::v1::Span*> by_id;
+  for (const auto& span : spans) {
+    if (span.trace_id() == request->trace_id()) by_id[span.span_id()] = &span;
+  }
+  std::vector<const otlp::trace::v1::Span*> round_spans;
+  std::map<std::string, std::map<std::string, int>> children;  // round span id -> name -> count
+  for (const auto& [id, span] : by_id) {
+    if (span->name() == "round") {
+      EXPECT_EQ(span->parent_span_id(), request->span_id());
+      EXPECT_GE(span->start_time_unix_nano(), request->start_time_unix_nano());
+      EXPECT_LE(span->end_time_unix_nano(), request->end_time_unix_nano());
+      round_spans.push_back(span);
+    } else if (span->name() == "draft" || span->name() == "verify" || span->name() == "accept") {
+      ASSERT_EQ(by_id.count(span->parent_span_id()), 1u) << span->name() << " has no parent";
+      EXPECT_EQ(by_id[span->parent_span_id()]->name(), "round");
+      ++children[span->parent_span_id()][span->name()];
+    }
+  }
+  ASSERT_EQ(static_cast<int>(round_spans.size()), rounds);
+  std::vector<bool> seen(rounds, false);
+  for (const auto* round : round_spans) {
+    auto round_attributes = Attributes(*round);
+    const int64_t index = round_attributes["specdec.round"].int_value();
+    ASSERT_GE(index, 0);
+    ASSERT_LT(index, rounds);
+    seen[index] = true;
+    EXPECT_TRUE(round_attributes.count("specdec.num_accepted"));
+    EXPECT_TRUE(round_attributes.count("specdec.verify_ms"));
+    EXPECT_EQ(children[round->span_id()]["verify"], 1);
+    EXPECT_EQ(children[round->span_id()]["accept"], 1);
+    // K = 2 every round but the last ones, whose K the token budget may cut to 0.
+    if (round_attributes["specdec.num_draft_tokens"].int_value() > 0) {
+      EXPECT_EQ(children[round->span_id()]["draft"], 1);
+    }
+  }
+  for (int i = 0; i < rounds; ++i) EXPECT_TRUE(seen[i]) << "round " << i << " missing";
+}
+
+TEST_F(ObserveTest, TraceFileIsChromeTraceEventJson) {
+  grpc::Status status;
+  Generate(Request("file-1", 6, 2), nullptr, &status);
+  ASSERT_TRUE(status.ok());
+  // Written in batches while the gateway runs; the closing bracket comes at exit and is
+  // optional for trace viewers.
+  json events;
+  for (int i = 0; i < 50; ++i) {
+    std::ifstream in(*trace_file_);
+    std::stringstream text;
+    text << in.rdbuf();
+    events = json::parse(text.str() + "\n]", nullptr, false);
+    bool found = false;
+    if (events.is_array()) {
+      for (const json& event : events) {
+        found = found || (event.value("name", "") == "Generate" &&
+                          event["args"].value("specdec.request_id", "") == "file-1");
+      }
+    }
+    if (found) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(events.is_array());
+  int rounds = 0, complete = 0;
+  for (const json& event : events) {
+    if (event["ph"] == "X") {
+      ++complete;
+      EXPECT_TRUE(event.contains("ts") && event.contains("dur") && event.contains("tid"));
+      if (event["name"] == "round") ++rounds;
+    }
+  }
+  EXPECT_GT(complete, 0);
+  EXPECT_GT(rounds, 0);
+}
+
+TEST_F(ObserveTest, HttpModelsAndCompletions) {
+  const HttpResponse models = HttpRequest(http_port_, "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  const json models_json = json::parse(models.body);
+  EXPECT_EQ(models_json["object"], "list");
+  EXPECT_EQ(models_json["data"][0]["id"], "tinymodel");
+
+  // Greedy: the same text as gRPC Generate for the same prompt.
+  std::string grpc_text;
+  grpc::Status status;
+  v1::GenerateRequest request = Request("http-ref", 8, 3);
+  const v1::GenerateResponse last = Generate(request, &grpc_text, &status);
+  ASSERT_TRUE(status.ok());
+
+  const json body = {{"model", "tinymodel"},
+                     {"prompt", request.prompt()},
+                     {"max_tokens", 8},
+                     {"temperature", 0},
+                     {"seed", 1}};
+  const HttpResponse completion = HttpRequest(http_port_, "POST", "/v1/completions", body.dump());
+  ASSERT_EQ(completion.status, 200) << completion.body;
+  EXPECT_NE(completion.headers.find("application/json"), std::string::npos);
+  const json out = json::parse(completion.body);
+  EXPECT_EQ(out["object"], "text_completion");
+  EXPECT_EQ(out["model"], "tinymodel");
+  EXPECT_EQ(out["choices"][0]["text"], grpc_text);
+  EXPECT_EQ(out["choices"][0]["index"], 0);
+  EXPECT_TRUE(out["choices"][0]["finish_reason"] == "length" ||
+              out["choices"][0]["finish_reason"] == "stop");
+  EXPECT_EQ(out["usage"]["completion_tokens"], last.usage().generated_tokens());
+  EXPECT_EQ(out["usage"]["prompt_tokens"], last.usage().prompt_tokens());
+  EXPECT_EQ(out["usage"]["total_tokens"],
+            last.usage().prompt_tokens() + last.usage().generated_tokens());
+  EXPECT_EQ(out["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+
+  // Streaming: server-sent events whose texts add up to the same completion, then [DONE].
+  json stream_body = body;
+  stream_body["stream"] = true;
+  const HttpResponse stream =
+      HttpRequest(http_port_, "POST", "/v1/completions", stream_body.dump());
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  EXPECT_NE(stream.headers.find("text/event-stream"), std::string::npos);
+  std::string streamed;
+  int events = 0;
+  bool done = false;
+  std::string finish;
+  for (absl::string_view event : absl::StrSplit(stream.body, "\n\n", absl::SkipEmpty())) {
+    ASSERT_TRUE(absl::StartsWith(event, "data: ")) << event;
+    ASSERT_FALSE(done) << "event after [DONE]";
+    const std::string data(event.substr(6));
+    if (data == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const json chunk = json::parse(data);
+    ++events;
+    EXPECT_EQ(chunk["object"], "text_completion");
+    streamed += chunk["choices"][0]["text"].get<std::string>();
+    if (!chunk["choices"][0]["finish_reason"].is_null()) {
+      finish = chunk["choices"][0]["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done);
+  EXPECT_GE(events, 1);
+  EXPECT_EQ(streamed, grpc_text);
+  EXPECT_EQ(finish, out["choices"][0]["finish_reason"]);
+}
+
+TEST_F(ObserveTest, HttpErrorsAreOpenAiShaped) {
+  auto expect_error = [](const HttpResponse& response, int status) {
+    EXPECT_EQ(response.status, status) << response.body;
+    const json body = json::parse(response.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << response.body;
+    EXPECT_TRUE(body["error"]["message"].is_string()) << response.body;
+    EXPECT_TRUE(body["error"]["type"].is_string()) << response.body;
+  };
+  expect_error(HttpRequest(http_port_, "POST", "/v1/completions", "{not json"), 400);
+  expect_error(HttpRequest(http_port_, "POST", "/v1/completions", R"({"max_tokens": 4})"), 400);
+  expect_error(HttpRequest(http_port_, "POST", "/v1/completions",
+                           R"({"prompt": "hi", "max_tokens": "four"})"),
+               400);
+  // Rejected by the gateway's own validation (INVALID_ARGUMENT -> 400).
+  expect_error(
+      HttpRequest(http_port_, "POST", "/v1/completions", R"({"prompt": "hi", "temperature": -1})"),
+      400);
+  expect_error(
+      HttpRequest(http_port_, "POST", "/v1/completions", R"({"prompt": "hi", "model": "gpt-4"})"),
+      404);
+  expect_error(HttpRequest(http_port_, "GET", "/v1/completions"), 405);
+  expect_error(HttpRequest(http_port_, "GET", "/nope"), 404);
+  const auto metrics = Scrape(gateway_metrics_);
+  EXPECT_GE(
+      Get(metrics, "specdec_gateway_http_requests_total{path=\"/v1/completions\",status=\"400\"}"),
+      4);
+}
+
+TEST_F(ObserveTest, HealthCommandReportsServing) {
+  const std::string client = kBin + "/services/client/specdec";
+  EXPECT_EQ(RunCommand(absl::StrCat(client, " health --server ", gateway_->address())), 0);
+  EXPECT_EQ(RunCommand(absl::StrCat(client, " health --server ", draft_->address(),
+                                    " --service specdec.v1.Draft")),
+            0);
+  EXPECT_NE(RunCommand(absl::StrCat(client, " health --server ", verifier_->address(),
+                                    " --service no.such.Service 2>/dev/null")),
+            0);
+  EXPECT_NE(RunCommand(absl::StrCat(client, " health --server 127.0.0.1:", PickFreePort(),
+                                    " --timeout_ms 500 2>/dev/null")),
+            0);
+}
+
+}  // namespace
+}  // namespace specdec
