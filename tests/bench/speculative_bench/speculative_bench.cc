@@ -213,7 +213,8 @@ absl::Status CostBreakdown(const Model& model, absl::Span<const int32_t> context
   const double full_ms = all_small->full_token_s * 1e3;
   const double head_ms = full_ms - all_small->token_s * 1e3;
   const double layer_ms = (all_small->token_s - one_small->token_s) * 1e3 / (c.num_hidden_layers - 1);
-  const double rest_ms = one_small->token_s * 1e3 - layer_ms;
+  // A difference of two medians: on a noisy machine it can come out slightly negative.
+  const double rest_ms = std::max(0.0, one_small->token_s * 1e3 - layer_ms);
 
   // The host-side pieces on their own: the argmax and a copy of one row of logits.
   std::vector<float> row(c.vocab_size);
@@ -331,7 +332,10 @@ absl::Status BenchTrained(const std::string& dir, std::vector<LayerPlan>* plans_
   status = CostBreakdown(**model, (*prompts)[0]);
   if (!status.ok()) return status;
   for (size_t i = 1; i < configs.size(); ++i) {
-    if (configs[i].adaptive) continue;
+    const bool seen = std::any_of(plans_out->begin(), plans_out->end(), [&](const LayerPlan& p) {
+      return Describe(p) == Describe(configs[i].plan);
+    });
+    if (configs[i].adaptive || seen) continue;
     plans_out->push_back(configs[i].plan);
     ks_out->push_back(configs[i].k);
     acceptance_out->push_back(acceptance[i]);
