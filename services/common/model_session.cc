@@ -53,6 +53,17 @@ std::optional<v1::SessionLost> ModelSession::Rewind(int64_t start_position) {
     }
     slot_->cache_bytes = sequence_->cache_bytes();
   }
+  // Every position before the span is committed: the gateway never rolls back below it, so
+  // the KV cache may now compress or evict those positions (never the speculative tail).
+  if (start_position > sequence_->committed_length()) {
+    absl::Status status = sequence_->Commit(start_position);
+    if (!status.ok()) {
+      sequence_.reset();
+      lost.set_reason(absl::StrCat("commit failed: ", status.ToString()));
+      return lost;
+    }
+    slot_->cache_bytes = sequence_->cache_bytes();
+  }
   return std::nullopt;
 }
 

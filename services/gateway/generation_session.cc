@@ -204,9 +204,11 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
     verifier_->Close(false, session_id_);
     verifier_.reset();
   }
-  return absl::UnavailableError(absl::StrCat("no verifier replica could serve the session (",
-                                             tried_verifiers_.size(), " tried): ",
-                                             last.message()));
+  const std::string why = absl::StrCat("no verifier replica could serve the session (",
+                                       tried_verifiers_.size(), " tried): ", last.message());
+  // Every replica being full (KV pool) is back-pressure the client can act on, not an outage.
+  if (last.code() == absl::StatusCode::kResourceExhausted) return absl::ResourceExhaustedError(why);
+  return absl::UnavailableError(why);
 }
 
 absl::Status GenerationSession::FailOver(int64_t round, const absl::Status& status) {

@@ -2,6 +2,8 @@
 // stream, which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/verifier/verifier_service.h"
 
+#include "common/kv_cache/kv_cache_config.h"
+
 #include <chrono>
 #include <vector>
 
@@ -16,6 +18,12 @@
 #include "services/common/service_info.h"
 
 namespace specdec {
+
+// The policy GetInfo and the metrics report: the paged cache's config, or "contiguous".
+std::string KvPolicyName(const ModelView& view) {
+  return view.kv_cache_config() ? view.kv_cache_config()->ToString() : "contiguous";
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -168,7 +176,7 @@ grpc::Status VerifierServiceImpl::GetStats(grpc::ServerContext*, const v1::GetSt
 
 grpc::Status VerifierServiceImpl::GetInfo(grpc::ServerContext*, const v1::ServiceInfoRequest*,
                                           v1::ServiceInfoResponse* response) {
-  *response = MakeServiceInfo(*model_, *view_, "full", 0);
+  *response = MakeServiceInfo(*model_, *view_, KvPolicyName(*view_), 0);
   return grpc::Status::OK;
 }
 
@@ -186,14 +194,18 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   SPECDEC_LOG(Info) << "verifier: loading " << config.model_dir << " on " << config.device;
   ASSIGN_OR_RETURN(std::shared_ptr<Model> model,
                    Model::Load(config.model_dir, LoadOptions{config.device, config.dtype}));
-  std::shared_ptr<const ModelView> view = model->FullView();
+  ASSIGN_OR_RETURN(KvCacheConfig kv_cache, ParseKvCacheConfig(config.kv_policy));
+  if (config.kv_pool_blocks > 0) kv_cache.pool_blocks = config.kv_pool_blocks;
+  ASSIGN_OR_RETURN(std::shared_ptr<const ModelView> view, model->View(LayerPlan{}, kv_cache));
+  const KvPoolStats pool = view->kv_pool_stats();
   SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
-                    << model->device() << ", kv policy full";
+                    << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
+                    << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
   VerifierServiceImpl service(model, view);
   std::unique_ptr<ModelServiceMetrics> metrics;
   if (!config.metrics_listen.empty()) {
     ASSIGN_OR_RETURN(metrics, ModelServiceMetrics::Serve(
-                                  config.metrics_listen, "verifier", "full",
+                                  config.metrics_listen, "verifier", KvPolicyName(*view),
                                   [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }

@@ -23,6 +23,11 @@ struct VerifierServerConfig {
   int threads = 0;  // 0: all cores
   int shutdown_grace_ms = 5000;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
+  // KV cache policy (common/kv_cache/kv_cache_config.h), e.g. "full", "int8",
+  // "int8+sink_window:sink=4,window=1020", "h2o:budget=256,recent=64".
+  std::string kv_policy = "full";
+  // Blocks in the shared KV pool (0: room for 8 sequences at the model's full length).
+  int64_t kv_pool_blocks = 0;
 };
 
 class VerifierServiceImpl final : public v1::Verifier::Service {

@@ -582,6 +582,51 @@ TEST_F(PipelineTest, GetInfoDescribesThePipeline) {
   EXPECT_FALSE(info.version().empty());
 }
 
+TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
+  // A 64-token int8 window keeps the verifier's memory constant while the gateway decodes well
+  // past the window; GetInfo reports the policy.
+  auto verifier = ServiceProcess::Start(
+      kVerifierBin,
+      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
+       "--kv_policy=int8+sink_window:sink=4,window=60", "--kv_pool_blocks=64"},
+      *dir_ + "/verifier_kv.log");
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + (*verifier)->address(),
+                    "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
+      *dir_ + "/gateway_kv.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  {
+    auto stub = v1::Gateway::NewStub(
+        grpc::CreateChannel((*gateway)->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::GetInfoResponse info;
+    ASSERT_TRUE(stub->GetInfo(&context, v1::GetInfoRequest(), &info).ok());
+    EXPECT_NE(info.verifier_kv_policy().find("int8"), std::string::npos) << info.verifier_kv_policy();
+    EXPECT_NE(info.verifier_kv_policy().find("sink_window"), std::string::npos);
+  }
+  GenerateResult out = Generate((*gateway)->address(), GreedyRequest(kPrompts[0], 200, 3));
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.ids.size(), 200u);
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), (*verifier)->address()));
+
+  // A pool of 2 blocks (32 tokens) cannot hold a 40-token prompt: a clear status, no crash,
+  // and the verifier keeps serving.
+  auto small = ServiceProcess::Start(
+      kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--kv_pool_blocks=2"},
+      *dir_ + "/verifier_small_pool.log");
+  ASSERT_TRUE(small.ok()) << small.status();
+  auto small_gateway = ServiceProcess::Start(
+      kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + (*small)->address()},
+      *dir_ + "/gateway_small_pool.log");
+  ASSERT_TRUE(small_gateway.ok()) << small_gateway.status();
+  std::vector<int32_t> long_prompt(40, 7);
+  GenerateResult full = Generate((*small_gateway)->address(), GreedyRequest(long_prompt, 4, 0));
+  EXPECT_EQ(full.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << full.status.error_message();
+  GenerateResult fits = Generate((*small_gateway)->address(), GreedyRequest(kPrompts[0], 4, 0));
+  EXPECT_TRUE(fits.status.ok()) << fits.status.error_message();
+}
+
 TEST_F(PipelineTest, SigtermStopsAServiceCleanly) {
   auto gateway = ServiceProcess::Start(
       kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address()},
