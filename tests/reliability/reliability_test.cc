@@ -6,6 +6,7 @@
 // docs/reliability.md has the table these tests stand behind.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -294,6 +295,41 @@ TEST_F(ReliabilityTest, OnlyVerifierKilledIsUnavailableWithinADeadline) {
   GenerateResult next = Generate(gateway->address(), Greedy({1, 2}, 8, 2));
   EXPECT_EQ(next.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+// A verifier replica that hangs (SIGSTOP: the connection stays up, nothing answers) is caught by
+// --verifier_timeout_ms: the session moves to the other replica, the output is unchanged.
+TEST_F(ReliabilityTest, HungVerifierTimesOutAndTheSessionMoves) {
+  auto a = Start(kVerifierBin, VerifierArgs(), "verifier_hung_a");
+  auto b = Start(kVerifierBin, VerifierArgs(), "verifier_hung_b");
+  ASSERT_TRUE(a && b);
+  auto gateway = Start(kGatewayBin,
+                       {"--model_dir=" + *model_dir_,
+                        "--verifier=" + a->address() + "," + b->address(),
+                        "--verifier_timeout_ms=1000"},
+                       "gateway_hung_verifier");
+  ASSERT_TRUE(gateway);
+  const std::vector<int32_t> prompt = {7, 7, 8};
+  ChildProcess* stopped = nullptr;
+  absl::Time stopped_at;
+  absl::Duration longest_gap;
+  absl::Time last = absl::Now();
+  GenerateResult result = Generate(
+      gateway->address(), Greedy(prompt, 300, 0), [&](int message, grpc::ClientContext*) {
+        longest_gap = std::max(longest_gap, absl::Now() - last);
+        last = absl::Now();
+        if (message != 2) return;
+        stopped = VerifierStats(a->address()).active_sessions() == 1 ? a.get() : b.get();
+        kill(stopped->pid(), SIGSTOP);
+        stopped_at = absl::Now();
+      });
+  ASSERT_NE(stopped, nullptr);
+  kill(stopped->pid(), SIGCONT);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message() << "\n" << gateway->Log();
+  EXPECT_EQ(result.ids, Plain(prompt, 300));
+  // One stall of about the timeout, not more.
+  EXPECT_GE(longest_gap, absl::Milliseconds(900));
+  EXPECT_LT(longest_gap, absl::Seconds(4)) << longest_gap;
 }
 
 // A draft killed mid-stream and restarted on the same address: the same stream picks it up
