@@ -5,7 +5,8 @@
 # left). docs/benchmarks/load.md has the numbers and the soak command.
 #
 #   tools/loadgen/load_bench.sh [BUILD_DIR] [PRESET]       (env: STREAMS="1 4 16" DURATION=20
-#                                                          MAX_NEW=64 K=4 REPEAT=1 DRAFT_LAYERS=0)
+#                                                          MAX_NEW=64 K=4 REPEAT=1 DRAFT_LAYERS=0
+#                                                          TIMEOUT_MS=60000)
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:-pythia-70m}
@@ -16,6 +17,7 @@ K=${K:-4}
 REPEAT=${REPEAT:-1}
 THREADS=${THREADS:-1}
 DRAFT_LAYERS=${DRAFT_LAYERS:-0}
+TIMEOUT_MS=${TIMEOUT_MS:-60000}
 WORK=$(mktemp -d /tmp/specdec_load.XXXXXX)
 PIDS=()
 cleanup() {
@@ -52,6 +54,7 @@ for n in $STREAMS; do
   echo "## $n stream(s)"
   "$BUILD/tools/loadgen/specdec-loadgen" --server "127.0.0.1:$GP" --streams "$n" \
     --duration_s "$DURATION" --max_new_tokens "$MAX_NEW" --k "$K" --repeat "$REPEAT" \
+    --timeout_ms "$TIMEOUT_MS" \
     --draft "127.0.0.1:$DP" --verifier "127.0.0.1:$VP" \
     --pids "gateway=$GPID,draft=$DPID,verifier=$VPID" --json || status=1
 done
