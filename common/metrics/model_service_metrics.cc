@@ -102,6 +102,13 @@ ModelServiceMetrics::ModelServiceMetrics(prometheus::Registry& registry, const s
                      .Help("Input tokens run by model steps, by step")
                      .Register(registry);
   for (int i = 0; i < 3; ++i) {
+    step_seconds_[i] = nullptr;
+    step_tokens_[i] = nullptr;
+    // The draft proposes, the verifier verifies; both prefill.
+    if ((service == "draft" && i == static_cast<int>(ModelStep::kVerify)) ||
+        (service == "verifier" && i == static_cast<int>(ModelStep::kPropose))) {
+      continue;
+    }
     step_seconds_[i] =
         &seconds.Add({{"role", service}, {"step", kStepNames[i]}}, LatencyBucketsSeconds());
     step_tokens_[i] = &tokens.Add({{"role", service}, {"step", kStepNames[i]}});
@@ -125,6 +132,7 @@ absl::StatusOr<std::unique_ptr<ModelServiceMetrics>> ModelServiceMetrics::Serve(
 
 void ModelServiceMetrics::ObserveStep(ModelStep step, double seconds, int64_t tokens) {
   const int i = static_cast<int>(step);
+  if (step_seconds_[i] == nullptr) return;
   step_seconds_[i]->Observe(seconds);
   step_tokens_[i]->Increment(static_cast<double>(tokens));
 }

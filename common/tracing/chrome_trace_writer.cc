@@ -23,7 +23,14 @@ absl::StatusOr<std::unique_ptr<ChromeTraceWriter>> ChromeTraceWriter::Open(
                          {"pid", 1},
                          {"tid", 0},
                          {"args", {{"name", process_name}}}};
-  std::fprintf(writer->file_, "[\n%s", meta.dump().c_str());
+  // Timestamps count from here (small numbers print exactly); the absolute start is metadata.
+  writer->base_unix_ns_ = UnixNanosNow();
+  nlohmann::json start = {{"name", "trace_start_unix_ns"},
+                          {"ph", "M"},
+                          {"pid", 1},
+                          {"tid", 0},
+                          {"args", {{"unix_ns", writer->base_unix_ns_}}}};
+  std::fprintf(writer->file_, "[\n%s,\n%s", meta.dump().c_str(), start.dump().c_str());
   std::fflush(writer->file_);
   return writer;
 }
@@ -58,7 +65,9 @@ absl::Status ChromeTraceWriter::Export(const std::vector<SpanData>& spans) {
                              {"args", {{"name", track}}}};
       std::fprintf(file_, ",\n%s", name.dump().c_str());
     }
-    const double ts_us = static_cast<double>(span.start_unix_ns) / 1000.0;
+    const double ts_us = span.start_unix_ns >= base_unix_ns_
+                             ? static_cast<double>(span.start_unix_ns - base_unix_ns_) / 1000.0
+                             : -static_cast<double>(base_unix_ns_ - span.start_unix_ns) / 1000.0;
     const double dur_us = span.end_unix_ns > span.start_unix_ns
                               ? static_cast<double>(span.end_unix_ns - span.start_unix_ns) / 1000.0
                               : 0.0;

@@ -29,6 +29,7 @@ class ChromeTraceWriter : public SpanExporter {
  private:
   ChromeTraceWriter() = default;
   std::FILE* file_ = nullptr;
+  uint64_t base_unix_ns_ = 0;  // ts 0 in the file; also written as metadata
   std::string path_;
   std::map<TraceId, int> tracks_;  // trace -> tid
 };

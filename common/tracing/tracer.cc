@@ -70,7 +70,16 @@ void Tracer::Loop() {
       for (auto& exporter : exporters_) {
         absl::Status status = exporter->Export(batch);
         if (!status.ok()) {
-          SPECDEC_LOG(Warning) << "tracing: " << batch.size() << " spans not exported: " << status;
+          const std::string error = status.ToString();
+          if (error != last_error_ || absl::Now() - last_error_log_ > absl::Seconds(30)) {
+            SPECDEC_LOG(Warning) << "tracing: " << batch.size() << " spans not exported: " << error
+                                 << " (repeats are logged every 30 s)";
+            last_error_log_ = absl::Now();
+          }
+          last_error_ = error;
+        } else if (!last_error_.empty()) {
+          SPECDEC_LOG(Info) << "tracing: exporting again";
+          last_error_.clear();
         }
       }
       absl::MutexLock lock(&mu_);

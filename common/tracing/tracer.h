@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,9 @@ class Tracer {
   int64_t exported_ ABSL_GUARDED_BY(mu_) = 0;  // handed to exporters (or dropped)
   int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
+  // Export failures are logged when they start, change, or every 30 s (thread_ only).
+  std::string last_error_;
+  absl::Time last_error_log_ = absl::InfinitePast();
 };
 
 }  // namespace specdec
