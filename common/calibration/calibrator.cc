@@ -89,7 +89,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> AgreementMeter::Predict(
   const std::vector<int32_t>& rank = model_->vocab_rank();
   const int64_t vocab = view.vocab_cols();
   std::vector<int64_t> sizes(cuts.size());
-  for (size_t i = 0; i < cuts.size(); ++i) sizes[i] = cuts[i] <= 0 || cuts[i] >= vocab ? vocab : cuts[i];
+  for (size_t i = 0; i < cuts.size(); ++i)
+    sizes[i] = cuts[i] <= 0 || cuts[i] >= vocab ? vocab : cuts[i];
   // Cuts by ascending size, so that one pass down the frequency ranking serves them all.
   std::vector<size_t> order(cuts.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -102,9 +103,9 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> AgreementMeter::Predict(
   for (size_t begin = 0; begin < tokens_.size(); begin += window_) {
     const size_t end = std::min(tokens_.size(), begin + static_cast<size_t>(window_));
     auto seq = view.NewSequence();
-    ASSIGN_OR_RETURN(Logits logits,
-                     seq->Forward(absl::MakeConstSpan(tokens_).subspan(begin, end - begin),
-                                  LogitsWanted::kAll));
+    ASSIGN_OR_RETURN(
+        Logits logits,
+        seq->Forward(absl::MakeConstSpan(tokens_).subspan(begin, end - begin), LogitsWanted::kAll));
     if (logits.vocab_ids) return absl::InternalError("agreement runs the full vocabulary head");
     for (int64_t r = 0; r < logits.rows; ++r) {
       const float* row = logits.row(r);
@@ -152,7 +153,8 @@ namespace {
 
 class Calibration {
  public:
-  Calibration(const Model& model, absl::Span<const int32_t> tokens, const CalibrationOptions& options)
+  Calibration(const Model& model, absl::Span<const int32_t> tokens,
+              const CalibrationOptions& options)
       : model_(model), tokens_(tokens), options_(options), start_(Clock::now()) {
     for (int64_t cut : options.vocab_cuts) {
       if (cut >= model.config().vocab_size) cut = 0;
@@ -233,8 +235,8 @@ class Calibration {
                        MeasureDraftCost(*view, *full_, context_, options_.cost_repeats));
       row.draft_token_ms = cost.token_s * 1e3;
       row.cost_ratio = cost.ratio;
-      DraftLengthChoice k = ChooseDraftLength(row.agreement, row.cost_ratio, report_.verify,
-                                              options_.k_max);
+      DraftLengthChoice k =
+          ChooseDraftLength(row.agreement, row.cost_ratio, report_.verify, options_.k_max);
       row.best_k = k.k;
       row.tokens_per_round = k.tokens_per_round;
       row.expected_speedup = k.speedup;
@@ -247,7 +249,8 @@ class Calibration {
 
   absl::Status ProbeHeads(absl::Span<const int32_t> tokens) {
     if (OverBudget()) return absl::OkStatus();
-    auto probe = tokens.subspan(0, std::min<int64_t>(tokens.size(), std::max<int64_t>(2, options_.probe_tokens)));
+    auto probe = tokens.subspan(
+        0, std::min<int64_t>(tokens.size(), std::max<int64_t>(2, options_.probe_tokens)));
     ASSIGN_OR_RETURN(AttentionStats stats, RecordAttention(*full_, probe));
     const ModelConfig& c = model_.config();
     std::map<std::pair<int, int>, double> ablation;
@@ -273,7 +276,8 @@ class Calibration {
     int variants = 0;
     for (const PlanScore& base : ranked) {
       if (variants >= 3 || OverBudget()) break;
-      if (!tried.insert(base.plan.LayersToRun(static_cast<int>(c.num_hidden_layers))).second) continue;
+      if (!tried.insert(base.plan.LayersToRun(static_cast<int>(c.num_hidden_layers))).second)
+        continue;
       ++variants;
       for (const auto& [masks, origin] : HeadMasks(base.plan)) {
         if (OverBudget()) break;
@@ -291,7 +295,8 @@ class Calibration {
       const LayerPlan& plan) const {
     const int heads = static_cast<int>(model_.config().num_attention_heads);
     std::set<int> kept;
-    for (int l : plan.LayersToRun(static_cast<int>(model_.config().num_hidden_layers))) kept.insert(l);
+    for (int l : plan.LayersToRun(static_cast<int>(model_.config().num_hidden_layers)))
+      kept.insert(l);
     std::map<int, std::vector<int>> dead, least;
     std::map<int, double> least_agreement;
     for (const HeadReport& h : report_.heads) {
@@ -344,8 +349,9 @@ std::string CalibrationReport::FormatTables() const {
   for (size_t k = 0; k + 1 < verify.relative.size(); ++k) {
     absl::StrAppendFormat(&out, " K=%d %.2f", static_cast<int>(k), verify.relative[k]);
   }
-  absl::StrAppendFormat(&out, "\nAgreement on %d tokens; %d candidates, %d skipped for the budget, %.1f s.\n\n",
-                        tokens_used, static_cast<int>(table.size()), candidates_skipped, elapsed_s);
+  absl::StrAppendFormat(
+      &out, "\nAgreement on %d tokens; %d candidates, %d skipped for the budget, %.1f s.\n\n",
+      tokens_used, static_cast<int>(table.size()), candidates_skipped, elapsed_s);
   out +=
       "| # | plan | origin | agreement | draft ms/token | cost ratio | best K | tokens/round | "
       "expected speedup |\n|---:|---|---|---:|---:|---:|---:|---:|---:|\n";
@@ -391,9 +397,13 @@ std::string CalibrationReport::ToJson() const {
   j["table"] = rows;
   nlohmann::ordered_json hs = nlohmann::ordered_json::array();
   for (const HeadReport& h : heads) {
-    hs.push_back({{"layer", h.layer}, {"head", h.head}, {"kind", HeadKindName(h.kind)},
-                  {"entropy_ratio", h.entropy_ratio}, {"top_offset", h.top_offset},
-                  {"top_offset_mass", h.top_offset_mass}, {"sink_mass", h.sink_mass},
+    hs.push_back({{"layer", h.layer},
+                  {"head", h.head},
+                  {"kind", HeadKindName(h.kind)},
+                  {"entropy_ratio", h.entropy_ratio},
+                  {"top_offset", h.top_offset},
+                  {"top_offset_mass", h.top_offset_mass},
+                  {"sink_mass", h.sink_mass},
                   {"ablation_agreement", h.ablation_agreement}});
   }
   j["heads"] = hs;

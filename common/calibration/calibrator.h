@@ -43,22 +43,22 @@ struct CalibrationOptions {
 // One candidate plan, measured.
 struct PlanScore {
   LayerPlan plan;
-  std::string origin;            // "vocab", "layer skip", "first+last", "pair skip", "heads: ..."
-  double agreement = 0;          // greedy agreement with the full model (teacher forcing)
-  double draft_token_ms = 0;     // median ms per draft token
-  double cost_ratio = 0;         // draft token / full model token, measured side by side
+  std::string origin;         // "vocab", "layer skip", "first+last", "pair skip", "heads: ..."
+  double agreement = 0;       // greedy agreement with the full model (teacher forcing)
+  double draft_token_ms = 0;  // median ms per draft token
+  double cost_ratio = 0;      // draft token / full model token, measured side by side
   int best_k = 1;
-  double tokens_per_round = 0;   // expected, at best_k
-  double expected_speedup = 0;   // over plain decoding, at best_k
+  double tokens_per_round = 0;  // expected, at best_k
+  double expected_speedup = 0;  // over plain decoding, at best_k
 };
 
 struct CalibrationReport {
-  std::vector<PlanScore> table;  // sorted by expected speedup, best first
-  VerifyCost verify;             // the full model's verification cost profile
-  std::vector<HeadReport> heads; // empty when head probing did not run
+  std::vector<PlanScore> table;   // sorted by expected speedup, best first
+  VerifyCost verify;              // the full model's verification cost profile
+  std::vector<HeadReport> heads;  // empty when head probing did not run
   int64_t tokens_used = 0;
   double elapsed_s = 0;
-  int candidates_skipped = 0;    // left out when the budget ran out
+  int candidates_skipped = 0;  // left out when the budget ran out
 
   const PlanScore& best() const { return table.front(); }
   // Markdown: the cost profile, the plan table and the head table.

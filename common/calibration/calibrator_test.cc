@@ -111,7 +111,8 @@ TEST_F(CalibratorTest, HeadsAreProbedAndClassified) {
 TEST_F(CalibratorTest, WrittenPlanLoadsWithLoadLayerPlan) {
   const CalibrationReport& report = Report();
   ASSERT_FALSE(report.table.empty());
-  const std::string path = ::testing::TempDir() + "/calibrated_plan_" + std::to_string(::getpid()) + ".json";
+  const std::string path =
+      ::testing::TempDir() + "/calibrated_plan_" + std::to_string(::getpid()) + ".json";
   std::ofstream(path) << report.ToJson();
   auto plan = LoadLayerPlan(path);
   ASSERT_TRUE(plan.ok()) << plan.status();

@@ -15,13 +15,14 @@ using Clock = std::chrono::steady_clock;
 
 // One timed step as decoding pays it: a forward at a fixed position, the argmax of every row
 // returned, then a rollback so that every repeat sees the same context length.
-absl::StatusOr<double> TimeStep(Sequence& seq, absl::Span<const int32_t> tokens, LogitsWanted wanted) {
+absl::StatusOr<double> TimeStep(Sequence& seq, absl::Span<const int32_t> tokens,
+                                LogitsWanted wanted) {
   const int64_t length = seq.length();
   const auto start = Clock::now();
   ASSIGN_OR_RETURN(Logits logits, seq.Forward(tokens, wanted));
   for (int64_t r = 0; r < logits.rows; ++r) {
     volatile int32_t token = ArgmaxToken(logits.row(r), logits.cols,
-                        logits.vocab_ids ? logits.vocab_ids->data() : nullptr);
+                                         logits.vocab_ids ? logits.vocab_ids->data() : nullptr);
     (void)token;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -76,20 +77,21 @@ DraftLengthChoice ChooseDraftLength(double acceptance, double cost_ratio, const 
   return best;
 }
 
-absl::StatusOr<VerifyCost> MeasureVerifyCost(const ModelView& full, absl::Span<const int32_t> context,
-                                             int k_max, int repeats) {
+absl::StatusOr<VerifyCost> MeasureVerifyCost(const ModelView& full,
+                                             absl::Span<const int32_t> context, int k_max,
+                                             int repeats) {
   if (context.empty()) return absl::InvalidArgumentError("cost measurement needs a context");
   ASSIGN_OR_RETURN(auto seq, Prefilled(full, context));
   const int max_n = std::max(1, k_max + 1);
   std::vector<int32_t> chunk(max_n);
   for (int i = 0; i < max_n; ++i) chunk[i] = context[(i + 1) % context.size()];
-  std::vector<double> one;                       // seconds for one position
-  std::vector<std::vector<double>> ratios(max_n);  // per repeat: t(n) / t(1) of that repeat
+  std::vector<double> one;                                 // seconds for one position
+  std::vector<std::vector<double>> ratios(max_n);          // per repeat: t(n) / t(1) of that repeat
   for (int rep = -1; rep < std::max(1, repeats); ++rep) {  // rep -1 warms up
     double t1 = 0;
     for (int n = 1; n <= max_n; ++n) {
-      ASSIGN_OR_RETURN(double s, TimeStep(*seq, absl::MakeConstSpan(chunk).subspan(0, n),
-                                          LogitsWanted::kAll));
+      ASSIGN_OR_RETURN(
+          double s, TimeStep(*seq, absl::MakeConstSpan(chunk).subspan(0, n), LogitsWanted::kAll));
       if (n == 1) t1 = s;
       if (rep < 0) continue;
       if (n == 1) one.push_back(s);

@@ -49,8 +49,9 @@ DraftLengthChoice ChooseDraftLength(double acceptance, double cost_ratio, const 
 
 // Measures the full view's verification cost for 1 .. k_max + 1 positions after `context`
 // (repeats interleaved over n, so slow drift in machine load hits every n alike).
-absl::StatusOr<VerifyCost> MeasureVerifyCost(const ModelView& full, absl::Span<const int32_t> context,
-                                             int k_max, int repeats);
+absl::StatusOr<VerifyCost> MeasureVerifyCost(const ModelView& full,
+                                             absl::Span<const int32_t> context, int k_max,
+                                             int repeats);
 
 // Measures `draft`'s cost per token against `full`'s, in adjacent pairs after `context`.
 absl::StatusOr<DraftCost> MeasureDraftCost(const ModelView& draft, const ModelView& full,

@@ -8,9 +8,12 @@ namespace specdec {
 
 const char* HeadKindName(HeadKind kind) {
   switch (kind) {
-    case HeadKind::kContent: return "content";
-    case HeadKind::kPositional: return "positional";
-    case HeadKind::kDead: return "dead";
+    case HeadKind::kContent:
+      return "content";
+    case HeadKind::kPositional:
+      return "positional";
+    case HeadKind::kDead:
+      return "dead";
   }
   return "?";
 }
@@ -71,9 +74,9 @@ std::string FormatHeadTable(const std::vector<HeadReport>& heads) {
       "| layer | head | kind | entropy / uniform | top offset | mass there | mass on token 0 | "
       "agreement when masked |\n|---:|---:|---|---:|---:|---:|---:|---:|\n";
   for (const HeadReport& h : heads) {
-    absl::StrAppendFormat(&out, "| %d | %d | %s | %.2f | %d | %.2f | %.2f | %s |\n", h.layer, h.head,
-                          HeadKindName(h.kind), h.entropy_ratio, h.top_offset, h.top_offset_mass,
-                          h.sink_mass,
+    absl::StrAppendFormat(&out, "| %d | %d | %s | %.2f | %d | %.2f | %.2f | %s |\n", h.layer,
+                          h.head, HeadKindName(h.kind), h.entropy_ratio, h.top_offset,
+                          h.top_offset_mass, h.sink_mass,
                           h.ablation_agreement < 0 ? std::string("-")
                                                    : absl::StrFormat("%.3f", h.ablation_agreement));
   }

@@ -41,7 +41,8 @@ struct HeadReport {
 };
 
 // Runs the full model over `tokens` with attention recording on.
-absl::StatusOr<AttentionStats> RecordAttention(const ModelView& full, absl::Span<const int32_t> tokens);
+absl::StatusOr<AttentionStats> RecordAttention(const ModelView& full,
+                                               absl::Span<const int32_t> tokens);
 
 // Classifies every head that `stats` holds. `ablation` maps (layer, head) to the agreement
 // measured with that head masked (missing: not measured).

@@ -19,7 +19,8 @@
 #include "common/tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
-ABSL_FLAG(std::string, text_file, "", "calibration text (tokenized with the checkpoint's tokenizer.json)");
+ABSL_FLAG(std::string, text_file, "",
+          "calibration text (tokenized with the checkpoint's tokenizer.json)");
 ABSL_FLAG(double, budget_s, 120, "wall-clock budget for trying candidates");
 ABSL_FLAG(std::string, out, "", "write the best plan (LayerPlan JSON with the table) here");
 ABSL_FLAG(int64_t, max_tokens, 512, "calibration tokens used for agreement");
@@ -44,8 +45,8 @@ absl::StatusOr<std::vector<int64_t>> ParseCuts(const std::string& text) {
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     int64_t cut;
     if (!absl::SimpleAtoi(part, &cut) || cut < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--vocab_cuts: \"", std::string(part),
-                                                     "\" is not a non-negative integer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--vocab_cuts: \"", std::string(part), "\" is not a non-negative integer"));
     }
     cuts.push_back(cut);
   }
@@ -82,7 +83,8 @@ int Main() {
   if (!tokens.ok()) return Fail(tokens.status());
 
   ConfigureComputeThreads(absl::GetFlag(FLAGS_threads));
-  auto model = Model::Load(model_dir, LoadOptions{absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_dtype)});
+  auto model =
+      Model::Load(model_dir, LoadOptions{absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_dtype)});
   if (!model.ok()) return Fail(model.status());
   // Keep only ids the model can embed (a tokenizer may know more ids than a small model).
   std::vector<int32_t> ids;
@@ -104,7 +106,8 @@ int Main() {
   if (!absl::GetFlag(FLAGS_out).empty()) {
     std::ofstream out(absl::GetFlag(FLAGS_out));
     out << report->ToJson() << "\n";
-    if (!out) return Fail(absl::InternalError(absl::StrCat(absl::GetFlag(FLAGS_out), ": cannot write")));
+    if (!out)
+      return Fail(absl::InternalError(absl::StrCat(absl::GetFlag(FLAGS_out), ": cannot write")));
     std::cout << "Wrote " << absl::GetFlag(FLAGS_out) << "\n";
   }
   return 0;

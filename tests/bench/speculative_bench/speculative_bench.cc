@@ -28,7 +28,8 @@
 
 ABSL_FLAG(std::string, model_dir, SPECDEC_SHARED_DIR "/models/specdec-tiny-py",
           "trained checkpoint (the benchmark skips it with a message when absent)");
-ABSL_FLAG(std::string, plan, "", "calibrated plan JSON (specdec-calibrate --out); empty: calibrate here");
+ABSL_FLAG(std::string, plan, "",
+          "calibrated plan JSON (specdec-calibrate --out); empty: calibrate here");
 ABSL_FLAG(std::string, calibration_text, "/usr/share/common-licenses/Apache-2.0",
           "text to calibrate on when --plan is empty (not the measured text)");
 ABSL_FLAG(double, calibration_budget_s, 90, "calibration budget when --plan is empty");
@@ -57,7 +58,7 @@ void Emit(const std::string& text) {
 struct Config {
   std::string name;
   LayerPlan plan;
-  int k = 0;              // 0: plain decoding
+  int k = 0;  // 0: plain decoding
   bool adaptive = false;
 };
 
@@ -143,8 +144,9 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         options.num_draft_tokens = c.k;
         options.adaptive = c.adaptive;
         options.max_draft_tokens = 8;
-        auto r = c.k == 0 && !c.adaptive ? GeneratePlain(*full, prompts[p], options)
-                                         : GenerateSpeculative(*full, *views[i], prompts[p], options);
+        auto r = c.k == 0 && !c.adaptive
+                     ? GeneratePlain(*full, prompts[p], options)
+                     : GenerateSpeculative(*full, *views[i], prompts[p], options);
         if (!r.ok()) return r.status();
         Tally& t = tallies[rep][i];
         t.tokens += static_cast<int64_t>(r->tokens.size());
@@ -183,7 +185,8 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         "| %s | %s | %s | %s | %s | %.0f | %.2fx | %s |\n", c.name,
         plain ? "-" : (c.adaptive ? std::string("adaptive") : absl::StrCat(c.k)),
         plain ? "-" : absl::StrFormat("%.3f", (*acceptance_out)[i]),
-        plain ? "1" : absl::StrFormat("%.2f", static_cast<double>(tokens) / std::max<int64_t>(1, rounds)),
+        plain ? "1"
+              : absl::StrFormat("%.2f", static_cast<double>(tokens) / std::max<int64_t>(1, rounds)),
         plain ? "1" : absl::StrFormat("%.3f", costs[i].ratio), Median(rates), Median(speedups),
         mismatches == 0 ? "yes" : absl::StrCat("NO (", mismatches, ")")));
   }
@@ -212,7 +215,8 @@ absl::Status CostBreakdown(const Model& model, absl::Span<const int32_t> context
   if (!one_full.ok()) return one_full.status();
   const double full_ms = all_small->full_token_s * 1e3;
   const double head_ms = full_ms - all_small->token_s * 1e3;
-  const double layer_ms = (all_small->token_s - one_small->token_s) * 1e3 / (c.num_hidden_layers - 1);
+  const double layer_ms =
+      (all_small->token_s - one_small->token_s) * 1e3 / (c.num_hidden_layers - 1);
   // A difference of two medians: on a noisy machine it can come out slightly negative.
   const double rest_ms = std::max(0.0, one_small->token_s * 1e3 - layer_ms);
 
@@ -288,10 +292,13 @@ absl::Status BenchTrained(const std::string& dir, std::vector<LayerPlan>* plans_
     calibrated = report->best().plan;
     chosen_k = report->best().best_k;
     Emit(absl::StrFormat(
-        "Calibrated here on %s (%d tokens, %.0f s): %s, K=%d, expected %.2fx. Top of its table:\n\n",
+        "Calibrated here on %s (%d tokens, %.0f s): %s, K=%d, expected %.2fx. Top of its "
+        "table:\n\n",
         absl::GetFlag(FLAGS_calibration_text), report->tokens_used, report->elapsed_s,
         Describe(calibrated), chosen_k, report->best().expected_speedup));
-    Emit("| plan | agreement | cost ratio | best K | expected speedup |\n|---|---:|---:|---:|---:|\n");
+    Emit(
+        "| plan | agreement | cost ratio | best K | expected speedup "
+        "|\n|---|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < std::min<size_t>(8, report->table.size()); ++i) {
       const PlanScore& r = report->table[i];
       Emit(absl::StrFormat("| %s | %.3f | %.3f | %d | %.2fx |\n", Describe(r.plan), r.agreement,
@@ -349,7 +356,8 @@ absl::Status BenchCost70m(const std::vector<LayerPlan>& plans, const std::vector
                           const std::vector<double>& acceptance) {
   const std::string dir = "/tmp/specdec_speculative_bench_pythia70m";
   if (!std::filesystem::exists(dir + "/model.safetensors")) {
-    auto status = WriteRandomCheckpoint(*PresetConfig("pythia-70m"), CheckpointOptions{1, "f32", 1, ""}, dir);
+    auto status =
+        WriteRandomCheckpoint(*PresetConfig("pythia-70m"), CheckpointOptions{1, "f32", 1, ""}, dir);
     if (!status.ok()) return status;
   }
   auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
@@ -387,7 +395,8 @@ int Main() {
   std::vector<int> ks;
   std::vector<double> acceptance;
   if (!std::filesystem::exists(dir + "/model.safetensors")) {
-    Emit(absl::StrFormat("SKIPPED the trained model: %s is absent (see docs/benchmarks/speculative.md).\n", dir));
+    Emit(absl::StrFormat(
+        "SKIPPED the trained model: %s is absent (see docs/benchmarks/speculative.md).\n", dir));
   } else {
     auto status = BenchTrained(dir, &plans, &ks, &acceptance);
     if (!status.ok()) {
