@@ -59,6 +59,18 @@ absl::Status TorchError(const c10::Error& e, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
 }
 
+// x @ w^T + b. A single row goes through matrix-vector BLAS (addmv/mv): for one decode token
+// it is 2-5x faster than the matrix-matrix path torch::linear takes (measured on this CPU,
+// docs/benchmarks/decode.md), and decoding is one row per step.
+torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  if (x.dim() == 2 && x.size(0) == 1) {
+    torch::Tensor row = x.select(0, 0);
+    torch::Tensor y = b.defined() ? torch::addmv(b, w, row) : torch::mv(w, row);
+    return y.unsqueeze(0);
+  }
+  return b.defined() ? torch::linear(x, w, b) : torch::linear(x, w);
+}
+
 torch::Tensor Activation(const torch::Tensor& x, const std::string& act) {
   if (act == "gelu") return torch::gelu(x);
   if (act == "relu") return torch::relu(x);
@@ -125,7 +137,7 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
 
   torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
   // [n, heads * 3 * hd] -> [heads, n, 3 * hd]
-  torch::Tensor qkv = torch::linear(ln1, layer.qkv_w, layer.qkv_b).view({n, heads, 3 * hd}).transpose(0, 1);
+  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b).view({n, heads, 3 * hd}).transpose(0, 1);
   torch::Tensor q = qkv.slice(-1, 0, hd);
   torch::Tensor k = qkv.slice(-1, hd, 2 * hd);
   torch::Tensor v = qkv.slice(-1, 2 * hd, 3 * hd);
@@ -135,7 +147,7 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
     torch::Tensor probs;
     torch::Tensor out = paged->Attend(layer_slot, q, k, v, stats ? &probs : nullptr);  // [heads, n, hd]
     if (stats != nullptr) RecordAttentionStats(layer, probs, paged->slots(), stats);
-    attn_out = torch::linear(out.transpose(0, 1).reshape({n, heads * hd}), layer.dense_w, w.dense_b);
+    attn_out = Linear(out.transpose(0, 1).reshape({n, heads * hd}), layer.dense_w, w.dense_b);
   } else {
   const int64_t rot = c.rotary_dims();
   q = ApplyRotary(q, cos, sin, rot);
@@ -154,12 +166,12 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   if (stats != nullptr) RecordAttentionStats(layer, probs, past, stats);
   probs = probs.to(values.scalar_type());
   torch::Tensor attn = torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
-  attn_out = torch::linear(attn, layer.dense_w, w.dense_b);
+  attn_out = Linear(attn, layer.dense_w, w.dense_b);
   }
 
   auto mlp = [&](const torch::Tensor& h) {
     torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
-    return torch::linear(Activation(torch::linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act),
+    return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act),
                          w.fc_out_w, w.fc_out_b);
   };
   if (c.use_parallel_residual) return x + attn_out + mlp(x);
@@ -200,7 +212,7 @@ static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& st
   x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
                         m.config.layer_norm_eps);
   if (record) record->push_back(x);
-  return torch::linear(x, view.head_w);
+  return Linear(x, view.head_w);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,14 +474,17 @@ int64_t Sequence::cache_bytes() const {
 // ---------------------------------------------------------------------------------------------
 
 void ConfigureComputeThreads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // Measured on 2 cores (docs/benchmarks/decode.md): libtorch's OpenMP pool doing the
-  // matrix-vector products with OpenBLAS single-threaded is about 2x faster than OpenBLAS's own
-  // pthreads, which otherwise fight the OpenMP workers for the same cores.
-  torch::set_num_threads(threads);
+  // Default: half the cores, at least one. On this project's 2-core machines that is 1, which
+  // keeps two services (or a service and a build) on one machine from spin-waiting on each
+  // other's cores.
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
+  // Measured on 2 cores (docs/benchmarks/decode.md): decoding is matrix-vector work in
+  // OpenBLAS, so OpenBLAS gets the threads; libtorch's own OpenMP pool stays at one thread,
+  // since its workers would spin against OpenBLAS's for the same cores.
+  torch::set_num_threads(1);
   using SetThreads = void (*)(int);
   if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas(1);
+    set_blas(threads);
   }
 }
 
