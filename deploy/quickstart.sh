@@ -46,18 +46,26 @@ pids+=($!)
 build/services/draft/specdec-draft --model_dir "$model_dir" --listen "$draft" --threads 1 \
   --draft_layers "${DRAFT_LAYERS:-0,1,4,5}" --draft_vocab "${DRAFT_VOCAB:-8192}" >"$logs/draft.log" 2>&1 &
 pids+=($!)
+# Waits until the service at $1 answers the standard gRPC health check with SERVING.
+wait_healthy() {
+  for _ in $(seq 1 240); do
+    if build/services/client/specdec health --server "$1" >/dev/null 2>&1; then return 0; fi
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { echo "quickstart: a service exited; see $logs" >&2; tail -5 "$logs"/*.log >&2; exit 1; }
+    done
+    sleep 0.5
+  done
+  echo "quickstart: $1 did not become healthy in 2 minutes; see $logs" >&2
+  exit 1
+}
+
+echo "quickstart: waiting for the verifier and the draft to load the model..."
+wait_healthy "$verifier"
+wait_healthy "$draft"
 build/services/gateway/specdec-gateway --model_dir "$model_dir" --listen "$gateway" \
   --verifier "$verifier" --draft "$draft" >"$logs/gateway.log" 2>&1 &
 pids+=($!)
-
-echo "quickstart: waiting for the services to load the model..."
-for _ in $(seq 1 120); do
-  if build/services/client/specdec info --server "$gateway" >/dev/null 2>&1; then break; fi
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo "quickstart: a service exited; see $logs" >&2; tail -5 "$logs"/*.log >&2; exit 1; }
-  done
-  sleep 0.5
-done
+wait_healthy "$gateway"
 build/services/client/specdec info --server "$gateway"
 
 echo "quickstart: generating from \"$prompt\" (rounds on stderr)"

@@ -1,10 +1,10 @@
 // Random checkpoint writer (see checkpoint_writer.h). Pure C++: no libtorch needed to write.
 #include "common/model/checkpoint_writer.h"
 
-#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -126,7 +126,12 @@ absl::Status WriteRandomCheckpoint(const ModelConfig& config, const CheckpointOp
   if (options.num_shards < 1 || options.num_shards > 99) {
     return absl::InvalidArgumentError("num_shards must be in [1, 99]");
   }
-  ::mkdir(out_dir.c_str(), 0755);
+  std::error_code error;
+  std::filesystem::create_directories(out_dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(out_dir, ": cannot create the folder: ", error.message()));
+  }
   ModelConfig c = config;
   c.torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kF16 ? "float16" : "bfloat16";
   RETURN_IF_ERROR(WriteText(out_dir + "/config.json", c.ToJson()));

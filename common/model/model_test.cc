@@ -226,3 +226,16 @@ TEST_F(ModelTest, AttentionStatsCoverEveryKeptHeadAndSumToOne) {
 
 }  // namespace
 }  // namespace specdec
+
+namespace specdec {
+namespace {
+
+TEST(CheckpointWriterTest, CreatesNestedOutputFolders) {
+  const std::string dir = TempDir("nested") + "/a/b/c";
+  ASSERT_TRUE(WriteRandomCheckpoint(SmallConfig(), CheckpointOptions{1, "f32", 1, ""}, dir).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
+}
+
+}  // namespace
+}  // namespace specdec
