@@ -2,10 +2,8 @@
 // which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/draft/draft_service.h"
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -14,6 +12,7 @@
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
 #include "common/speculative/acceptance.h"
+#include "services/common/debug_delay.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
@@ -29,16 +28,6 @@ double MsSince(Clock::time_point start) {
 
 // --debug_delay_ms (test only): a slow draft for the reliability tests.
 std::atomic<int> debug_delay_ms{0};
-
-// Sleeps `ms` in short steps; false when the gateway cancelled meanwhile.
-bool DebugDelay(grpc::ServerContext* context, int ms) {
-  const auto until = Clock::now() + std::chrono::milliseconds(ms);
-  while (Clock::now() < until) {
-    if (context->IsCancelled()) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10)));
-  }
-  return true;
-}
 
 void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
   response->set_session_id(request.session_id());
@@ -63,9 +52,9 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
         absl::StrCat("num_draft_tokens must be in [1, ", kMaxDraftTokensPerRound, "], got ", k));
   }
   if (span.start_position() + span.tokens_size() != request.committed_length()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokens [", span.start_position(), ", +", span.tokens_size(),
-        ") do not end at committed_length ", request.committed_length()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens [", span.start_position(), ", +", span.tokens_size(),
+                     ") do not end at committed_length ", request.committed_length()));
   }
   if (std::optional<v1::SessionLost> lost = session->Rewind(span.start_position())) {
     v1::DraftResponse response;
@@ -139,7 +128,8 @@ grpc::Status DraftServiceImpl::Session(
     switch (request.kind_case()) {
       case v1::DraftRequest::kPrefill: {
         const auto start = Clock::now();
-        status = session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
+        status =
+            session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
         if (!status.ok()) break;
         v1::DraftResponse response;
         Echo(request, &response);
@@ -156,9 +146,9 @@ grpc::Status DraftServiceImpl::Session(
         const auto start = Clock::now();
         status = Propose(context, request, max_support_, session.get(), stream);
         if (metrics_ != nullptr && status.ok()) {
-          metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3,
-                                request.propose().tokens().tokens_size() +
-                                    request.propose().num_draft_tokens() - 1);
+          metrics_->ObserveStep(
+              ModelStep::kPropose, MsSince(start) / 1e3,
+              request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1);
         }
         break;
       }
@@ -225,9 +215,9 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   DraftServiceImpl service(model, view, config.draft_top_k);
   std::unique_ptr<ModelServiceMetrics> metrics;
   if (!config.metrics_listen.empty()) {
-    ASSIGN_OR_RETURN(metrics, ModelServiceMetrics::Serve(
-                                  config.metrics_listen, "draft", "full",
-                                  [&service] { return SnapshotOf(service.Stats()); }));
+    ASSIGN_OR_RETURN(
+        metrics, ModelServiceMetrics::Serve(config.metrics_listen, "draft", "full",
+                                            [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }
   ServerOptions options;

@@ -16,7 +16,9 @@ ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after S
 ABSL_FLAG(std::string, kv_policy, "full",
           "KV cache policy: full, int8, sink_window:sink=S,window=W, h2o:budget=B,recent=R, "
           "hierarchical:..., query_aware:pages=P; int8+POLICY combines (docs/kv_cache.md)");
-ABSL_FLAG(int64_t, kv_pool_blocks, 0, "KV pool size in 16-token blocks (0: 8 full-length sequences)");
+ABSL_FLAG(int64_t, kv_pool_blocks, 0,
+          "KV pool size in 16-token blocks (0: 8 full-length sequences)");
+ABSL_FLAG(int, debug_delay_ms, 0, "TEST ONLY: sleep this long before each verification");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
 
 int main(int argc, char** argv) {
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.kv_policy = absl::GetFlag(FLAGS_kv_policy);
   config.kv_pool_blocks = absl::GetFlag(FLAGS_kv_pool_blocks);
+  config.debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
   absl::Status status = specdec::RunVerifierServer(config);
   if (!status.ok()) {
     std::fprintf(stderr, "specdec-verifier: %s\n", status.ToString().c_str());

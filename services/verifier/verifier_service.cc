@@ -2,17 +2,17 @@
 // stream, which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/verifier/verifier_service.h"
 
-#include "common/kv_cache/kv_cache_config.h"
-
 #include <chrono>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
 #include "common/speculative/acceptance.h"
+#include "services/common/debug_delay.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
@@ -52,15 +52,16 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
                                                    " draft tokens, got ", verify.drafts_size()));
   }
   if (span.start_position() + span.tokens_size() != request.committed_length()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tokens [", span.start_position(), ", +", span.tokens_size(),
-        ") do not end at committed_length ", request.committed_length()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens [", span.start_position(), ", +", span.tokens_size(),
+                     ") do not end at committed_length ", request.committed_length()));
   }
   std::vector<int32_t> draft_tokens;
   std::vector<TokenDistribution> draft_dists;
   for (const v1::DraftedToken& drafted : verify.drafts()) {
     if (drafted.q().ids_size() != drafted.q().probs_size()) {
-      return absl::InvalidArgumentError("a draft distribution has ids and probs of different sizes");
+      return absl::InvalidArgumentError(
+          "a draft distribution has ids and probs of different sizes");
     }
     draft_tokens.push_back(drafted.token());
     draft_dists.push_back(FromProto(drafted.q()));
@@ -131,8 +132,8 @@ grpc::Status VerifierServiceImpl::Session(
     switch (request.kind_case()) {
       case v1::VerifierRequest::kPrefill: {
         const auto start = Clock::now();
-        status = session->Prefill(request.prefill().tokens(),
-                                  FromProto(request.prefill().sampling()));
+        status =
+            session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
         response.mutable_prefilled()->set_cache_length(session->length());
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
         if (metrics_ != nullptr && status.ok()) {
@@ -142,6 +143,10 @@ grpc::Status VerifierServiceImpl::Session(
         break;
       }
       case v1::VerifierRequest::kVerify:
+        if (debug_delay_ms_ > 0 && !DebugDelay(context, debug_delay_ms_)) {
+          status = absl::CancelledError("the gateway cancelled the stream");
+          break;
+        }
         status = Verify(request, session.get(), &response);
         if (metrics_ != nullptr && status.ok() && response.has_verified()) {
           metrics_->ObserveStep(
@@ -202,11 +207,16 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
   VerifierServiceImpl service(model, view);
+  if (config.debug_delay_ms > 0) {
+    SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms
+                         << " (test only: every verification is delayed)";
+    service.set_debug_delay_ms(config.debug_delay_ms);
+  }
   std::unique_ptr<ModelServiceMetrics> metrics;
   if (!config.metrics_listen.empty()) {
-    ASSIGN_OR_RETURN(metrics, ModelServiceMetrics::Serve(
-                                  config.metrics_listen, "verifier", KvPolicyName(*view),
-                                  [&service] { return SnapshotOf(service.Stats()); }));
+    ASSIGN_OR_RETURN(
+        metrics, ModelServiceMetrics::Serve(config.metrics_listen, "verifier", KvPolicyName(*view),
+                                            [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }
   ServerOptions options;

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "common/model/model.h"
 #include "common/metrics/model_service_metrics.h"
+#include "common/model/model.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 
@@ -28,6 +28,7 @@ struct VerifierServerConfig {
   std::string kv_policy = "full";
   // Blocks in the shared KV pool (0: room for 8 sequences at the model's full length).
   int64_t kv_pool_blocks = 0;
+  int debug_delay_ms = 0;  // TEST ONLY: sleep this long before each verification
 };
 
 class VerifierServiceImpl final : public v1::Verifier::Service {
@@ -47,9 +48,11 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   v1::GetStatsResponse Stats() const { return registry_.Stats(); }
   // Step latencies go to `metrics` (outlives the service); null: not measured.
   void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
+  void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
 
  private:
   ModelServiceMetrics* metrics_ = nullptr;
+  int debug_delay_ms_ = 0;
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;
   SessionRegistry registry_;

@@ -4,10 +4,10 @@
 // killed mid-stream, 1,000 concurrent cancellations). Every case checks that nothing is left
 // behind: no session on the draft, the verifier or the gateway, and bounded gateway memory.
 // docs/reliability.md has the table these tests stand behind.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -17,8 +17,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -57,9 +55,11 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
 }
 
-GenerateResult Generate(const std::string& address, const v1::GenerateRequest& request,
-                        const std::function<void(int, grpc::ClientContext*)>& on_message = nullptr,
-                        int timeout_ms = 60000) {
+GenerateResult Generate(
+    const std::string& address, const v1::GenerateRequest& request,
+    const std::function<void(int, grpc::ClientContext*, const v1::GenerateResponse&)>& on_message =
+        nullptr,
+    int timeout_ms = 60000) {
   auto stub = v1::Gateway::NewStub(Channel(address));
   grpc::ClientContext context;
   if (timeout_ms > 0) {
@@ -72,7 +72,7 @@ GenerateResult Generate(const std::string& address, const v1::GenerateRequest& r
     result.ids.insert(result.ids.end(), response.token_ids().begin(), response.token_ids().end());
     result.rounds.insert(result.rounds.end(), response.rounds().begin(), response.rounds().end());
     if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) result.last = response;
-    if (on_message) on_message(result.messages, &context);
+    if (on_message) on_message(result.messages, &context, response);
     ++result.messages;
   }
   result.status = reader->Finish();
@@ -114,7 +114,8 @@ absl::StatusOr<v1::GetInfoResponse> GatewayInfo(const std::string& address) {
 }
 
 // Polls (up to `timeout`) until `condition` holds.
-bool Eventually(const std::function<bool()>& condition, absl::Duration timeout = absl::Seconds(10)) {
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(10)) {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     if (condition()) return true;
@@ -143,7 +144,8 @@ class ReliabilityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ConfigureComputeThreads(1);
-    dir_ = new std::string(::testing::TempDir() + "/specdec_reliability_" + std::to_string(getpid()));
+    dir_ =
+        new std::string(::testing::TempDir() + "/specdec_reliability_" + std::to_string(getpid()));
     std::filesystem::create_directories(*dir_);
     model_dir_ = new std::string(*dir_ + "/model");
     auto config = PresetConfig("tiny");
@@ -158,12 +160,12 @@ class ReliabilityTest : public ::testing::Test {
     // Shared by the tests that do not kill them.
     verifier_ = Start(kVerifierBin, VerifierArgs(), "verifier").release();
     draft_ = Start(kDraftBin, DraftArgs(), "draft").release();
-    gateway_ = Start(kGatewayBin,
-                     {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-                      "--draft=" + draft_->address(), "--draft_deadline_ms=10000",
-                      "--max_sessions=1000"},
-                     "gateway")
-                   .release();
+    gateway_ =
+        Start(kGatewayBin,
+              {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+               "--draft=" + draft_->address(), "--draft_deadline_ms=10000", "--max_sessions=1000"},
+              "gateway")
+            .release();
   }
 
   static void TearDownTestSuite() {
@@ -184,8 +186,8 @@ class ReliabilityTest : public ::testing::Test {
 
   // Starts a service on `port` (0: a free one); null (and a test failure) when it cannot.
   static std::unique_ptr<ChildProcess> Start(const std::string& binary,
-                                             std::vector<std::string> args,
-                                             const std::string& name, int port = 0) {
+                                             std::vector<std::string> args, const std::string& name,
+                                             int port = 0) {
     auto process = ChildProcess::Start(binary, args, *dir_ + "/" + name + ".log",
                                        port > 0 ? port : PickFreePort());
     if (!process.ok()) {
@@ -231,24 +233,25 @@ TEST_F(ReliabilityTest, VerifierKilledMidStreamMovesToTheOtherReplica) {
   auto a = Start(kVerifierBin, VerifierArgs(), "verifier_a");
   auto b = Start(kVerifierBin, VerifierArgs(), "verifier_b");
   ASSERT_TRUE(a && b);
-  auto gateway = Start(kGatewayBin,
-                       {"--model_dir=" + *model_dir_,
-                        "--verifier=" + a->address() + "," + b->address(),
-                        "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
-                       "gateway_two_verifiers");
+  auto gateway =
+      Start(kGatewayBin,
+            {"--model_dir=" + *model_dir_, "--verifier=" + a->address() + "," + b->address(),
+             "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
+            "gateway_two_verifiers");
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
   const int max_new_tokens = 500;
   ChildProcess* killed = nullptr;
   std::string survivor;
-  GenerateResult result = Generate(
-      gateway->address(), Greedy(prompt, max_new_tokens, 3), [&](int message, grpc::ClientContext*) {
-        if (message != 2) return;
-        const bool on_a = VerifierStats(a->address()).active_sessions() == 1;
-        killed = on_a ? a.get() : b.get();
-        survivor = on_a ? b->address() : a->address();
-        killed->Signal(SIGKILL);
-      });
+  GenerateResult result =
+      Generate(gateway->address(), Greedy(prompt, max_new_tokens, 3),
+               [&](int message, grpc::ClientContext*, const v1::GenerateResponse&) {
+                 if (message != 2) return;
+                 const bool on_a = VerifierStats(a->address()).active_sessions() == 1;
+                 killed = on_a ? a.get() : b.get();
+                 survivor = on_a ? b->address() : a->address();
+                 killed->Signal(SIGKILL);
+               });
   ASSERT_NE(killed, nullptr);
   ASSERT_TRUE(result.status.ok()) << result.status.error_message() << "\n" << gateway->Log();
   EXPECT_EQ(result.ids, Plain(prompt, max_new_tokens));
@@ -280,7 +283,7 @@ TEST_F(ReliabilityTest, OnlyVerifierKilledIsUnavailableWithinADeadline) {
   absl::Time killed_at;
   GenerateResult result =
       Generate(gateway->address(), Greedy({2, 7, 1, 8}, 1500, 3),
-               [&](int message, grpc::ClientContext*) {
+               [&](int message, grpc::ClientContext*, const v1::GenerateResponse&) {
                  if (message != 2) return;
                  verifier->Signal(SIGKILL);
                  killed_at = absl::Now();
@@ -303,26 +306,27 @@ TEST_F(ReliabilityTest, HungVerifierTimesOutAndTheSessionMoves) {
   auto a = Start(kVerifierBin, VerifierArgs(), "verifier_hung_a");
   auto b = Start(kVerifierBin, VerifierArgs(), "verifier_hung_b");
   ASSERT_TRUE(a && b);
-  auto gateway = Start(kGatewayBin,
-                       {"--model_dir=" + *model_dir_,
-                        "--verifier=" + a->address() + "," + b->address(),
-                        "--verifier_timeout_ms=1000"},
-                       "gateway_hung_verifier");
+  auto gateway =
+      Start(kGatewayBin,
+            {"--model_dir=" + *model_dir_, "--verifier=" + a->address() + "," + b->address(),
+             "--verifier_timeout_ms=1000"},
+            "gateway_hung_verifier");
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {7, 7, 8};
   ChildProcess* stopped = nullptr;
   absl::Time stopped_at;
   absl::Duration longest_gap;
   absl::Time last = absl::Now();
-  GenerateResult result = Generate(
-      gateway->address(), Greedy(prompt, 300, 0), [&](int message, grpc::ClientContext*) {
-        longest_gap = std::max(longest_gap, absl::Now() - last);
-        last = absl::Now();
-        if (message != 2) return;
-        stopped = VerifierStats(a->address()).active_sessions() == 1 ? a.get() : b.get();
-        kill(stopped->pid(), SIGSTOP);
-        stopped_at = absl::Now();
-      });
+  GenerateResult result =
+      Generate(gateway->address(), Greedy(prompt, 300, 0),
+               [&](int message, grpc::ClientContext*, const v1::GenerateResponse&) {
+                 longest_gap = std::max(longest_gap, absl::Now() - last);
+                 last = absl::Now();
+                 if (message != 2) return;
+                 stopped = VerifierStats(a->address()).active_sessions() == 1 ? a.get() : b.get();
+                 kill(stopped->pid(), SIGSTOP);
+                 stopped_at = absl::Now();
+               });
   ASSERT_NE(stopped, nullptr);
   kill(stopped->pid(), SIGCONT);
   ASSERT_TRUE(result.status.ok()) << result.status.error_message() << "\n" << gateway->Log();
@@ -338,63 +342,87 @@ TEST_F(ReliabilityTest, RestartedDraftIsUsedAgain) {
   const int port = PickFreePort();
   auto draft = Start(kDraftBin, DraftArgs(), "draft_restart", port);
   ASSERT_TRUE(draft);
+  // Every verification takes >= 10 ms, so the 2000 tokens take >= 20 s while the draft is away:
+  // time for a slow restart on a loaded machine plus the gateway's backoff (<= 5 s). Without it
+  // the gateway outruns any client pacing (flow control buffers hundreds of messages).
+  auto verifier = Start(
+      kVerifierBin,
+      [] {
+        auto args = VerifierArgs();
+        args.push_back("--debug_delay_ms=10");
+        return args;
+      }(),
+      "verifier_slow");
+  ASSERT_TRUE(verifier);
   auto gateway = Start(kGatewayBin,
-                       {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                       {"--model_dir=" + *model_dir_, "--verifier=" + verifier->address(),
                         "--draft=" + draft->address(), "--draft_deadline_ms=10000"},
                        "gateway_draft_restart");
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {4, 4, 4};
   const int max_new_tokens = 2000;
   std::thread restarter;
-  // The client reads slowly (backpressure slows the stream to > 4 s) so the restart lands
-  // mid-stream.
+  bool killed = false, fell_back = false;
+  int rounds_since_back = -1;
+  // The client cancels 10 rounds after the restarted draft proposes again: the rest of the
+  // stream would prove nothing more.
   GenerateResult result = Generate(
-      gateway->address(), Greedy(prompt, max_new_tokens, 2), [&](int message, grpc::ClientContext*) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      gateway->address(), Greedy(prompt, max_new_tokens, 2),
+      [&](int message, grpc::ClientContext* context, const v1::GenerateResponse& response) {
+        for (const auto& round : response.rounds()) {
+          fell_back |= killed && round.fallback() == v1::FALLBACK_DRAFT_UNAVAILABLE;
+          if (rounds_since_back >= 0) {
+            ++rounds_since_back;
+          } else if (fell_back && round.num_proposed() > 0) {
+            rounds_since_back = 0;
+          }
+        }
+        if (rounds_since_back >= 10) context->TryCancel();
         if (message != 3) return;
+        killed = true;
         draft->Signal(SIGKILL);
-        restarter = std::thread([&] { draft = Start(kDraftBin, DraftArgs(), "draft_restart", port); });
+        restarter =
+            std::thread([&] { draft = Start(kDraftBin, DraftArgs(), "draft_restart", port); });
       });
   restarter.join();
-  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
-  EXPECT_EQ(result.ids, Plain(prompt, max_new_tokens));
-  int first_fallback = -1, back_after = -1;
-  for (size_t i = 0; i < result.rounds.size(); ++i) {
-    const auto& round = result.rounds[i];
-    if (first_fallback < 0 && round.fallback() == v1::FALLBACK_DRAFT_UNAVAILABLE) {
-      first_fallback = static_cast<int>(i);
-    }
-    if (first_fallback >= 0 && back_after < 0 && round.num_proposed() > 0) {
-      back_after = static_cast<int>(i);
-    }
+  EXPECT_TRUE(fell_back) << "the kill was not noticed";
+  EXPECT_GE(rounds_since_back, 0) << "the restarted draft was not used again in the stream";
+  if (rounds_since_back >= 10) {
+    EXPECT_EQ(result.status.error_code(), grpc::StatusCode::CANCELLED);
+  } else {
+    EXPECT_TRUE(result.status.ok()) << result.status.error_message();
   }
-  EXPECT_GE(first_fallback, 0) << "the kill was not noticed";
-  EXPECT_GT(back_after, first_fallback) << "the restarted draft was not used again in the stream";
+  // What was streamed is the full model's greedy output, through the kill and the return.
+  const std::vector<int32_t> plain = Plain(prompt, max_new_tokens);
+  ASSERT_LE(result.ids.size(), plain.size());
+  EXPECT_GT(result.ids.size(), 10u);
+  EXPECT_EQ(result.ids, std::vector<int32_t>(plain.begin(), plain.begin() + result.ids.size()));
   ASSERT_TRUE(draft);
   // A new request uses it from its first round.
   GenerateResult next = Generate(gateway->address(), Greedy({6, 6}, 24, 3));
   ASSERT_TRUE(next.status.ok());
   EXPECT_GT(next.last.usage().drafted_tokens(), 0);
-  EXPECT_TRUE(NoSessionsLeft(gateway->address(), {draft->address()}, {verifier_->address()}));
+  EXPECT_TRUE(NoSessionsLeft(gateway->address(), {draft->address()}, {verifier->address()}));
 }
 
 // A draft far slower than the round deadline: every round waits at most about the deadline,
 // rounds fall back to the verifier alone, the output is unchanged.
 TEST_F(ReliabilityTest, SlowDraftNeverHoldsARoundPastItsDeadline) {
-  auto draft = Start(kDraftBin,
-                     [] {
-                       auto args = DraftArgs();
-                       args.push_back("--debug_delay_ms=400");
-                       return args;
-                     }(),
-                     "draft_slow");
+  auto draft = Start(
+      kDraftBin,
+      [] {
+        auto args = DraftArgs();
+        args.push_back("--debug_delay_ms=400");
+        return args;
+      }(),
+      "draft_slow");
   ASSERT_TRUE(draft);
   const int deadline_ms = 40;
-  auto gateway = Start(kGatewayBin,
-                       {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-                        "--draft=" + draft->address(),
-                        absl::StrCat("--draft_deadline_ms=", deadline_ms)},
-                       "gateway_slow_draft");
+  auto gateway =
+      Start(kGatewayBin,
+            {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+             "--draft=" + draft->address(), absl::StrCat("--draft_deadline_ms=", deadline_ms)},
+            "gateway_slow_draft");
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {8, 6, 7, 5, 3, 0, 9};
   const int max_new_tokens = 30;
@@ -429,9 +457,11 @@ TEST_F(ReliabilityTest, SigtermDrains) {
   const std::vector<int32_t> prompt = {1, 1, 2, 3, 5, 8};
   std::thread terminator;
   GenerateResult result =
-      Generate(gateway->address(), Greedy(prompt, 200, 2), [&](int message, grpc::ClientContext*) {
-        if (message == 1) terminator = std::thread([&] { gateway->Signal(SIGTERM, absl::Seconds(20)); });
-      });
+      Generate(gateway->address(), Greedy(prompt, 200, 2),
+               [&](int message, grpc::ClientContext*, const v1::GenerateResponse&) {
+                 if (message == 1)
+                   terminator = std::thread([&] { gateway->Signal(SIGTERM, absl::Seconds(20)); });
+               });
   terminator.join();
   ASSERT_TRUE(result.status.ok()) << result.status.error_message();
   EXPECT_EQ(result.ids, Plain(prompt, 200));
@@ -441,22 +471,24 @@ TEST_F(ReliabilityTest, SigtermDrains) {
   auto a = Start(kVerifierBin, VerifierArgs(), "verifier_drain_a");  // grace 1 s
   auto b = Start(kVerifierBin, VerifierArgs(), "verifier_drain_b");
   ASSERT_TRUE(a && b);
-  auto two = Start(kGatewayBin,
-                   {"--model_dir=" + *model_dir_, "--verifier=" + a->address() + "," + b->address()},
-                   "gateway_drain_two");
+  auto two =
+      Start(kGatewayBin,
+            {"--model_dir=" + *model_dir_, "--verifier=" + a->address() + "," + b->address()},
+            "gateway_drain_two");
   ASSERT_TRUE(two);
   std::string survivor;
   std::thread stopper;
   // A slow reader keeps the stream going past the verifier's 1 s grace.
-  GenerateResult moved = Generate(
-      two->address(), Greedy(prompt, 1200, 0), [&](int message, grpc::ClientContext*) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(3));
-        if (message != 2) return;
-        const bool on_a = VerifierStats(a->address()).active_sessions() == 1;
-        ChildProcess* stopping = on_a ? a.get() : b.get();
-        survivor = on_a ? b->address() : a->address();
-        stopper = std::thread([stopping] { stopping->Signal(SIGTERM); });
-      });
+  GenerateResult moved =
+      Generate(two->address(), Greedy(prompt, 1200, 0),
+               [&](int message, grpc::ClientContext*, const v1::GenerateResponse&) {
+                 std::this_thread::sleep_for(std::chrono::milliseconds(3));
+                 if (message != 2) return;
+                 const bool on_a = VerifierStats(a->address()).active_sessions() == 1;
+                 ChildProcess* stopping = on_a ? a.get() : b.get();
+                 survivor = on_a ? b->address() : a->address();
+                 stopper = std::thread([stopping] { stopping->Signal(SIGTERM); });
+               });
   stopper.join();
   ASSERT_TRUE(moved.status.ok()) << moved.status.error_message() << "\n" << two->Log();
   EXPECT_EQ(moved.ids, Plain(prompt, 1200));
@@ -480,10 +512,14 @@ TEST_F(ReliabilityTest, BadInputsGetClearStatuses) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   using grpc::StatusCode;
-  add("text prompt over --max_prompt_bytes", StatusCode::INVALID_ARGUMENT,
-      [](auto* r) { r->clear_prompt_ids(); r->set_prompt(std::string(2 << 20, 'a')); });
-  add("text prompt over gRPC's 4 MiB message limit", StatusCode::RESOURCE_EXHAUSTED,
-      [](auto* r) { r->clear_prompt_ids(); r->set_prompt(std::string(5 << 20, 'a')); });
+  add("text prompt over --max_prompt_bytes", StatusCode::INVALID_ARGUMENT, [](auto* r) {
+    r->clear_prompt_ids();
+    r->set_prompt(std::string(2 << 20, 'a'));
+  });
+  add("text prompt over gRPC's 4 MiB message limit", StatusCode::RESOURCE_EXHAUSTED, [](auto* r) {
+    r->clear_prompt_ids();
+    r->set_prompt(std::string(5 << 20, 'a'));
+  });
   add("text prompt longer than the context", StatusCode::INVALID_ARGUMENT, [](auto* r) {
     r->clear_prompt_ids();
     std::string text;
@@ -517,11 +553,15 @@ TEST_F(ReliabilityTest, BadInputsGetClearStatuses) {
   add("17 stop strings", StatusCode::INVALID_ARGUMENT, [](auto* r) {
     for (int i = 0; i < 17; ++i) r->add_stop("s" + std::to_string(i));
   });
-  add("prompt of whitespace only is fine", StatusCode::OK,
-      [](auto* r) { r->clear_prompt_ids(); r->set_prompt("   "); });
+  add("prompt of whitespace only is fine", StatusCode::OK, [](auto* r) {
+    r->clear_prompt_ids();
+    r->set_prompt("   ");
+  });
   add("unknown fields are ignored", StatusCode::OK, [](auto* r) {
     r->GetReflection()->MutableUnknownFields(r)->AddVarint(999, 42);
-    r->mutable_sampling()->GetReflection()->MutableUnknownFields(r->mutable_sampling())
+    r->mutable_sampling()
+        ->GetReflection()
+        ->MutableUnknownFields(r->mutable_sampling())
         ->AddLengthDelimited(77, "junk");
   });
   for (const Case& c : cases) {
@@ -542,8 +582,8 @@ TEST_F(ReliabilityTest, BadInputsGetClearStatuses) {
 
 // Invalid UTF-8 in a text prompt or a stop string: a clear status, not a crash or INTERNAL.
 TEST_F(ReliabilityTest, InvalidUtf8IsRejected) {
-  for (const std::string& bad : {std::string("abc\xff\xfe"), std::string("\xc3"),
-                                 std::string("\xed\xa0\x80")}) {
+  for (const std::string& bad :
+       {std::string("abc\xff\xfe"), std::string("\xc3"), std::string("\xed\xa0\x80")}) {
     v1::GenerateRequest request = Greedy({}, 4, 1);
     request.set_prompt(bad);
     GenerateResult result = Generate(gateway_->address(), request);
@@ -580,8 +620,8 @@ TEST_F(ReliabilityTest, ClientThatNeverReadsStaysBounded) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const int64_t rss_during = RssKib(gateway->pid());
-  EXPECT_LT(rss_during - rss_before, 64 * 1024) << "KiB: before " << rss_before << ", during "
-                                                << rss_during;
+  EXPECT_LT(rss_during - rss_before, 64 * 1024)
+      << "KiB: before " << rss_before << ", during " << rss_during;
   // The gateway's 3 s default deadline ends them though nobody reads.
   EXPECT_TRUE(NoSessionsLeft(gateway->address(), {draft_->address()}, {verifier_->address()}));
   for (size_t i = 0; i < readers.size(); ++i) {
@@ -601,11 +641,11 @@ TEST_F(ReliabilityTest, ClientThatNeverReadsStaysBounded) {
 // notices and both services drop the session.
 TEST_F(ReliabilityTest, ClientKilledMidStreamLeavesNoSession) {
   const int64_t abandoned = VerifierStats(verifier_->address()).sessions_abandoned();
-  auto client = ChildProcess::Start(
-      kLoadgenBin,
-      {"--server=" + gateway_->address(), "--streams=4", "--duration_s=30",
-       "--max_new_tokens=2000", "--k=2", "--quiet"},
-      *dir_ + "/client_killed.log");
+  auto client =
+      ChildProcess::Start(kLoadgenBin,
+                          {"--server=" + gateway_->address(), "--streams=4", "--duration_s=30",
+                           "--max_new_tokens=2000", "--k=2", "--quiet"},
+                          *dir_ + "/client_killed.log");
   ASSERT_TRUE(client.ok()) << client.status();
   ASSERT_TRUE(Eventually([&] { return VerifierStats(verifier_->address()).active_sessions() > 0; }))
       << (*client)->Log();
@@ -664,12 +704,12 @@ TEST_F(ReliabilityTest, ThousandConcurrentCancellations) {
 
 // The limits are flags and GetInfo shows them.
 TEST_F(ReliabilityTest, LimitsAreInGetInfo) {
-  auto gateway = Start(kGatewayBin,
-                       {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-                        "--max_sessions=7", "--max_new_tokens_cap=99", "--default_deadline_ms=12345",
-                        "--default_max_new_tokens=11", "--verifier_timeout_ms=2345",
-                        "--max_prompt_bytes=5000"},
-                       "gateway_limits");
+  auto gateway = Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(), "--max_sessions=7",
+       "--max_new_tokens_cap=99", "--default_deadline_ms=12345", "--default_max_new_tokens=11",
+       "--verifier_timeout_ms=2345", "--max_prompt_bytes=5000"},
+      "gateway_limits");
   ASSERT_TRUE(gateway);
   auto info = GatewayInfo(gateway->address());
   ASSERT_TRUE(info.ok());
