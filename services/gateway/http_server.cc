@@ -120,6 +120,11 @@ bool GetInt(const json& body, const char* key, int64_t* out, std::string* error)
     *error = absl::StrCat("'", key, "' must be an integer");
     return false;
   }
+  // nlohmann keeps large positive integers as uint64: they would wrap to negative int64.
+  if (body[key].is_number_unsigned() && body[key].get<uint64_t>() > INT64_MAX) {
+    *error = absl::StrCat("'", key, "' is out of range");
+    return false;
+  }
   *out = body[key].get<int64_t>();
   return true;
 }
@@ -152,11 +157,17 @@ bool ToGenerateRequest(const json& body, int default_k, v1::GenerateRequest* req
     request->set_prompt(prompt[0].get<std::string>());
   } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
     for (const json& id : prompt) {
-      if (!id.is_number_integer()) {
-        *error = "'prompt' as token ids must hold integers only";
+      // Checked before narrowing: 2^32 + 5 must not become token 5. The vocabulary bound is
+      // the gateway's check.
+      const bool fits =
+          id.is_number_unsigned()
+              ? id.get<uint64_t>() <= INT32_MAX
+              : id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= INT32_MAX;
+      if (!fits) {
+        *error = "'prompt' as token ids must hold non-negative 32-bit integers only";
         return false;
       }
-      request->add_prompt_ids(id.get<int32_t>());
+      request->add_prompt_ids(static_cast<int32_t>(id.get<int64_t>()));
     }
   } else {
     *error =
@@ -179,7 +190,7 @@ bool ToGenerateRequest(const json& body, int default_k, v1::GenerateRequest* req
     return false;
   }
   if (max_tokens < 1 || max_tokens > INT32_MAX) {
-    *error = "'max_tokens' must be at least 1";
+    *error = "'max_tokens' must be in [1, 2147483647] (and at most the gateway's cap)";
     return false;
   }
   if (n != 1) {

@@ -517,6 +517,104 @@ TEST_F(ObserveTest, HttpErrorsAreOpenAiShaped) {
       4);
 }
 
+// Issue 8's bad inputs through the HTTP door: each gets a clear status with an OpenAI-shaped
+// error (or is served, where the input is fine), and nothing is left on any service.
+TEST_F(ObserveTest, HttpBadInputsGetClearStatusesAndLeaveNoSession) {
+  struct Case {
+    std::string name;
+    std::string body;
+    int status;
+  };
+  std::string invalid_utf8 = R"({"prompt": "abc)";
+  invalid_utf8 += "\xff\xfe";
+  invalid_utf8 += R"(", "max_tokens": 2})";
+  std::string many_stops = R"({"prompt": "hi", "max_tokens": 2, "stop": [)";
+  for (int i = 0; i < 17; ++i) many_stops += absl::StrCat(i ? "," : "", "\"s", i, "\"");
+  many_stops += "]}";
+  const std::vector<Case> cases = {
+      {"empty prompt", R"({"prompt": "", "max_tokens": 2})", 400},
+      {"empty prompt list", R"({"prompt": [], "max_tokens": 2})", 400},
+      {"body over 1 MiB", absl::StrCat(R"({"prompt": ")", std::string(2 << 20, 'a'), R"("})"), 413},
+      {"id past the vocabulary", R"({"prompt": [50304], "max_tokens": 2})", 400},
+      {"negative id", R"({"prompt": [5, -1], "max_tokens": 2})", 400},
+      {"id 2^32 + 5 (must not wrap to 5)", R"({"prompt": [4294967301], "max_tokens": 2})", 400},
+      {"fractional id", R"({"prompt": [5, 1.5], "max_tokens": 2})", 400},
+      {"temperature -0.5", R"({"prompt": "hi", "temperature": -0.5})", 400},
+      {"temperature overflowing to inf", R"({"prompt": "hi", "temperature": 1e999})", 400},
+      {"temperature as a string", R"({"prompt": "hi", "temperature": "hot"})", 400},
+      {"top_p -0.1", R"({"prompt": "hi", "top_p": -0.1})", 400},
+      {"top_p 2", R"({"prompt": "hi", "top_p": 2})", 400},
+      {"max_tokens 0", R"({"prompt": "hi", "max_tokens": 0})", 400},
+      {"max_tokens 2^31-1 (over the cap)", R"({"prompt": "hi", "max_tokens": 2147483647})", 400},
+      {"max_tokens 1e20", R"({"prompt": "hi", "max_tokens": 1e20})", 400},
+      {"seed 2^64-1", R"({"prompt": "hi", "seed": 18446744073709551615})", 400},
+      {"invalid UTF-8 in the prompt", invalid_utf8, 400},
+      {"empty stop string", R"({"prompt": "hi", "max_tokens": 2, "stop": ""})", 400},
+      {"stop string of 100 KB",
+       absl::StrCat(R"({"prompt": "hi", "max_tokens": 2, "stop": ")", std::string(100000, 'x'),
+                    R"("})"),
+       400},
+      {"17 stop strings", many_stops, 400},
+      {"stop as a number", R"({"prompt": "hi", "max_tokens": 2, "stop": 7})", 400},
+      {"a JSON array body", R"([1, 2])", 400},
+      {"unknown fields are ignored (as vLLM does)",
+       R"({"prompt": "hi", "max_tokens": 2, "temperature": 0, "frobnicate": {"x": 1}})", 200},
+  };
+  for (const Case& c : cases) {
+    const HttpResponse response = HttpRequest(http_port_, "POST", "/v1/completions", c.body);
+    EXPECT_EQ(response.status, c.status) << c.name << ": " << response.body;
+    const json body = json::parse(response.body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << c.name << ": " << response.body;
+    if (c.status != 200) {
+      EXPECT_FALSE(body["error"]["message"].get<std::string>().empty()) << c.name;
+    } else {
+      EXPECT_EQ(body["object"], "text_completion") << c.name;
+    }
+  }
+
+  // A client that goes away in the middle of a streamed completion.
+  const std::string body = R"({"prompt": [3, 1, 4], "max_tokens": 1500, "stream": true})";
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(http_port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request = absl::StrCat(
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ", body.size(),
+      "\r\n\r\n", body);
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string seen;
+  char buffer[512];
+  ssize_t n;
+  while (seen.find("data: ") == std::string::npos && (n = read(fd, buffer, sizeof(buffer))) > 0) {
+    seen.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  EXPECT_NE(seen.find("data: "), std::string::npos) << seen;
+
+  // Nothing is left behind: no session on the gateway, the draft or the verifier.
+  // (A missing series counts as not clean: a renamed metric must not pass this vacuously.)
+  auto is_zero = [](int port, const std::string& key) {
+    const auto samples = Scrape(port);
+    const auto it = samples.find(key);
+    return it != samples.end() && it->second == 0;
+  };
+  bool clean = false;
+  for (int i = 0; i < 100 && !clean; ++i) {
+    clean = is_zero(gateway_metrics_, "specdec_gateway_active_sessions") &&
+            is_zero(draft_metrics_, "specdec_sessions_active{role=\"draft\"}") &&
+            is_zero(verifier_metrics_, "specdec_sessions_active{role=\"verifier\"}");
+    if (!clean) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(clean) << "sessions left after the bad inputs and the dropped stream";
+  // And the door still serves.
+  EXPECT_EQ(
+      HttpRequest(http_port_, "POST", "/v1/completions", R"({"prompt": "hi", "max_tokens": 2})")
+          .status,
+      200);
+}
+
 TEST_F(ObserveTest, HealthCommandReportsServing) {
   const std::string client = kBin + "/services/client/specdec";
   EXPECT_EQ(RunCommand(absl::StrCat(client, " health --server ", gateway_->address())), 0);
