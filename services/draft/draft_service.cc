@@ -12,6 +12,7 @@
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
 #include "common/speculative/acceptance.h"
+#include "services/common/compute_threads.h"
 #include "services/common/debug_delay.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
@@ -196,7 +197,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   BlockShutdownSignals();
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
-  ConfigureComputeThreads(config.threads);
+  RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "draft"));
   debug_delay_ms = config.debug_delay_ms;
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms

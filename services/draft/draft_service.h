@@ -9,8 +9,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "common/model/model.h"
 #include "common/metrics/model_service_metrics.h"
+#include "common/model/model.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/draft.grpc.pb.h"
 
@@ -21,11 +21,12 @@ struct DraftServerConfig {
   std::string model_dir;
   std::string device = "auto";
   std::string dtype = "f32";
-  int threads = 0;              // 0: all cores
-  std::string draft_layers;     // "0,1,4,5"; empty: every layer
-  std::string draft_plan;       // LayerPlan JSON; overrides draft_layers
-  int64_t draft_vocab = 0;      // > 0: score only the N most frequent ids
-  int32_t draft_top_k = 64;     // most tokens in a proposal's q (0: the whole distribution)
+  int threads = 0;           // 0: half the cores, or one per --cpus CPU
+  std::string cpus;          // CPU list to pin the process to ("0", "2-3"); empty: no pinning
+  std::string draft_layers;  // "0,1,4,5"; empty: every layer
+  std::string draft_plan;    // LayerPlan JSON; overrides draft_layers
+  int64_t draft_vocab = 0;   // > 0: score only the N most frequent ids
+  int32_t draft_top_k = 64;  // most tokens in a proposal's q (0: the whole distribution)
   int shutdown_grace_ms = 5000;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // Test only (fault injection, tests/reliability): sleep this long before each proposed token.
@@ -37,8 +38,9 @@ class DraftServiceImpl final : public v1::Draft::Service {
   DraftServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
                    int32_t max_support);
 
-  grpc::Status Session(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) override;
+  grpc::Status Session(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) override;
   grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
                         v1::GetStatsResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::ServiceInfoRequest* request,

@@ -11,7 +11,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "HOST:PORT to serve on");
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
-ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpus CPU)");
+ABSL_FLAG(std::string, cpus, "",
+          "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
 ABSL_FLAG(std::string, draft_layers, "", "draft layers to run, e.g. 0,1,4,5 (empty: all)");
 ABSL_FLAG(std::string, draft_plan, "", "draft LayerPlan JSON (overrides --draft_layers)");
 ABSL_FLAG(int64_t, draft_vocab, 0, "draft LM head scores the N most frequent ids (0: all)");
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
   config.device = absl::GetFlag(FLAGS_device);
   config.dtype = absl::GetFlag(FLAGS_dtype);
   config.threads = absl::GetFlag(FLAGS_threads);
+  config.cpus = absl::GetFlag(FLAGS_cpus);
   config.draft_layers = absl::GetFlag(FLAGS_draft_layers);
   config.draft_plan = absl::GetFlag(FLAGS_draft_plan);
   config.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);

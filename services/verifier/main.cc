@@ -11,7 +11,9 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "HOST:PORT to serve on");
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
-ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpus CPU)");
+ABSL_FLAG(std::string, cpus, "",
+          "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
 ABSL_FLAG(std::string, kv_policy, "full",
           "KV cache policy: full, int8, sink_window:sink=S,window=W, h2o:budget=B,recent=R, "
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   config.device = absl::GetFlag(FLAGS_device);
   config.dtype = absl::GetFlag(FLAGS_dtype);
   config.threads = absl::GetFlag(FLAGS_threads);
+  config.cpus = absl::GetFlag(FLAGS_cpus);
   config.shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.kv_policy = absl::GetFlag(FLAGS_kv_policy);

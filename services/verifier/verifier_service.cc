@@ -12,6 +12,7 @@
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
 #include "common/speculative/acceptance.h"
+#include "services/common/compute_threads.h"
 #include "services/common/debug_delay.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
@@ -195,7 +196,7 @@ grpc::Status VerifierServiceImpl::EvictSession(grpc::ServerContext*,
 absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   BlockShutdownSignals();
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
-  ConfigureComputeThreads(config.threads);
+  RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "verifier"));
   SPECDEC_LOG(Info) << "verifier: loading " << config.model_dir << " on " << config.device;
   ASSIGN_OR_RETURN(std::shared_ptr<Model> model,
                    Model::Load(config.model_dir, LoadOptions{config.device, config.dtype}));

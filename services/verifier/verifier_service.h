@@ -20,7 +20,8 @@ struct VerifierServerConfig {
   std::string model_dir;
   std::string device = "auto";
   std::string dtype = "f32";
-  int threads = 0;  // 0: all cores
+  int threads = 0;   // 0: half the cores, or one per --cpus CPU
+  std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   int shutdown_grace_ms = 5000;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // KV cache policy (common/kv_cache/kv_cache_config.h), e.g. "full", "int8",

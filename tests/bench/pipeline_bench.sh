@@ -3,7 +3,8 @@
 # speculative generator vs plain decoding, same checkpoint, same run; per-round network and
 # gateway overhead (p50, p99) from the round records.
 # Usage: tests/bench/pipeline_bench.sh [BUILD_DIR] [MODEL_DIR]
-#   env: K (4), TOKENS (128), DRAFT_LAYERS ("0"), DRAFT_VOCAB (0), THREADS (1), PROMPT, RUNS (3)
+#   env: K (4), TOKENS (128), DRAFT_LAYERS ("0"), DRAFT_VOCAB (0), THREADS (1), PROMPT, RUNS (3),
+#        VERIFIER_CPUS / DRAFT_CPUS (--cpus of each service; empty: not pinned)
 # Without MODEL_DIR a random tiny checkpoint is written (numbers then say nothing about
 # acceptance, only about overhead).
 set -euo pipefail
@@ -16,6 +17,8 @@ DRAFT_LAYERS=${DRAFT_LAYERS:-0}
 DRAFT_VOCAB=${DRAFT_VOCAB:-0}
 THREADS=${THREADS:-1}
 RUNS=${RUNS:-3}
+VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}
+DRAFT_PIN=${DRAFT_CPUS:+--cpus=$DRAFT_CPUS}
 PROMPT=${PROMPT:-"The history of speculative decoding begins with"}
 WORK=$(mktemp -d)
 PIDS=()
@@ -33,9 +36,9 @@ fi
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 V=127.0.0.1:$(port); D=127.0.0.1:$(port); G=127.0.0.1:$(port)
 "$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --listen "$V" --threads "$THREADS" \
-  >"$WORK/verifier.log" 2>&1 & PIDS+=($!)
+  $VERIFIER_PIN >"$WORK/verifier.log" 2>&1 & PIDS+=($!)
 "$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --listen "$D" --threads "$THREADS" \
-  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" >"$WORK/draft.log" 2>&1 & PIDS+=($!)
+  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" $DRAFT_PIN >"$WORK/draft.log" 2>&1 & PIDS+=($!)
 "$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --listen "$G" --verifier "$V" \
   --draft "$D" --draft_deadline_ms 10000 >"$WORK/gateway.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do

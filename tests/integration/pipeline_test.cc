@@ -2,17 +2,19 @@
 // through the gateway equals in-process plain decoding token for token (any K, adaptive K, no
 // draft, a killed draft, a late draft, evicted sessions), sampling is reproducible and equals
 // the in-process speculative generator, and every error code of the API.
+#include <grpcpp/grpcpp.h>
+#include <sched.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/generation/generator.h"
@@ -51,7 +53,8 @@ struct GenerateResult {
 GenerateResult Generate(const std::string& address, const v1::GenerateRequest& request,
                         const std::function<void(int, grpc::ClientContext*)>& on_message = nullptr,
                         int timeout_ms = 0) {
-  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Gateway::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   if (timeout_ms > 0) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
@@ -92,7 +95,8 @@ v1::GetStatsResponse VerifierStats(const std::string& address) {
 // cancellation reaches them).
 bool WaitNoSessions(const std::string& draft, const std::string& verifier) {
   for (int i = 0; i < 200; ++i) {
-    if (DraftStats(draft).active_sessions() == 0 && VerifierStats(verifier).active_sessions() == 0) {
+    if (DraftStats(draft).active_sessions() == 0 &&
+        VerifierStats(verifier).active_sessions() == 0) {
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -131,8 +135,8 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(tokenizer.ok());
     tokenizer_ = tokenizer->release();
 
-    verifier_ = StartOrDie(kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"},
-                           "verifier");
+    verifier_ = StartOrDie(
+        kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"}, "verifier");
     draft_ = StartOrDie(kDraftBin,
                         {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
                          absl::StrCat("--draft_layers=", kDraftLayers)},
@@ -248,11 +252,11 @@ TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
     flags.insert(flags.end(), c.flags.begin(), c.flags.end());
     auto draft = ServiceProcess::Start(kDraftBin, flags, *dir_ + "/draft_" + c.name + ".log");
     ASSERT_TRUE(draft.ok()) << draft.status();
-    auto gateway = ServiceProcess::Start(
-        kGatewayBin,
-        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-         "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
-        *dir_ + "/gateway_" + c.name + ".log");
+    auto gateway =
+        ServiceProcess::Start(kGatewayBin,
+                              {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                               "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
+                              *dir_ + "/gateway_" + c.name + ".log");
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     int accepted = 0, drafted = 0;
     for (const auto& prompt : kPrompts) {
@@ -346,7 +350,8 @@ TEST_F(PipelineTest, StopStringEndsGenerationBeforeIt) {
   EXPECT_EQ(stopped.last.finish_reason(), v1::FINISH_REASON_STOP);
   EXPECT_EQ(stopped.text, full.text.substr(0, full.text.find(stop)));
   EXPECT_LE(stopped.ids.size(), 11u);
-  EXPECT_EQ(stopped.ids, std::vector<int32_t>(full.ids.begin(), full.ids.begin() + stopped.ids.size()));
+  EXPECT_EQ(stopped.ids,
+            std::vector<int32_t>(full.ids.begin(), full.ids.begin() + stopped.ids.size()));
 }
 
 TEST_F(PipelineTest, SamplingWithSeedIsReproducibleAndMatchesInProcess) {
@@ -389,7 +394,7 @@ TEST_F(PipelineTest, SamplingWithSeedIsReproducibleAndMatchesInProcess) {
 
 TEST_F(PipelineTest, InvalidRequestsAreInvalidArgument) {
   std::vector<v1::GenerateRequest> bad;
-  bad.push_back(v1::GenerateRequest());  // empty prompt
+  bad.push_back(v1::GenerateRequest());            // empty prompt
   bad.push_back(GreedyRequest({1, 50304}, 4, 1));  // id out of range (vocab 50304)
   bad.push_back(GreedyRequest({1, -1}, 4, 1));
   bad.push_back(GreedyRequest(std::vector<int32_t>(3000, 7), 4, 1));  // longer than the context
@@ -423,11 +428,11 @@ TEST_F(PipelineTest, InvalidRequestsAreInvalidArgument) {
 }
 
 TEST_F(PipelineTest, VerifierDownIsUnavailable) {
-  auto gateway = ServiceProcess::Start(
-      kGatewayBin,
-      {"--model_dir=" + *model_dir_,
-       absl::StrCat("--verifier=127.0.0.1:", testing::PickFreePort())},
-      *dir_ + "/gateway_noverifier.log");
+  auto gateway =
+      ServiceProcess::Start(kGatewayBin,
+                            {"--model_dir=" + *model_dir_,
+                             absl::StrCat("--verifier=127.0.0.1:", testing::PickFreePort())},
+                            *dir_ + "/gateway_noverifier.log");
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   GenerateResult result = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 0));
   EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE)
@@ -435,20 +440,20 @@ TEST_F(PipelineTest, VerifierDownIsUnavailable) {
 }
 
 TEST_F(PipelineTest, TooManySessionsIsResourceExhausted) {
-  auto gateway = ServiceProcess::Start(
-      kGatewayBin,
-      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-       "--draft=" + draft_->address(), "--max_sessions=1"},
-      *dir_ + "/gateway_onesession.log");
+  auto gateway =
+      ServiceProcess::Start(kGatewayBin,
+                            {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                             "--draft=" + draft_->address(), "--max_sessions=1"},
+                            *dir_ + "/gateway_onesession.log");
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   GenerateResult second;
-  GenerateResult first = Generate(
-      (*gateway)->address(), GreedyRequest({1, 2, 3}, 2000, 2),
-      [&](int message, grpc::ClientContext* context) {
-        if (message != 0) return;
-        second = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 1));
-        context->TryCancel();
-      });
+  GenerateResult first =
+      Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 2000, 2),
+               [&](int message, grpc::ClientContext* context) {
+                 if (message != 0) return;
+                 second = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 1));
+                 context->TryCancel();
+               });
   EXPECT_EQ(second.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << second.status.error_message();
   EXPECT_EQ(first.status.error_code(), grpc::StatusCode::CANCELLED);
@@ -462,14 +467,14 @@ TEST_F(PipelineTest, CancelledStreamReleasesBothSessions) {
   const int64_t draft_abandoned = DraftStats(draft_->address()).sessions_abandoned();
   const int64_t verifier_abandoned = VerifierStats(verifier_->address()).sessions_abandoned();
   bool saw_sessions = false;
-  GenerateResult result = Generate(
-      gateway_->address(), GreedyRequest({1, 2, 3}, 2000, 3),
-      [&](int message, grpc::ClientContext* context) {
-        if (message != 1) return;
-        saw_sessions = DraftStats(draft_->address()).active_sessions() == 1 &&
-                       VerifierStats(verifier_->address()).active_sessions() == 1;
-        context->TryCancel();
-      });
+  GenerateResult result = Generate(gateway_->address(), GreedyRequest({1, 2, 3}, 2000, 3),
+                                   [&](int message, grpc::ClientContext* context) {
+                                     if (message != 1) return;
+                                     saw_sessions =
+                                         DraftStats(draft_->address()).active_sessions() == 1 &&
+                                         VerifierStats(verifier_->address()).active_sessions() == 1;
+                                     context->TryCancel();
+                                   });
   EXPECT_EQ(result.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(saw_sessions);
   EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
@@ -494,17 +499,16 @@ TEST_F(PipelineTest, FinishedStreamsReleaseExplicitly) {
 }
 
 TEST_F(PipelineTest, KilledDraftFallsBackWithIdenticalOutput) {
-  auto draft = ServiceProcess::Start(
-      kDraftBin,
-      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
-       absl::StrCat("--draft_layers=", kDraftLayers)},
-      *dir_ + "/draft_killed.log");
+  auto draft = ServiceProcess::Start(kDraftBin,
+                                     {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
+                                      absl::StrCat("--draft_layers=", kDraftLayers)},
+                                     *dir_ + "/draft_killed.log");
   ASSERT_TRUE(draft.ok()) << draft.status();
-  auto gateway = ServiceProcess::Start(
-      kGatewayBin,
-      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-       "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
-      *dir_ + "/gateway_killed.log");
+  auto gateway =
+      ServiceProcess::Start(kGatewayBin,
+                            {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                             "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
+                            *dir_ + "/gateway_killed.log");
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   const std::vector<int32_t> prompt = {5, 6, 7};
   const int max_new_tokens = 600;
@@ -526,11 +530,11 @@ TEST_F(PipelineTest, KilledDraftFallsBackWithIdenticalOutput) {
 }
 
 TEST_F(PipelineTest, LateDraftFallsBackPerRoundWithIdenticalOutput) {
-  auto gateway = ServiceProcess::Start(
-      kGatewayBin,
-      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-       "--draft=" + draft_->address(), "--draft_deadline_ms=0"},
-      *dir_ + "/gateway_late.log");
+  auto gateway =
+      ServiceProcess::Start(kGatewayBin,
+                            {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+                             "--draft=" + draft_->address(), "--draft_deadline_ms=0"},
+                            *dir_ + "/gateway_late.log");
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   for (const auto& prompt : kPrompts) {
     GenerateResult result = Generate((*gateway)->address(), GreedyRequest(prompt, 24, 4));
@@ -591,10 +595,11 @@ TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
        "--kv_policy=int8+sink_window:sink=4,window=60", "--kv_pool_blocks=64"},
       *dir_ + "/verifier_kv.log");
   ASSERT_TRUE(verifier.ok()) << verifier.status();
-  auto gateway = ServiceProcess::Start(
-      kGatewayBin, {"--model_dir=" + *model_dir_, "--verifier=" + (*verifier)->address(),
-                    "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
-      *dir_ + "/gateway_kv.log");
+  auto gateway =
+      ServiceProcess::Start(kGatewayBin,
+                            {"--model_dir=" + *model_dir_, "--verifier=" + (*verifier)->address(),
+                             "--draft=" + draft_->address(), "--draft_deadline_ms=10000"},
+                            *dir_ + "/gateway_kv.log");
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   {
     auto stub = v1::Gateway::NewStub(
@@ -602,7 +607,8 @@ TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
     grpc::ClientContext context;
     v1::GetInfoResponse info;
     ASSERT_TRUE(stub->GetInfo(&context, v1::GetInfoRequest(), &info).ok());
-    EXPECT_NE(info.verifier_kv_policy().find("int8"), std::string::npos) << info.verifier_kv_policy();
+    EXPECT_NE(info.verifier_kv_policy().find("int8"), std::string::npos)
+        << info.verifier_kv_policy();
     EXPECT_NE(info.verifier_kv_policy().find("sink_window"), std::string::npos);
   }
   GenerateResult out = Generate((*gateway)->address(), GreedyRequest(kPrompts[0], 200, 3));
@@ -613,7 +619,8 @@ TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
   // A pool of 2 blocks (32 tokens) cannot hold a 40-token prompt: a clear status, no crash,
   // and the verifier keeps serving.
   auto small = ServiceProcess::Start(
-      kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--kv_pool_blocks=2"},
+      kVerifierBin,
+      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--kv_pool_blocks=2"},
       *dir_ + "/verifier_small_pool.log");
   ASSERT_TRUE(small.ok()) << small.status();
   auto small_gateway = ServiceProcess::Start(
@@ -622,7 +629,8 @@ TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
   ASSERT_TRUE(small_gateway.ok()) << small_gateway.status();
   std::vector<int32_t> long_prompt(40, 7);
   GenerateResult full = Generate((*small_gateway)->address(), GreedyRequest(long_prompt, 4, 0));
-  EXPECT_EQ(full.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << full.status.error_message();
+  EXPECT_EQ(full.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << full.status.error_message();
   GenerateResult fits = Generate((*small_gateway)->address(), GreedyRequest(kPrompts[0], 4, 0));
   EXPECT_TRUE(fits.status.ok()) << fits.status.error_message();
 }
@@ -636,6 +644,52 @@ TEST_F(PipelineTest, SigtermStopsAServiceCleanly) {
   EXPECT_TRUE(WIFEXITED(status)) << (*gateway)->Log();
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_NE((*gateway)->Log().find("stopped"), std::string::npos);
+}
+
+// --cpus pins every thread of a model service, the BLAS pool started at load time included; a
+// CPU list it cannot honour stops it at startup with a message that names the problem.
+TEST_F(PipelineTest, CpusPinsEveryThreadOfTheVerifier) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  int chosen = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) chosen = cpu;
+  }
+  ASSERT_GE(chosen, 0);
+  auto verifier = ServiceProcess::Start(kVerifierBin,
+                                        {"--model_dir=" + *model_dir_, "--device=cpu",
+                                         "--threads=2", absl::StrCat("--cpus=", chosen)},
+                                        *dir_ + "/verifier_pinned.log");
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  int threads = 0;
+  for (const auto& task :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", (*verifier)->pid(), "/task"))) {
+    std::ifstream status(task.path() / "status");
+    std::string line, allowed;
+    while (std::getline(status, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) allowed = line.substr(line.find(':') + 1);
+    }
+    allowed.erase(0, allowed.find_first_not_of(" \t"));
+    EXPECT_EQ(allowed, std::to_string(chosen)) << "thread " << task.path().filename();
+    ++threads;
+  }
+  EXPECT_GT(threads, 2) << "a verifier runs gRPC and BLAS threads besides main";
+  EXPECT_NE((*verifier)->Log().find(absl::StrCat("pinned to CPUs ", chosen)), std::string::npos)
+      << (*verifier)->Log();
+
+  for (const auto& [cpus, message] :
+       std::vector<std::pair<std::string, std::string>>{{"900", "CPU 900 does not exist"},
+                                                        {"3-1", "runs backwards"},
+                                                        {"zero", "is not a CPU number"},
+                                                        {"9999", "below 1024"}}) {
+    auto bad = ServiceProcess::Start(
+        kVerifierBin, {"--model_dir=" + *model_dir_, "--device=cpu", "--cpus=" + cpus},
+        *dir_ + "/verifier_bad_cpus.log", absl::Seconds(20));
+    ASSERT_FALSE(bad.ok()) << cpus;
+    EXPECT_NE(std::string(bad.status().message()).find(message), std::string::npos)
+        << cpus << ": " << bad.status();
+  }
 }
 
 }  // namespace

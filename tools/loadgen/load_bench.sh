@@ -6,7 +6,8 @@
 #
 #   tools/loadgen/load_bench.sh [BUILD_DIR] [PRESET]       (env: STREAMS="1 4 16" DURATION=20
 #                                                          MAX_NEW=64 K=4 REPEAT=1 DRAFT_LAYERS=0
-#                                                          TIMEOUT_MS=60000)
+#                                                          TIMEOUT_MS=60000
+#                                                          VERIFIER_CPUS= DRAFT_CPUS=)
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:-pythia-70m}
@@ -18,6 +19,8 @@ REPEAT=${REPEAT:-1}
 THREADS=${THREADS:-1}
 DRAFT_LAYERS=${DRAFT_LAYERS:-0}
 TIMEOUT_MS=${TIMEOUT_MS:-60000}
+VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}  # --cpus of each service; empty: not pinned
+DRAFT_PIN=${DRAFT_CPUS:+--cpus=$DRAFT_CPUS}
 WORK=$(mktemp -d /tmp/specdec_load.XXXXXX)
 PIDS=()
 cleanup() {
@@ -39,9 +42,9 @@ wait_serving() {
 "$BUILD/tools/make_model/specdec-make-model" --preset "$PRESET" --out "$WORK/model" >/dev/null
 VP=$(port); DP=$(port); GP=$(port)
 "$BUILD/services/verifier/specdec-verifier" --model_dir "$WORK/model" --device cpu \
-  --threads "$THREADS" --listen "127.0.0.1:$VP" >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
+  --threads "$THREADS" --listen "127.0.0.1:$VP" $VERIFIER_PIN >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
 "$BUILD/services/draft/specdec-draft" --model_dir "$WORK/model" --device cpu --threads "$THREADS" \
-  --draft_layers "$DRAFT_LAYERS" --listen "127.0.0.1:$DP" >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
+  --draft_layers "$DRAFT_LAYERS" --listen "127.0.0.1:$DP" $DRAFT_PIN >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
 wait_serving "127.0.0.1:$VP"; wait_serving "127.0.0.1:$DP"
 "$BUILD/services/gateway/specdec-gateway" --model_dir "$WORK/model" --verifier "127.0.0.1:$VP" \
   --draft "127.0.0.1:$DP" --listen "127.0.0.1:$GP" --max_sessions 256 \

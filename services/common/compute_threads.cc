@@ -1,0 +1,27 @@
+#include "services/common/compute_threads.h"
+
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "common/affinity/cpu_affinity.h"
+#include "common/base/log.h"
+#include "common/base/status_macros.h"
+#include "common/model/model.h"
+
+namespace specdec {
+
+absl::Status PinCpusAndConfigureThreads(const std::string& cpus, int threads,
+                                        const std::string& role) {
+  if (threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  if (!cpus.empty()) {
+    ASSIGN_OR_RETURN(std::vector<int> list, ParseCpuList(cpus));
+    RETURN_IF_ERROR(PinProcessToCpus(list));
+    if (threads == 0) threads = static_cast<int>(list.size());
+    SPECDEC_LOG(Info) << role << ": pinned to CPUs " << absl::StrJoin(list, ",") << ", " << threads
+                      << " compute thread(s)";
+  }
+  ConfigureComputeThreads(threads);
+  return absl::OkStatus();
+}
+
+}  // namespace specdec
