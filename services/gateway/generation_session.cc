@@ -168,6 +168,25 @@ bool GenerationSession::OpenDraft(int64_t round) {
   return true;
 }
 
+namespace {
+
+// A replica that came up after the gateway, or restarted, may leave its channel in reconnect
+// backoff (up to 2 s, replica_set.cc), and gRPC fails calls on such a channel at once: the first
+// requests after a verifier starts would be refused although it serves. Wait for the connection
+// briefly instead (bounded by the session's and the client's deadlines); a replica that is really
+// down still fails within kConnectWait.
+constexpr absl::Duration kConnectWait = absl::Seconds(2);
+
+void WaitBrieflyForConnection(grpc::Channel* channel, absl::Time session_deadline,
+                              const grpc::ServerContext* context) {
+  if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) return;
+  absl::Time until = std::min(session_deadline, absl::Now() + kConnectWait);
+  if (context != nullptr) until = std::min(until, absl::FromChrono(context->deadline()));
+  channel->WaitForConnected(absl::ToChronoTime(until));
+}
+
+}  // namespace
+
 absl::Status GenerationSession::OpenVerifier(int64_t round) {
   absl::Status last = absl::UnavailableError(
       absl::StrCat("no verifier replica is known for --verifier=", env_.verifiers->target()));
@@ -178,6 +197,7 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
       verifier_.reset();
     }
     verifier_replica_ = replica;
+    WaitBrieflyForConnection(replica->channel(), env_.deadline, context_);
     verifier_ = std::make_unique<VerifierStream>(replica->verifier(), context_, env_.deadline,
                                                  env_.verifier_timeout);
     absl::StatusOr<v1::VerifierResponse> response = verifier_->Call(VerifierPrefillRequest(round));

@@ -50,7 +50,7 @@ done
 GEN="$BUILD/tools/generate/specdec-generate --model_dir $MODEL --threads $THREADS --ignore_eos --json"
 CLIENT="$BUILD/services/client/specdec generate --server $G --max_new_tokens $TOKENS --k $K --rounds"
 "$BUILD/services/client/specdec" generate --server "$G" --max_new_tokens 8 --k "$K" "$PROMPT" \
-  >/dev/null 2>&1  # warm-up
+  >/dev/null 2>"$WORK/warmup.log" || { tail -n 5 "$WORK"/*.log >&2; exit 1; }  # warm-up
 for run in $(seq "$RUNS"); do
   $GEN --prompt "$PROMPT" --max_new_tokens "$TOKENS" >"$WORK/plain.$run.json"
   $GEN --prompt "$PROMPT" --max_new_tokens "$TOKENS" --speculate --k "$K" \

@@ -414,6 +414,26 @@ TEST_F(ReliabilityTest, RestartedDraftIsUsedAgain) {
   EXPECT_TRUE(NoSessionsLeft(gateway->address(), {draft->address()}, {verifier->address()}));
 }
 
+// A verifier that comes up after the gateway (pods start in any order) serves the very next
+// request: the gateway waits briefly for a channel still in reconnect backoff instead of
+// refusing the request with UNAVAILABLE.
+TEST_F(ReliabilityTest, VerifierStartedAfterTheGatewayServesTheNextRequest) {
+  const int port = PickFreePort();
+  auto gateway = Start(kGatewayBin,
+                       {"--model_dir=" + *model_dir_, absl::StrCat("--verifier=127.0.0.1:", port)},
+                       "gateway_before_verifier");
+  ASSERT_TRUE(gateway);
+  // Nothing listens yet: refused connects put the channel into backoff.
+  GenerateResult early = Generate(gateway->address(), Greedy({1, 2}, 4, 0));
+  EXPECT_EQ(early.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto verifier = Start(kVerifierBin, VerifierArgs(), "verifier_after_gateway", port);
+  ASSERT_TRUE(verifier);
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  GenerateResult result = Generate(gateway->address(), Greedy(prompt, 8, 0));
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.ids, Plain(prompt, 8));
+}
+
 // A draft far slower than the round deadline: every round waits at most about the deadline,
 // rounds fall back to the verifier alone, the output is unchanged.
 TEST_F(ReliabilityTest, SlowDraftNeverHoldsARoundPastItsDeadline) {
