@@ -237,5 +237,31 @@ TEST(CheckpointWriterTest, CreatesNestedOutputFolders) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
 }
 
+// Compute dtypes on the CPU: bf16 runs (slower than f32 here, docs/benchmarks/decode.md); f16
+// has no CPU LayerNorm kernel in libtorch and is refused at load time with what to use instead,
+// not with an INTERNAL error at the first forward pass.
+TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
+  auto f16 = Model::Load(*dir_, LoadOptions{"cpu", "f16"});
+  EXPECT_EQ(f16.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(f16.status().message()), HasSubstr("f16 is not supported on the CPU"));
+  auto f64 = Model::Load(*dir_, LoadOptions{"cpu", "f64"});
+  EXPECT_EQ(f64.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(f64.status().message()), HasSubstr("must be f32, f16 or bf16"));
+
+  auto bf16 = LoadOrDie(*dir_, "bf16");
+  auto f32 = LoadOrDie(*dir_);
+  absl::StatusOr<Logits> low = bf16->FullView()->NewSequence()->Forward(kTokens);
+  absl::StatusOr<Logits> full = f32->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(low.ok()) << low.status();
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_EQ(low->values.size(), full->values.size());
+  double worst = 0;
+  for (size_t i = 0; i < low->values.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(low->values[i]));
+    worst = std::max(worst, static_cast<double>(std::abs(low->values[i] - full->values[i])));
+  }
+  EXPECT_LT(worst, 0.25) << "bf16 keeps 8 bits of mantissa";
+}
+
 }  // namespace
 }  // namespace specdec

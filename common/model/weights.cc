@@ -174,6 +174,14 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   ASSIGN_OR_RETURN(auto dtype, ResolveDType(options.dtype));
   impl->dtype = dtype.first;
   impl->dtype_name = dtype.second;
+  // libtorch's CPU kernels have no Half LayerNorm (1.13), so f16 compute on the CPU would fail at
+  // the first forward pass: refuse it here, where the message can say what to use instead.
+  if (impl->dtype == torch::kHalf && impl->device.is_cpu()) {
+    return absl::InvalidArgumentError(
+        "compute dtype f16 is not supported on the CPU (libtorch has no Half LayerNorm kernel "
+        "there); use f32 (fastest on CPU) or bf16, or f16 with --device cuda. F16 checkpoints "
+        "load fine in any compute dtype");
+  }
   const ModelConfig& c = impl->config;
   ASSIGN_OR_RETURN(auto files, OpenWeightFiles(model_dir));
   try {
