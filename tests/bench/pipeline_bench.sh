@@ -61,8 +61,14 @@ done
 python3 - "$WORK" "$RUNS" "$K" "$TOKENS" <<'PY'
 import json, re, statistics, sys
 work, runs, k, tokens = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+# Generated tokens over prefill + decode time: the pipeline's figure (the client's) also counts
+# from the request to the last token, so both include the prompt's prefill.
 def tps(kind):
-    return [json.load(open(f"{work}/{kind}.{r}.json"))["tokens_per_s"] for r in range(1, runs + 1)]
+    out = []
+    for r in range(1, runs + 1):
+        d = json.load(open(f"{work}/{kind}.{r}.json"))
+        out.append(len(d["ids"]) * 1000.0 / (d["prefill_ms"] + d["decode_ms"]))
+    return out
 pipe, net, gw = [], [], []
 for r in range(1, runs + 1):
     text = open(f"{work}/pipeline.{r}.txt").read()
