@@ -11,26 +11,18 @@
 #include "absl/status/status.h"
 #include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
+#include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/draft.grpc.pb.h"
 
 namespace specdec {
 
-struct DraftServerConfig {
+struct DraftServerConfig : ModelServiceOptions {
   std::string listen = "0.0.0.0:50052";
-  std::string model_dir;
-  std::string device = "auto";
-  std::string dtype = "f32";
-  int threads = 0;           // 0: half the cores, or one per --cpus CPU
-  std::string cpus;          // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   std::string draft_layers;  // "0,1,4,5"; empty: every layer
   std::string draft_plan;    // LayerPlan JSON; overrides draft_layers
   int64_t draft_vocab = 0;   // > 0: score only the N most frequent ids
   int32_t draft_top_k = 64;  // most tokens in a proposal's q (0: the whole distribution)
-  int shutdown_grace_ms = 5000;
-  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
-  // Test only (fault injection, tests/reliability): sleep this long before each proposed token.
-  int debug_delay_ms = 0;
 };
 
 class DraftServiceImpl final : public v1::Draft::Service {

@@ -10,26 +10,19 @@
 #include "absl/status/status.h"
 #include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
+#include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 
 namespace specdec {
 
-struct VerifierServerConfig {
+struct VerifierServerConfig : ModelServiceOptions {
   std::string listen = "0.0.0.0:50051";
-  std::string model_dir;
-  std::string device = "auto";
-  std::string dtype = "f32";
-  int threads = 0;   // 0: half the cores, or one per --cpus CPU
-  std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
-  int shutdown_grace_ms = 5000;
-  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // KV cache policy (common/kv_cache/kv_cache_config.h), e.g. "full", "int8",
   // "int8+sink_window:sink=4,window=1020", "h2o:budget=256,recent=64".
   std::string kv_policy = "full";
   // Blocks in the shared KV pool (0: room for 8 sequences at the model's full length).
   int64_t kv_pool_blocks = 0;
-  int debug_delay_ms = 0;  // TEST ONLY: sleep this long before each verification
 };
 
 class VerifierServiceImpl final : public v1::Verifier::Service {

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,9 +15,9 @@
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace specdec::testing {
@@ -53,27 +54,25 @@ absl::Status WaitServing(const std::string& address, absl::Duration timeout) {
   return absl::DeadlineExceededError(absl::StrCat(address, " never became SERVING: ", last));
 }
 
-absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(
-    const std::string& binary, const std::vector<std::string>& args, const std::string& log_path,
-    absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(
+    const std::string& binary, std::vector<std::string> argv_strings, const std::string& log_path) {
   std::unique_ptr<ServiceProcess> process(new ServiceProcess);
-  process->address_ = absl::StrCat("127.0.0.1:", PickFreePort());
   process->log_path_ = log_path;
-  std::vector<std::string> argv_strings = {binary, "--listen=" + process->address_};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  argv_strings.insert(argv_strings.begin(), binary);
   std::vector<char*> argv;
   for (std::string& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
-    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // Appended: a service restarted on the same log keeps its history.
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
       dup2(fd, 2);
       close(fd);
     }
-    // Signals blocked in the test runner must not stay blocked in the service.
+    // Signals blocked in the test runner must not stay blocked in the child.
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -81,39 +80,64 @@ absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(
     _exit(127);
   }
   process->pid_ = pid;
+  return process;
+}
+
+absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(
+    const std::string& binary, const std::vector<std::string>& args, const std::string& log_path,
+    absl::Duration timeout, int port) {
+  const std::string address = absl::StrCat("127.0.0.1:", port > 0 ? port : PickFreePort());
+  std::vector<std::string> argv = {"--listen=" + address};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<std::unique_ptr<ServiceProcess>> process = Launch(binary, argv, log_path);
+  if (!process.ok()) return process;
+  (*process)->address_ = address;
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
-    int wstatus = 0;
-    if (waitpid(pid, &wstatus, WNOHANG) == pid) {
-      process->reaped_ = true;
+    if (!(*process)->running()) {
       return absl::FailedPreconditionError(
-          absl::StrCat(binary, " exited during startup:\n", process->Log()));
+          absl::StrCat(binary, " exited during startup:\n", (*process)->Log()));
     }
-    if (WaitServing(process->address_, absl::Milliseconds(200)).ok()) return process;
+    if (WaitServing(address, absl::Milliseconds(200)).ok()) return process;
     if (absl::Now() > deadline) {
       return absl::FailedPreconditionError(
-          absl::StrCat(binary, " not SERVING in time:\n", process->Log()));
+          absl::StrCat(binary, " not SERVING in time:\n", (*process)->Log()));
     }
   }
 }
 
-int ServiceProcess::Signal(int signal) {
-  if (reaped_) return 0;
-  kill(pid_, signal);
-  if (signal != SIGKILL && signal != SIGTERM) return 0;
-  int wstatus = 0;
-  // A graceful stop gets 10 s, then SIGKILL.
-  for (int i = 0; i < 1000; ++i) {
-    if (waitpid(pid_, &wstatus, WNOHANG) == pid_) {
-      reaped_ = true;
-      return wstatus;
-    }
+absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::StartClient(
+    const std::string& binary, const std::vector<std::string>& args, const std::string& log_path) {
+  return Launch(binary, args, log_path);
+}
+
+bool ServiceProcess::running() {
+  if (reaped_) return false;
+  if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+    reaped_ = true;
+    return false;
+  }
+  return true;
+}
+
+int ServiceProcess::Wait(absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  while (running()) {
+    if (absl::Now() > deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return status_;
+}
+
+int ServiceProcess::Signal(int signal, absl::Duration wait) {
+  if (!running()) return status_;
+  kill(pid_, signal);
+  if (signal != SIGKILL && signal != SIGTERM) return 0;
+  if (Wait(wait) != -1) return status_;
   kill(pid_, SIGKILL);
-  waitpid(pid_, &wstatus, 0);
+  waitpid(pid_, &status_, 0);
   reaped_ = true;
-  return wstatus;
+  return status_;
 }
 
 std::string ServiceProcess::Log() const {
@@ -125,5 +149,18 @@ std::string ServiceProcess::Log() const {
 }
 
 ServiceProcess::~ServiceProcess() { Signal(SIGTERM); }
+
+int64_t RssKib(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    absl::string_view rest = line;
+    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
+    rest = absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB");
+    int64_t kib = -1;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib)) return kib;
+  }
+  return -1;
+}
 
 }  // namespace specdec::testing

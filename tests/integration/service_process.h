@@ -1,10 +1,13 @@
-// Test helper: runs a service binary as a child process on a loopback port, waits until its
-// gRPC health service says SERVING, and stops it (SIGTERM, then SIGKILL) when destroyed.
+// Test helper: runs a service binary as a child process on a loopback port (a free one, or one the
+// test chooses so that it can kill and restart the service on the same address), waits until
+// its gRPC health service says SERVING, and stops it (SIGTERM, then SIGKILL) when destroyed. A
+// plain child (a client to kill mid-stream) is started without a port.
 #ifndef SPECDEC_TESTS_INTEGRATION_SERVICE_PROCESS_H_
 #define SPECDEC_TESTS_INTEGRATION_SERVICE_PROCESS_H_
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,28 +25,42 @@ absl::Status WaitServing(const std::string& address, absl::Duration timeout);
 
 class ServiceProcess {
  public:
-  // Starts `binary` with `args` plus --listen=127.0.0.1:PORT (a free port), stdout and stderr
-  // to `log_path`, and waits for SERVING. FAILED_PRECONDITION (with the log's tail) when the
-  // process dies or never gets there.
+  // Starts `binary` with `args` plus --listen=127.0.0.1:PORT (`port`, or a free one when 0),
+  // stdout and stderr appended to `log_path`, and waits for SERVING. FAILED_PRECONDITION (with
+  // the log's tail) when the process dies or never gets there.
   static absl::StatusOr<std::unique_ptr<ServiceProcess>> Start(
-      const std::string& binary, const std::vector<std::string>& args,
-      const std::string& log_path, absl::Duration timeout = absl::Seconds(60));
-  ~ServiceProcess();
+      const std::string& binary, const std::vector<std::string>& args, const std::string& log_path,
+      absl::Duration timeout = absl::Seconds(60), int port = 0);
+  // Starts `binary args...` as a plain child (no port, nothing waited for).
+  static absl::StatusOr<std::unique_ptr<ServiceProcess>> StartClient(
+      const std::string& binary, const std::vector<std::string>& args, const std::string& log_path);
+  ~ServiceProcess();  // SIGTERM, then SIGKILL after 10 s
 
   const std::string& address() const { return address_; }
   pid_t pid() const { return pid_; }
-  // Sends `signal` and, for SIGKILL/SIGTERM, waits for the exit. Returns the wait status.
-  int Signal(int signal);
+  bool running();
+  // Sends `signal`; for SIGKILL/SIGTERM waits (up to `wait`, then SIGKILL) and returns the wait
+  // status.
+  int Signal(int signal, absl::Duration wait = absl::Seconds(10));
+  // Waits for the exit (up to `wait`); -1 when still running.
+  int Wait(absl::Duration wait);
   // The process's log so far (for failure messages).
   std::string Log() const;
 
  private:
   ServiceProcess() = default;
+  static absl::StatusOr<std::unique_ptr<ServiceProcess>> Launch(const std::string& binary,
+                                                                std::vector<std::string> argv,
+                                                                const std::string& log_path);
   pid_t pid_ = -1;
   bool reaped_ = false;
+  int status_ = 0;
   std::string address_;
   std::string log_path_;
 };
+
+// VmRSS of a process in KiB, from /proc/PID/status (-1 when unknown).
+int64_t RssKib(pid_t pid);
 
 }  // namespace specdec::testing
 

@@ -28,14 +28,13 @@
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
-#include "tests/reliability/child_process.h"
 
 namespace specdec {
 namespace {
 
-using ::specdec::testing::ChildProcess;
 using ::specdec::testing::PickFreePort;
 using ::specdec::testing::RssKib;
+using ::specdec::testing::ServiceProcess;
 
 // Memory bounds on the gateway's RSS, in KiB. Under AddressSanitizer freed memory sits in its
 // quarantine (256 MiB by default) and every allocation carries redzones and shadow, so RSS
@@ -194,11 +193,11 @@ class ReliabilityTest : public ::testing::Test {
   }
 
   // Starts a service on `port` (0: a free one); null (and a test failure) when it cannot.
-  static std::unique_ptr<ChildProcess> Start(const std::string& binary,
-                                             std::vector<std::string> args, const std::string& name,
-                                             int port = 0) {
-    auto process = ChildProcess::Start(binary, args, *dir_ + "/" + name + ".log",
-                                       port > 0 ? port : PickFreePort());
+  static std::unique_ptr<ServiceProcess> Start(const std::string& binary,
+                                               std::vector<std::string> args,
+                                               const std::string& name, int port = 0) {
+    auto process =
+        ServiceProcess::Start(binary, args, *dir_ + "/" + name + ".log", absl::Seconds(60), port);
     if (!process.ok()) {
       ADD_FAILURE() << process.status();
       return nullptr;
@@ -224,17 +223,17 @@ class ReliabilityTest : public ::testing::Test {
   static std::string* dir_;
   static std::string* model_dir_;
   static std::shared_ptr<Model>* model_;
-  static ChildProcess* verifier_;
-  static ChildProcess* draft_;
-  static ChildProcess* gateway_;
+  static ServiceProcess* verifier_;
+  static ServiceProcess* draft_;
+  static ServiceProcess* gateway_;
 };
 
 std::string* ReliabilityTest::dir_ = nullptr;
 std::string* ReliabilityTest::model_dir_ = nullptr;
 std::shared_ptr<Model>* ReliabilityTest::model_ = nullptr;
-ChildProcess* ReliabilityTest::verifier_ = nullptr;
-ChildProcess* ReliabilityTest::draft_ = nullptr;
-ChildProcess* ReliabilityTest::gateway_ = nullptr;
+ServiceProcess* ReliabilityTest::verifier_ = nullptr;
+ServiceProcess* ReliabilityTest::draft_ = nullptr;
+ServiceProcess* ReliabilityTest::gateway_ = nullptr;
 
 // Two verifier replicas; the one serving the session is killed mid-stream. The session moves to
 // the other by re-prefill and the output is the same tokens.
@@ -250,7 +249,7 @@ TEST_F(ReliabilityTest, VerifierKilledMidStreamMovesToTheOtherReplica) {
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
   const int max_new_tokens = 500;
-  ChildProcess* killed = nullptr;
+  ServiceProcess* killed = nullptr;
   std::string survivor;
   GenerateResult result =
       Generate(gateway->address(), Greedy(prompt, max_new_tokens, 3),
@@ -322,7 +321,7 @@ TEST_F(ReliabilityTest, HungVerifierTimesOutAndTheSessionMoves) {
             "gateway_hung_verifier");
   ASSERT_TRUE(gateway);
   const std::vector<int32_t> prompt = {7, 7, 8};
-  ChildProcess* stopped = nullptr;
+  ServiceProcess* stopped = nullptr;
   absl::Time stopped_at;
   absl::Duration longest_gap;
   absl::Time last = absl::Now();
@@ -514,7 +513,7 @@ TEST_F(ReliabilityTest, SigtermDrains) {
                  std::this_thread::sleep_for(std::chrono::milliseconds(3));
                  if (message != 2) return;
                  const bool on_a = VerifierStats(a->address()).active_sessions() == 1;
-                 ChildProcess* stopping = on_a ? a.get() : b.get();
+                 ServiceProcess* stopping = on_a ? a.get() : b.get();
                  survivor = on_a ? b->address() : a->address();
                  stopper = std::thread([stopping] { stopping->Signal(SIGTERM); });
                });
@@ -671,10 +670,10 @@ TEST_F(ReliabilityTest, ClientThatNeverReadsStaysBounded) {
 TEST_F(ReliabilityTest, ClientKilledMidStreamLeavesNoSession) {
   const int64_t abandoned = VerifierStats(verifier_->address()).sessions_abandoned();
   auto client =
-      ChildProcess::Start(kLoadgenBin,
-                          {"--server=" + gateway_->address(), "--streams=4", "--duration_s=30",
-                           "--max_new_tokens=2000", "--k=2", "--quiet"},
-                          *dir_ + "/client_killed.log");
+      ServiceProcess::StartClient(kLoadgenBin,
+                                  {"--server=" + gateway_->address(), "--streams=4",
+                                   "--duration_s=30", "--max_new_tokens=2000", "--k=2", "--quiet"},
+                                  *dir_ + "/client_killed.log");
   ASSERT_TRUE(client.ok()) << client.status();
   ASSERT_TRUE(Eventually([&] { return VerifierStats(verifier_->address()).active_sessions() > 0; }))
       << (*client)->Log();

@@ -1,0 +1,33 @@
+#include "services/common/model_service_flags.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
+ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
+ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
+ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpus CPU)");
+ABSL_FLAG(std::string, cpus, "",
+          "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
+ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
+// Fault injection for tests/reliability; not for production use.
+ABSL_FLAG(int, debug_delay_ms, 0,
+          "TEST ONLY: sleep this long before each proposed token (draft) or verification "
+          "(verifier)");
+
+namespace specdec {
+
+void ReadModelServiceFlags(ModelServiceOptions* options) {
+  options->model_dir = absl::GetFlag(FLAGS_model_dir);
+  options->device = absl::GetFlag(FLAGS_device);
+  options->dtype = absl::GetFlag(FLAGS_dtype);
+  options->threads = absl::GetFlag(FLAGS_threads);
+  options->cpus = absl::GetFlag(FLAGS_cpus);
+  options->shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  options->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
+}
+
+}  // namespace specdec

@@ -1,0 +1,25 @@
+// What the draft and the verifier are both configured with (their --model_dir, --device, ...
+// flags, read by ReadModelServiceFlags in model_service_flags.h).
+#ifndef SPECDEC_SERVICES_COMMON_MODEL_SERVICE_OPTIONS_H_
+#define SPECDEC_SERVICES_COMMON_MODEL_SERVICE_OPTIONS_H_
+
+#include <string>
+
+namespace specdec {
+
+struct ModelServiceOptions {
+  std::string model_dir;
+  std::string device = "auto";
+  std::string dtype = "f32";
+  int threads = 0;   // 0: half the cores, or one per --cpus CPU
+  std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
+  int shutdown_grace_ms = 5000;
+  std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
+  // Test only (fault injection, tests/reliability): sleep this long before each proposed token
+  // (draft) or each verification (verifier).
+  int debug_delay_ms = 0;
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_COMMON_MODEL_SERVICE_OPTIONS_H_
