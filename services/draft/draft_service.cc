@@ -2,7 +2,6 @@
 // which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/draft/draft_service.h"
 
-#include <atomic>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -27,9 +26,6 @@ double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// --debug_delay_ms (test only): a slow draft for the reliability tests.
-std::atomic<int> debug_delay_ms{0};
-
 void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
   response->set_session_id(request.session_id());
   response->set_committed_length(request.committed_length());
@@ -39,7 +35,7 @@ void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
 // Runs the newly committed tokens and streams K proposals. Mirrors GenerateSpeculative's draft
 // loop exactly (same positions, same q, same random stream), so outputs match in-process runs.
 absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& request,
-                     int32_t max_support, ModelSession* session,
+                     int32_t max_support, int debug_delay_ms, ModelSession* session,
                      grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) {
   const auto start = Clock::now();
   const v1::DraftPropose& propose = request.propose();
@@ -68,7 +64,7 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
   ASSIGN_OR_RETURN(Logits logits, session->Forward(span.tokens(), LogitsWanted::kLast));
   for (int i = 0; i < k; ++i) {
     if (context->IsCancelled()) return absl::CancelledError("the gateway cancelled the stream");
-    if (const int delay = debug_delay_ms.load(); delay > 0 && !DebugDelay(context, delay)) {
+    if (debug_delay_ms > 0 && !DebugDelay(context, debug_delay_ms)) {
       return absl::CancelledError("the gateway cancelled the stream");
     }
     const int64_t position = request.committed_length() + i;
@@ -145,7 +141,7 @@ grpc::Status DraftServiceImpl::Session(
       }
       case v1::DraftRequest::kPropose: {
         const auto start = Clock::now();
-        status = Propose(context, request, max_support_, session.get(), stream);
+        status = Propose(context, request, max_support_, debug_delay_ms_, session.get(), stream);
         if (metrics_ != nullptr && status.ok()) {
           metrics_->ObserveStep(
               ModelStep::kPropose, MsSince(start) / 1e3,
@@ -198,11 +194,6 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
   RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "draft"));
-  debug_delay_ms = config.debug_delay_ms;
-  if (config.debug_delay_ms > 0) {
-    SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
-                         << " (test only: every proposed token is delayed)";
-  }
   ASSIGN_OR_RETURN(LayerPlan plan,
                    LayerPlanFromFlags(config.draft_layers, config.draft_plan, config.draft_vocab));
   SPECDEC_LOG(Info) << "draft: loading " << config.model_dir << " on " << config.device;
@@ -214,6 +205,11 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
   DraftServiceImpl service(model, view, config.draft_top_k);
+  if (config.debug_delay_ms > 0) {
+    SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
+                         << " (test only: every proposed token is delayed)";
+    service.set_debug_delay_ms(config.debug_delay_ms);
+  }
   std::unique_ptr<ModelServiceMetrics> metrics;
   if (!config.metrics_listen.empty()) {
     ASSIGN_OR_RETURN(

@@ -43,9 +43,12 @@ class DraftServiceImpl final : public v1::Draft::Service {
   v1::GetStatsResponse Stats() const { return registry_.Stats(); }
   // Step latencies go to `metrics` (outlives the service); null: not measured.
   void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
+  // Test only (--debug_delay_ms): sleep this long before each proposed token.
+  void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
 
  private:
   ModelServiceMetrics* metrics_ = nullptr;
+  int debug_delay_ms_ = 0;
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;
   int32_t max_support_;

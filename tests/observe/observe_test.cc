@@ -48,9 +48,8 @@ struct HttpResponse {
   std::string body;
 };
 
-HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::string& body = "") {
-  HttpResponse out;
+// A TCP connection to 127.0.0.1:port; -1 when refused.
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -58,12 +57,24 @@ HttpResponse HttpRequest(int port, const std::string& method, const std::string&
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return out;
+    return -1;
   }
-  const std::string request =
-      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
-                   body.empty() ? "" : "Content-Type: application/json\r\n",
-                   "Content-Length: ", body.size(), "\r\n\r\n", body);
+  return fd;
+}
+
+std::string HttpRequestText(const std::string& method, const std::string& path,
+                            const std::string& body) {
+  return absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+                      body.empty() ? "" : "Content-Type: application/json\r\n",
+                      "Content-Length: ", body.size(), "\r\n\r\n", body);
+}
+
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::string& body = "") {
+  HttpResponse out;
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return out;
+  const std::string request = HttpRequestText(method, path, body);
   (void)!write(fd, request.data(), request.size());
   std::string raw;
   char buffer[4096];
@@ -574,15 +585,9 @@ TEST_F(ObserveTest, HttpBadInputsGetClearStatusesAndLeaveNoSession) {
 
   // A client that goes away in the middle of a streamed completion.
   const std::string body = R"({"prompt": [3, 1, 4], "max_tokens": 1500, "stream": true})";
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(http_port_));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const std::string request = absl::StrCat(
-      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ", body.size(),
-      "\r\n\r\n", body);
+  const int fd = ConnectLoopback(http_port_);
+  ASSERT_GE(fd, 0);
+  const std::string request = HttpRequestText("POST", "/v1/completions", body);
   ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
   std::string seen;
   char buffer[512];
