@@ -27,6 +27,8 @@ ABSL_FLAG(float, top_p, 1.0f, "1 = off");
 ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
 ABSL_FLAG(int32_t, k, 4, "draft tokens per round (0: no speculation)");
 ABSL_FLAG(bool, adaptive, false, "adapt K per round (--k is then the bound)");
+ABSL_FLAG(bool, sequential, false,
+          "draft each round only after the previous one is verified (no overlapped rounds)");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "stop strings, comma-separated");
 ABSL_FLAG(bool, rounds, false, "print each round's record to stderr");
 ABSL_FLAG(bool, ids, false, "print token ids instead of text");
@@ -92,6 +94,7 @@ int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
   request.mutable_sampling()->set_seed(absl::GetFlag(FLAGS_seed));
   request.mutable_speculation()->set_num_draft_tokens(absl::GetFlag(FLAGS_k));
   request.mutable_speculation()->set_adaptive(absl::GetFlag(FLAGS_adaptive));
+  request.mutable_speculation()->set_sequential(absl::GetFlag(FLAGS_sequential));
   for (const std::string& stop : absl::GetFlag(FLAGS_stop)) request.add_stop(stop);
   const bool rounds = absl::GetFlag(FLAGS_rounds);
   const bool ids = absl::GetFlag(FLAGS_ids);
@@ -116,10 +119,10 @@ int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
     for (const auto& r : response.rounds()) {
       std::fprintf(stderr,
                    "[round %lld] K=%d proposed=%d accepted=%d emitted=%d draft=%.2fms "
-                   "verify=%.2fms gateway=%.2fms network=%.2fms%s%s\n",
+                   "verify=%.2fms gateway=%.2fms network=%.2fms%s%s%s\n",
                    static_cast<long long>(r.round()), r.num_draft_tokens(), r.num_proposed(),
                    r.num_accepted(), r.tokens_emitted(), r.draft_ms(), r.verify_ms(),
-                   r.gateway_ms(), r.network_ms(),
+                   r.gateway_ms(), r.network_ms(), r.overlapped() ? " overlapped" : "",
                    r.fallback() == specdec::v1::FALLBACK_UNSPECIFIED ? "" : " fallback=",
                    r.fallback() == specdec::v1::FALLBACK_UNSPECIFIED
                        ? ""
@@ -133,10 +136,11 @@ int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
   const auto& usage = last.usage();
   std::fprintf(stderr,
                "[%s: %d prompt + %d generated tokens, %d rounds, %d/%d drafts accepted, "
-               "%.1f ms, %.1f tokens/s]\n",
+               "%d overlapped, %.1f ms, %.1f tokens/s]\n",
                specdec::v1::FinishReason_Name(last.finish_reason()).c_str(),
                usage.prompt_tokens(), usage.generated_tokens(), usage.rounds(),
-               usage.accepted_tokens(), usage.drafted_tokens(), usage.total_ms(),
+               usage.accepted_tokens(), usage.drafted_tokens(), usage.overlapped_rounds(),
+               usage.total_ms(),
                usage.total_ms() > 0 ? usage.generated_tokens() * 1000.0 / usage.total_ms() : 0.0);
   return 0;
 }
@@ -147,7 +151,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Client of the specdec gateway.\n"
       "  specdec generate \"prompt\" [--server ADDR] [--max_new_tokens N] [--temperature T]\n"
-      "      [--top_k K] [--top_p P] [--seed S] [--k K] [--adaptive] [--stop a,b] [--rounds]\n"
+      "      [--top_k K] [--top_p P] [--seed S] [--k K] [--adaptive] [--sequential] [--stop a,b] [--rounds]\n"
       "  specdec info [--server ADDR]\n"
       "  specdec health [--server ADDR] [--service NAME] [--timeout_ms MS]   (exit 0: SERVING)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);

@@ -115,6 +115,7 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   }
   out.num_draft_tokens = speculation.num_draft_tokens();
   out.adaptive = speculation.adaptive();
+  out.overlap = config_.overlap_rounds && !speculation.sequential();
   if (request.stop_size() > kMaxStopStrings) {
     return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxStopStrings, " stop strings"));
   }
@@ -208,6 +209,7 @@ grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfo
   response->set_draft_deadline_ms(config_.draft_deadline_ms);
   response->set_verifier_timeout_ms(config_.verifier_timeout_ms);
   response->set_max_prompt_bytes(config_.max_prompt_bytes);
+  response->set_overlap_rounds(config_.overlap_rounds);
   auto add_replicas = [](const ReplicaSet& set,
                          google::protobuf::RepeatedPtrField<v1::ReplicaStatus>* out) {
     for (const ReplicaState& state : set.States()) {

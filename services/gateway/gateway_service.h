@@ -29,6 +29,7 @@ struct GatewayConfig {
   std::string verifier = "localhost:50051";
   std::string model_dir;  // config.json (+ tokenizer.json for text)
   int draft_deadline_ms = 500;      // per round; a later draft is skipped for the round
+  bool overlap_rounds = true;       // draft round r+1 while round r is verified
   int max_sessions = 64;            // concurrent Generate streams
   int max_new_tokens_cap = 4096;
   int default_max_new_tokens = 64;  // when a request leaves max_new_tokens at 0
@@ -56,6 +57,7 @@ struct GenerationRequest {
   SamplingParams sampling;
   int num_draft_tokens = 0;
   bool adaptive = false;
+  bool overlap = true;  // draft the next round while this one is verified
   std::vector<std::string> stop;
   bool include_rounds = false;
 };

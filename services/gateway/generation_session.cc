@@ -95,11 +95,11 @@ absl::Status GenerationSession::CheckClient() const {
   return absl::OkStatus();
 }
 
-v1::DraftRequest GenerationSession::DraftPrefillRequest(int64_t round) const {
+v1::DraftRequest GenerationSession::DraftPrefillRequest() {
   v1::DraftRequest request;
   request.set_session_id(session_id_);
   request.set_committed_length(static_cast<int64_t>(committed_.size()));
-  request.set_round(round);
+  request.set_round(++draft_seq_);
   v1::DraftPrefill* prefill = request.mutable_prefill();
   // Every committed token but the pending one, which opens the next proposal.
   prefill->mutable_tokens()->set_start_position(0);
@@ -155,7 +155,7 @@ bool GenerationSession::OpenDraft(int64_t round) {
   draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout);
   // Not awaited: the draft prefills while the verifier works, and its acknowledgement is
   // skipped when the proposals are read.
-  if (!draft_->Send(DraftPrefillRequest(round))) {
+  if (!draft_->Send(DraftPrefillRequest())) {
     DropDraft(absl::StrCat("the prefill could not be sent to ", replica->address()));
     return false;
   }
@@ -260,40 +260,65 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
     out.fallback = draft_failed_ ? v1::FALLBACK_DRAFT_UNAVAILABLE : v1::FALLBACK_NO_DRAFT;
     return out;
   }
+  const std::vector<int32_t> span(committed_.begin() + draft_valid_, committed_.end());
   const auto start = Clock::now();
-  const int64_t length = static_cast<int64_t>(committed_.size());
-  auto propose_request = [&](int64_t start_position) {
-    v1::DraftRequest request;
-    request.set_session_id(session_id_);
-    request.set_committed_length(length);
-    request.set_round(round);
-    SetSpan(committed_, start_position, request.mutable_propose()->mutable_tokens());
-    request.mutable_propose()->set_num_draft_tokens(k);
-    return request;
-  };
-  if (!draft_->Send(propose_request(draft_valid_))) {
-    DropDraft("the proposal request could not be sent");
+  std::optional<PendingProposal> pending = SendProposal(draft_valid_, span, k);
+  if (!pending.has_value()) {
     out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
     return out;
   }
-  const absl::Time deadline = absl::Now() + absl::Milliseconds(env_.draft_deadline_ms);
+  ReadProposals(round, k, /*may_re_prefill=*/true, &*pending, &out);
+  out.wall_ms = MsSince(start);
+  return out;
+}
+
+std::optional<GenerationSession::PendingProposal> GenerationSession::SendProposal(
+    int64_t start_position, const std::vector<int32_t>& tokens, int k) {
+  PendingProposal pending;
+  pending.seq = ++draft_seq_;
+  pending.committed_length = start_position + static_cast<int64_t>(tokens.size());
+  pending.num_tokens = k;
+  pending.sent = Clock::now();
+  pending.deadline = absl::Now() + absl::Milliseconds(env_.draft_deadline_ms);
+  v1::DraftRequest request;
+  request.set_session_id(session_id_);
+  request.set_committed_length(pending.committed_length);
+  request.set_round(pending.seq);
+  v1::TokenSpan* span = request.mutable_propose()->mutable_tokens();
+  span->set_start_position(start_position);
+  span->mutable_tokens()->Add(tokens.begin(), tokens.end());
+  request.mutable_propose()->set_num_draft_tokens(k);
+  if (!draft_->Send(request)) {
+    DropDraft("the proposal request could not be sent");
+    return std::nullopt;
+  }
+  return pending;
+}
+
+void GenerationSession::ReadProposals(int64_t round, int k, bool may_re_prefill,
+                                      PendingProposal* pending, Proposals* out) {
+  const auto start = Clock::now();
+  const size_t wanted = out->proposals.size() + static_cast<size_t>(k);
   bool re_prefilled = false;
-  while (static_cast<int>(out.proposals.size()) < k && draft_ != nullptr) {
+  while (out->proposals.size() < wanted && draft_ != nullptr) {
     v1::DraftResponse response;
-    const DraftStream::ReadResult read = draft_->Read(&response, deadline);
+    const DraftStream::ReadResult read = draft_->Read(&response, pending->deadline);
     if (read == DraftStream::ReadResult::kTimeout) {
-      if (out.proposals.empty()) out.fallback = v1::FALLBACK_DRAFT_DEADLINE;
+      if (out->proposals.empty()) out->fallback = v1::FALLBACK_DRAFT_DEADLINE;
       SPECDEC_LOG(Debug) << "session " << session_id_ << " round " << round << ": draft late, "
-                         << out.proposals.size() << " of " << k << " proposals in time";
+                         << out->proposals.size() << " of " << wanted << " proposals in time";
       break;
     }
     if (read == DraftStream::ReadResult::kClosed) {
       DropDraft("its stream ended");
       break;
     }
-    // Acknowledgements and answers to rounds given up on are stale.
-    if (response.round() != round || response.has_prefilled() || response.has_released()) continue;
+    // Acknowledgements and answers to requests given up on are stale.
+    if (response.round() != pending->seq || response.has_prefilled() || response.has_released()) {
+      continue;
+    }
     if (response.has_session_lost()) {
+      if (!may_re_prefill) break;
       if (re_prefilled) {
         DropDraft("the draft lost the session again after a re-prefill", false);
         break;
@@ -301,27 +326,42 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
       re_prefilled = true;
       SPECDEC_LOG(Info) << "session " << session_id_ << ": draft lost the session ("
                         << response.session_lost().reason() << "), re-prefilling";
-      if (!draft_->Send(DraftPrefillRequest(round)) || !draft_->Send(propose_request(length - 1))) {
+      const absl::Time deadline = pending->deadline;
+      std::optional<PendingProposal> again;
+      if (draft_->Send(DraftPrefillRequest())) {
+        again = SendProposal(static_cast<int64_t>(committed_.size()) - 1, {committed_.back()},
+                             pending->num_tokens);
+      } else {
         DropDraft("the re-prefill could not be sent");
       }
+      if (!again.has_value()) break;
+      *pending = *again;
+      pending->deadline = deadline;
       continue;
     }
-    if (!response.has_token() ||
-        response.token().index() != static_cast<int>(out.proposals.size())) {
+    if (!response.has_token() || response.token().index() != pending->next_index) {
       DropDraft("the draft sent an unexpected message", false);
       break;
     }
+    ++pending->next_index;
     TokenDistribution q = FromProto(response.token().q());
-    out.proposals.push_back(MakeProposal(response.token().token(), q));
-    out.dists.push_back(std::move(q));
-    out.compute_ms = response.token().compute_ms();
+    out->proposals.push_back(MakeProposal(response.token().token(), q));
+    out->dists.push_back(std::move(q));
+    out->compute_ms = response.token().compute_ms();
   }
-  if (out.proposals.empty() && out.fallback == v1::FALLBACK_UNSPECIFIED) {
-    out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+  if (out->proposals.empty() && out->fallback == v1::FALLBACK_UNSPECIFIED) {
+    out->fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
   }
-  if (!out.proposals.empty()) draft_backoff_ = absl::ZeroDuration();  // the draft works again
-  out.wall_ms = MsSince(start);
-  return out;
+  if (!out->proposals.empty()) draft_backoff_ = absl::ZeroDuration();  // the draft works again
+  out->wall_ms += MsSince(start);
+}
+
+bool GenerationSession::PredraftGuessedBonus(int64_t round, int32_t bonus,
+                                             PendingProposal* predraft) {
+  if (draft_ == nullptr) return false;
+  Proposals guess;
+  ReadProposals(round, 1, /*may_re_prefill=*/false, predraft, &guess);
+  return guess.proposals.size() == 1 && guess.proposals[0].token == bonus;
 }
 
 absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t round,
@@ -410,6 +450,10 @@ absl::Status GenerationSession::Run(const Emit& emit) {
   int64_t round = 0;
   double cost_ratio_ema = -1;
   absl::Status status;
+  // Round r+1's proposals, asked for while round r is verified (overlapped rounds); usable
+  // once PredraftGuessedBonus says so.
+  std::optional<PendingProposal> predraft;
+  bool predraft_usable = false;
 
   while (finish_reason_ == v1::FINISH_REASON_UNSPECIFIED) {
     status = CheckClient();
@@ -431,14 +475,37 @@ absl::Status GenerationSession::Run(const Emit& emit) {
 
     const auto round_start = Clock::now();
     Proposals proposals;
-    if (k > 0) {
+    if (k > 0 && predraft_usable) {
+      // The guess at the bonus token (index 0) was right: the rest is this round's proposals.
+      k = std::min(k, predraft->num_tokens - 1);
+      const auto start = Clock::now();
+      ReadProposals(round, k, /*may_re_prefill=*/false, &*predraft, &proposals);
+      proposals.wall_ms = MsSince(start);
+      proposals.overlapped = true;
+    } else if (k > 0) {
       proposals = Propose(round, k);
     } else if (!speculate || env_.drafts == nullptr) {
       proposals.fallback = v1::FALLBACK_NO_DRAFT;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
     }  // else K was cut to 0 by the token budget or the context: not a fallback
-    const bool draft_asked = k > 0 && proposals.wall_ms > 0;
+    const bool draft_asked = k > 0 && (proposals.wall_ms > 0 || proposals.overlapped);
+    predraft.reset();
+    predraft_usable = false;
+    // Overlap: with every proposal in, ask for the next round now, as if all of this one were
+    // accepted: the pending token becomes x_K and the draft's first token guesses the bonus.
+    const int proposed_now = static_cast<int>(proposals.proposals.size());
+    if (request_.overlap && draft_ != nullptr && k > 0 && proposed_now == k) {
+      DraftLengthPolicy next_policy = policy;
+      next_policy.Observe(k, k);
+      const int64_t next_length = length + k + 1;
+      const int64_t next_k = std::min<int64_t>(
+          {next_policy.NextK(), remaining - (k + 1) - 1, env_.max_positions - next_length - 1});
+      if (next_k > 0) {
+        predraft = SendProposal(length + k - 1, {proposals.proposals.back().token},
+                                static_cast<int>(next_k) + 1);
+      }
+    }
     absl::StatusOr<Verdict> verdict = Verify(round, proposals);
     if (!verdict.ok()) {
       status = verdict.status();
@@ -454,6 +521,11 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     // ends (the draft holds accepted drafts but never x_K; the verifier holds all of them).
     verifier_valid_ = length + outcome.num_accepted;
     if (draft_asked) draft_valid_ = length + std::min(outcome.num_accepted, k - 1);
+    if (predraft.has_value() && outcome.num_accepted == k) {
+      // The draft runs requests in order: whatever comes next finds x_K in its cache.
+      draft_valid_ = length + k;
+      predraft_usable = PredraftGuessedBonus(round, outcome.next_token, &*predraft);
+    }
 
     std::vector<int32_t> emitted;
     for (int i = 0; i < outcome.num_accepted; ++i) emitted.push_back(proposals.proposals[i].token);
@@ -479,11 +551,15 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     const int proposed = static_cast<int>(proposals.proposals.size());
     if (proposed > 0) {
       policy.Observe(proposed, outcome.num_accepted);
-      const double c = (proposals.wall_ms / proposed) / std::max(verdict->wall_ms, 1e-3);
+      // An overlapped round's draft work was hidden behind the previous verification; its cost
+      // still counts, or K would grow as if drafting were free.
+      const double draft_ms = proposals.overlapped ? proposals.compute_ms : proposals.wall_ms;
+      const double c = (draft_ms / proposed) / std::max(verdict->wall_ms, 1e-3);
       cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;
       policy.SetCostRatio(cost_ratio_ema);
     }
     usage_.set_rounds(usage_.rounds() + 1);
+    if (proposals.overlapped) usage_.set_overlapped_rounds(usage_.overlapped_rounds() + 1);
     usage_.set_drafted_tokens(usage_.drafted_tokens() + proposed);
     usage_.set_accepted_tokens(usage_.accepted_tokens() + outcome.num_accepted);
 
@@ -498,6 +574,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     record.set_network_ms(std::max(0.0, proposals.wall_ms - proposals.compute_ms) +
                           std::max(0.0, verdict->wall_ms - verdict->compute_ms));
     record.set_fallback(proposals.fallback);
+    record.set_overlapped(proposals.overlapped);
     record.set_gateway_ms(std::max(
         0.0, MsSince(round_start) - proposals.wall_ms - verdict->wall_ms));
     SPECDEC_LOG(Debug) << "session " << session_id_ << " round " << round << " K=" << k

@@ -1,6 +1,11 @@
 // One Generate request on the gateway: the session's committed tokens, its streams to the
 // verifier and the draft, and the round loop (propose, verify, accept, commit) with rollback by
 // committed length, re-prefill of a side that lost the session, and the verifier-alone fallback.
+// Overlapped rounds (docs/pipeline.md): once round r's proposals are in, the draft is asked for
+// round r+1 at once, as if all of round r were accepted; its first token is its guess at the
+// verifier's bonus token. The gateway uses that work only when all of round r is accepted and
+// the guess equals the bonus, so the proposals, and hence the output, are exactly those of
+// sequential rounds: only the waiting changes.
 // A session sticks to one verifier and one draft replica (ReplicaSet's rendezvous hash); when its
 // verifier replica fails it moves to the next one by re-prefill, and a failed draft is picked
 // up again (possibly another replica) after a backoff.
@@ -9,7 +14,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +54,7 @@ struct SessionEnvironment {
 
 class GenerationSession {
  public:
+  using Clock = std::chrono::steady_clock;
   // Sends one message to the client; false when the client is gone.
   using Emit = std::function<bool(const v1::GenerateResponse&)>;
 
@@ -68,6 +76,16 @@ class GenerationSession {
     v1::Fallback fallback = v1::FALLBACK_UNSPECIFIED;
     double wall_ms = 0;
     double compute_ms = 0;
+    bool overlapped = false;  // drafted while the previous round was verified
+  };
+  // A DraftPropose sent and not yet fully read.
+  struct PendingProposal {
+    int64_t seq = 0;               // the request's number; its answers echo it
+    int64_t committed_length = 0;  // of the request: proposal i is at this position + i
+    int num_tokens = 0;            // asked for
+    int next_index = 0;            // the first token not read yet
+    absl::Time deadline;           // for its proposals
+    Clock::time_point sent;
   };
   struct Verdict {
     std::vector<VerifiedPosition> positions;
@@ -87,11 +105,24 @@ class GenerationSession {
   bool OpenDraft(int64_t round);
   // Asks the draft for k tokens; never fails (a failing draft becomes a fallback).
   Proposals Propose(int64_t round, int k);
+  // Sends a DraftPropose whose span is `tokens` from `start_position`; nullopt (and the draft
+  // dropped) when it cannot be sent.
+  std::optional<PendingProposal> SendProposal(int64_t start_position,
+                                              const std::vector<int32_t>& tokens, int k);
+  // Reads up to `k` more proposals of `pending` into `out` (until its deadline); re-prefills
+  // once when the draft lost the session and `may_re_prefill`, else leaves `out` short.
+  void ReadProposals(int64_t round, int k, bool may_re_prefill, PendingProposal* pending,
+                     Proposals* out);
+  // After round r committed all of its k proposals and `bonus`: whether the draft's guess for
+  // the bonus (the overlapped request's first token) is right, so its other tokens are round
+  // r+1's proposals.
+  bool PredraftGuessedBonus(int64_t round, int32_t bonus, PendingProposal* predraft);
   absl::StatusOr<Verdict> Verify(int64_t round, const Proposals& proposals);
   // `replica_failed`: the draft's stream broke (the replica is reported to the set).
   void DropDraft(const std::string& why, bool replica_failed = true);
   absl::Status CheckClient() const;
-  v1::DraftRequest DraftPrefillRequest(int64_t round) const;
+  // Numbered with the next draft_seq_.
+  v1::DraftRequest DraftPrefillRequest();
   v1::VerifierRequest VerifierPrefillRequest(int64_t round) const;
   void CloseStreams(bool release);
 
@@ -105,6 +136,7 @@ class GenerationSession {
   std::unique_ptr<DraftStream> draft_;
   std::shared_ptr<Replica> draft_replica_;
   bool draft_failed_ = false;
+  int64_t draft_seq_ = 0;  // number of the last request sent to the draft
   // A dropped draft is asked again from this time on (backoff doubles per failure).
   absl::Time draft_retry_at_ = absl::InfinitePast();
   absl::Duration draft_backoff_ = absl::ZeroDuration();

@@ -16,6 +16,9 @@ ABSL_FLAG(std::string, verifier, "localhost:50051",
 ABSL_FLAG(std::string, model_dir, "", "checkpoint folder: config.json and tokenizer.json");
 ABSL_FLAG(int, draft_deadline_ms, 500,
           "per round: a draft later than this is skipped (verifier alone for that round)");
+ABSL_FLAG(bool, overlap_rounds, true,
+          "draft round r+1 while round r is verified (requests can opt out with "
+          "speculation.sequential); the output is the same either way");
 ABSL_FLAG(int, max_sessions, 64, "concurrent Generate streams (more: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may ask for");
 ABSL_FLAG(int, default_max_new_tokens, 64, "max_new_tokens of requests that leave it at 0");
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
   config.verifier = absl::GetFlag(FLAGS_verifier);
   config.model_dir = absl::GetFlag(FLAGS_model_dir);
   config.draft_deadline_ms = absl::GetFlag(FLAGS_draft_deadline_ms);
+  config.overlap_rounds = absl::GetFlag(FLAGS_overlap_rounds);
   config.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   config.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
   config.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);

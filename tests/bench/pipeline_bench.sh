@@ -56,6 +56,7 @@ for run in $(seq "$RUNS"); do
   $GEN --prompt "$PROMPT" --max_new_tokens "$TOKENS" --speculate --k "$K" \
     --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" >"$WORK/inproc.$run.json"
   $CLIENT "$PROMPT" >/dev/null 2>"$WORK/pipeline.$run.txt"
+  $CLIENT --sequential "$PROMPT" >/dev/null 2>"$WORK/sequential.$run.txt"
 done
 
 python3 - "$WORK" "$RUNS" "$K" "$TOKENS" <<'PY'
@@ -69,22 +70,29 @@ def tps(kind):
         d = json.load(open(f"{work}/{kind}.{r}.json"))
         out.append(len(d["ids"]) * 1000.0 / (d["prefill_ms"] + d["decode_ms"]))
     return out
-pipe, net, gw = [], [], []
-for r in range(1, runs + 1):
-    text = open(f"{work}/pipeline.{r}.txt").read()
-    m = re.search(r"([\d.]+) tokens/s\]", text)
-    pipe.append(float(m.group(1)))
-    net += [float(x) for x in re.findall(r"network=([\d.]+)ms", text)]
-    gw += [float(x) for x in re.findall(r"gateway=([\d.]+)ms", text)]
+def client(kind):
+    tps, net, gw, overlapped, rounds = [], [], [], 0, 0
+    for r in range(1, runs + 1):
+        text = open(f"{work}/{kind}.{r}.txt").read()
+        tps.append(float(re.search(r"([\d.]+) tokens/s\]", text).group(1)))
+        net += [float(x) for x in re.findall(r"network=([\d.]+)ms", text)]
+        gw += [float(x) for x in re.findall(r"gateway=([\d.]+)ms", text)]
+        overlapped += len(re.findall(r"ms overlapped", text))
+        rounds += len(re.findall(r"\[round ", text))
+    return statistics.median(tps), net, gw, overlapped / max(rounds, 1)
+pipeline, net, gw, overlapped = client("pipeline")
+sequential, seq_net, seq_gw, _ = client("sequential")
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 plain, inproc = statistics.median(tps("plain")), statistics.median(tps("inproc"))
-pipeline = statistics.median(pipe)
 print(f"K={k} tokens={tokens} runs={runs} (medians)")
 print(f"  plain decoding        {plain:8.1f} tokens/s")
 print(f"  in-process speculative{inproc:8.1f} tokens/s")
-print(f"  gRPC pipeline         {pipeline:8.1f} tokens/s  ({100 * pipeline / inproc:.0f}% of in-process; goal >= 90%)")
-print(f"  per round: network p50 {pct(net, 50):.2f} ms p99 {pct(net, 99):.2f} ms; "
-      f"gateway p50 {pct(gw, 50):.3f} ms p99 {pct(gw, 99):.3f} ms ({len(net)} rounds)")
+print(f"  gRPC pipeline         {pipeline:8.1f} tokens/s  ({100 * pipeline / inproc:.0f}% of in-process; goal >= 90%; "
+      f"{100 * overlapped:.0f}% of rounds overlapped)")
+print(f"  pipeline, sequential  {sequential:8.1f} tokens/s  ({100 * sequential / inproc:.0f}% of in-process; "
+      f"overlap gains {pipeline / sequential:.2f}x)")
+print(f"  per round (sequential): network p50 {pct(seq_net, 50):.2f} ms p99 {pct(seq_net, 99):.2f} ms; "
+      f"gateway p50 {pct(seq_gw, 50):.3f} ms p99 {pct(seq_gw, 99):.3f} ms ({len(seq_net)} rounds)")
 PY

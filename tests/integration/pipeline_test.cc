@@ -258,18 +258,40 @@ TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
                                "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
                               *dir_ + "/gateway_" + c.name + ".log");
     ASSERT_TRUE(gateway.ok()) << gateway.status();
-    int accepted = 0, drafted = 0;
+    int accepted = 0, drafted = 0, overlapped = 0;
     for (const auto& prompt : kPrompts) {
       for (int k : {2, 5}) {
-        GenerateResult result = Generate((*gateway)->address(), GreedyRequest(prompt, 30, k));
-        ASSERT_TRUE(result.status.ok()) << result.status.error_message();
-        EXPECT_EQ(result.ids, Plain(prompt, 30)) << c.name << " K=" << k;
-        accepted += result.last.usage().accepted_tokens();
-        drafted += result.last.usage().drafted_tokens();
+        // Overlapped rounds (the default) and sequential ones must give the same tokens in the
+        // same rounds: overlap changes only when the draft works.
+        std::vector<int> accepted_per_round[2];
+        for (bool sequential : {false, true}) {
+          v1::GenerateRequest request = GreedyRequest(prompt, 30, k);
+          request.mutable_speculation()->set_sequential(sequential);
+          GenerateResult result = Generate((*gateway)->address(), request);
+          ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+          EXPECT_EQ(result.ids, Plain(prompt, 30)) << c.name << " K=" << k << " " << sequential;
+          int overlapped_records = 0;
+          for (const auto& round : result.rounds) {
+            accepted_per_round[sequential].push_back(round.num_accepted());
+            overlapped_records += round.overlapped();
+          }
+          EXPECT_EQ(overlapped_records, result.last.usage().overlapped_rounds());
+          if (sequential) {
+            EXPECT_EQ(result.last.usage().overlapped_rounds(), 0);
+          } else {
+            overlapped += result.last.usage().overlapped_rounds();
+          }
+          accepted += result.last.usage().accepted_tokens();
+          drafted += result.last.usage().drafted_tokens();
+        }
+        EXPECT_EQ(accepted_per_round[0], accepted_per_round[1]) << c.name << " K=" << k;
       }
     }
     if (c.name == "full") {
       EXPECT_EQ(accepted, drafted);
+      // The full model's guess at the bonus token is always right: every round but the first
+      // of each request was drafted while the previous one was verified.
+      EXPECT_GT(overlapped, 0);
     } else {
       EXPECT_GT(accepted, 0) << c.name;
     }
@@ -282,6 +304,10 @@ TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
     request.mutable_sampling()->set_seed(99);
     GenerateResult sampled = Generate((*gateway)->address(), request);
     ASSERT_TRUE(sampled.status.ok());
+    request.mutable_speculation()->set_sequential(true);
+    GenerateResult sampled_sequential = Generate((*gateway)->address(), request);
+    ASSERT_TRUE(sampled_sequential.status.ok());
+    EXPECT_EQ(sampled.ids, sampled_sequential.ids) << c.name;
     GenerateOptions options;
     options.max_new_tokens = 40;
     options.sampling = SamplingParams{0.7f, 0, 1.0f, 99};
