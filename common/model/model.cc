@@ -95,7 +95,6 @@ torch::Tensor AppendToCache(torch::Tensor& cache, const torch::Tensor& fresh, in
 
 }  // namespace
 
-// Runs `x` ([n, hidden]) through one layer with its cache; returns the new hidden state.
 // Adds one layer's attention probabilities ([heads, n, past + n]) to `stats`.
 static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& probs, int64_t past,
                                  AttentionStats* stats) {
@@ -125,50 +124,78 @@ static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& pr
   }
 }
 
-static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, torch::Tensor x,
-                                  const torch::Tensor& cos, const torch::Tensor& sin,
-                                  torch::Tensor& k_cache, torch::Tensor& v_cache, int64_t past,
-                                  AttentionStats* stats, PagedKvCache* paged, size_t layer_slot) {
+// One sequence's rows in a forward pass (several sequences share a batched pass).
+struct PassRows {
+  Sequence::State* state = nullptr;
+  int64_t offset = 0;  // first row of this sequence in the pass's [rows, hidden] input
+  int64_t n = 0;       // its new tokens
+  int64_t past = 0;    // positions already cached
+  LogitsWanted wanted = LogitsWanted::kAll;
+  torch::Tensor cos, sin;  // rotary rows of its new positions (contiguous cache only)
+};
+
+// Attention of one sequence's rows ([n, heads * 3 * hd] of the layer's qkv projection) against
+// its cache, which it extends; returns [n, heads * hd] before the output projection.
+static torch::Tensor Attend(const Model::Impl& m, const ViewLayer& layer, const torch::Tensor& qkv_rows,
+                            PassRows& rows, size_t layer_slot, AttentionStats* stats) {
   const ModelConfig& c = m.config;
-  const LayerWeights& w = *layer.base;
-  const int64_t n = x.size(0);
+  const int64_t n = rows.n;
   const int64_t hd = c.head_dim();
   const int64_t heads = layer.num_heads;
-
-  torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
+  const int64_t past = rows.past;
   // [n, heads * 3 * hd] -> [heads, n, 3 * hd]
-  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b).view({n, heads, 3 * hd}).transpose(0, 1);
+  torch::Tensor qkv = qkv_rows.view({n, heads, 3 * hd}).transpose(0, 1);
   torch::Tensor q = qkv.slice(-1, 0, hd);
   torch::Tensor k = qkv.slice(-1, hd, 2 * hd);
   torch::Tensor v = qkv.slice(-1, 2 * hd, 3 * hd);
-  torch::Tensor attn_out;
-  if (paged != nullptr) {
+  if (PagedKvCache* paged = rows.state->paged.get()) {
     // The paged cache applies rotary itself (positions depend on the policy).
     torch::Tensor probs;
     torch::Tensor out = paged->Attend(layer_slot, q, k, v, stats ? &probs : nullptr);  // [heads, n, hd]
     if (stats != nullptr) RecordAttentionStats(layer, probs, paged->slots(), stats);
-    attn_out = Linear(out.transpose(0, 1).reshape({n, heads * hd}), layer.dense_w, w.dense_b);
-  } else {
+    return out.transpose(0, 1).reshape({n, heads * hd});
+  }
   const int64_t rot = c.rotary_dims();
-  q = ApplyRotary(q, cos, sin, rot);
-  k = ApplyRotary(k, cos, sin, rot);
-
-  torch::Tensor keys = AppendToCache(k_cache, k, past);    // [heads, past + n, hd]
-  torch::Tensor values = AppendToCache(v_cache, v, past);  // [heads, past + n, hd]
+  q = ApplyRotary(q, rows.cos, rows.sin, rot);
+  k = ApplyRotary(k, rows.cos, rows.sin, rot);
+  torch::Tensor keys = AppendToCache(rows.state->k[layer_slot], k, past);    // [heads, past + n, hd]
+  torch::Tensor values = AppendToCache(rows.state->v[layer_slot], v, past);  // [heads, past + n, hd]
   torch::Tensor scores = torch::matmul(q, keys.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
   if (n > 1) {
     // New position i (absolute past + i) sees keys j <= past + i.
-    torch::Tensor mask = torch::ones({n, past + n}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
+    torch::Tensor mask = torch::ones({n, past + n}, torch::TensorOptions().dtype(torch::kBool).device(qkv_rows.device()))
                              .triu(past + 1);
     scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
   torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);
   if (stats != nullptr) RecordAttentionStats(layer, probs, past, stats);
   probs = probs.to(values.scalar_type());
-  torch::Tensor attn = torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
-  attn_out = Linear(attn, layer.dense_w, w.dense_b);
-  }
+  return torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
+}
 
+// Runs `x` ([rows, hidden], the rows of every sequence in `pass`) through one layer: the matrix
+// products over all rows at once (one read of the weights), attention per sequence with its
+// own cache. Returns the new hidden state.
+static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, torch::Tensor x,
+                                  std::vector<PassRows>& pass, size_t layer_slot,
+                                  AttentionStats* stats) {
+  const ModelConfig& c = m.config;
+  const LayerWeights& w = *layer.base;
+  torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
+  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b);  // [rows, heads * 3 * hd]
+  torch::Tensor attn;
+  if (pass.size() == 1) {
+    attn = Attend(m, layer, qkv, pass[0], layer_slot, stats);
+  } else {
+    std::vector<torch::Tensor> parts;
+    parts.reserve(pass.size());
+    for (PassRows& rows : pass) {
+      parts.push_back(Attend(m, layer, qkv.slice(0, rows.offset, rows.offset + rows.n), rows,
+                             layer_slot, nullptr));
+    }
+    attn = torch::cat(parts, 0);
+  }
+  torch::Tensor attn_out = Linear(attn, layer.dense_w, w.dense_b);
   auto mlp = [&](const torch::Tensor& h) {
     torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
     return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act),
@@ -179,36 +206,47 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   return h + mlp(h);
 }
 
-// The whole forward over `tokens` for a view; records hidden states when `record` is given.
-static torch::Tensor RunForward(const ModelView::Impl& view, Sequence::State& state,
-                                absl::Span<const int32_t> tokens, LogitsWanted wanted,
+// The whole forward over the new tokens of every sequence in `pass` (their rows concatenated in
+// `tokens`); returns the logits of the rows each wants, concatenated in pass order. Records
+// hidden states when `record` is given (single sequence).
+static torch::Tensor RunForward(const ModelView::Impl& view, std::vector<PassRows>& pass,
+                                absl::Span<const int32_t> tokens,
                                 std::vector<torch::Tensor>* record, AttentionStats* stats) {
   const Model::Impl& m = view.model->impl();
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t past = state.length;
-  PagedKvCache* paged = state.paged.get();
-  torch::Tensor ids = torch::from_blob(const_cast<int32_t*>(tokens.data()), {n}, torch::kInt32)
+  const int64_t total = static_cast<int64_t>(tokens.size());
+  torch::Tensor ids = torch::from_blob(const_cast<int32_t*>(tokens.data()), {total}, torch::kInt32)
                           .to(m.device, torch::kLong);
   torch::Tensor x = torch::embedding(m.embed_in, ids);
-  torch::Tensor cos, sin;
-  if (paged == nullptr) {
-    cos = m.cos.slice(0, past, past + n).to(x.scalar_type());
-    sin = m.sin.slice(0, past, past + n).to(x.scalar_type());
+  for (PassRows& rows : pass) {
+    Sequence::State& state = *rows.state;
+    if (state.paged == nullptr) {
+      rows.cos = m.cos.slice(0, rows.past, rows.past + rows.n).to(x.scalar_type());
+      rows.sin = m.sin.slice(0, rows.past, rows.past + rows.n).to(x.scalar_type());
+      if (state.k.size() != view.layers.size()) {
+        state.k.resize(view.layers.size());
+        state.v.resize(view.layers.size());
+      }
+    }
   }
   if (record) record->push_back(x);
-  if (paged == nullptr && state.k.size() != view.layers.size()) {
-    state.k.resize(view.layers.size());
-    state.v.resize(view.layers.size());
-  }
   for (size_t i = 0; i < view.layers.size(); ++i) {
-    torch::Tensor unused;
-    x = LayerForward(m, view.layers[i], x, cos, sin, paged ? unused : state.k[i],
-                     paged ? unused : state.v[i], past, stats, paged, i);
+    x = LayerForward(m, view.layers[i], x, pass, i, stats);
     if (record) record->push_back(x);
   }
-  if (paged != nullptr) paged->EndForward(n);
-  state.length = past + n;
-  if (wanted == LogitsWanted::kLast) x = x.slice(0, n - 1, n);
+  for (PassRows& rows : pass) {
+    if (rows.state->paged != nullptr) rows.state->paged->EndForward(rows.n);
+    rows.state->length = rows.past + rows.n;
+  }
+  if (pass.size() == 1) {
+    if (pass[0].wanted == LogitsWanted::kLast) x = x.slice(0, total - 1, total);
+  } else {
+    std::vector<int64_t> keep;
+    for (const PassRows& rows : pass) {
+      const int64_t first = rows.wanted == LogitsWanted::kLast ? rows.offset + rows.n - 1 : rows.offset;
+      for (int64_t r = first; r < rows.offset + rows.n; ++r) keep.push_back(r);
+    }
+    x = x.index_select(0, torch::tensor(keep, torch::kLong).to(x.device()));
+  }
   x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
                         m.config.layer_norm_eps);
   if (record) record->push_back(x);
@@ -324,7 +362,10 @@ absl::StatusOr<std::vector<std::vector<float>>> Model::HiddenStates(
   std::vector<torch::Tensor> record;
   try {
     c10::InferenceMode guard;
-    RunForward(view->impl(), state, tokens, LogitsWanted::kAll, &record, nullptr);
+    std::vector<PassRows> pass(1);
+    pass[0].state = &state;
+    pass[0].n = static_cast<int64_t>(tokens.size());
+    RunForward(view->impl(), pass, tokens, &record, nullptr);
     std::vector<std::vector<float>> out;
     for (const auto& t : record) {
       torch::Tensor f = t.to(torch::kCPU, torch::kFloat).contiguous();
@@ -368,7 +409,7 @@ Sequence::~Sequence() = default;
 int64_t Sequence::length() const { return state_->length; }
 const ModelView& Sequence::view() const { return *view_; }
 
-absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, LogitsWanted wanted) {
+absl::Status Sequence::BeginForward(absl::Span<const int32_t> tokens) {
   const ModelConfig& c = view_->model().config();
   if (tokens.empty()) return absl::InvalidArgumentError("Forward needs at least one token");
   for (int32_t t : tokens) {
@@ -390,7 +431,6 @@ absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, Logit
         "sequence of ", state_->length + tokens.size(), " tokens exceeds the model's ",
         c.max_position_embeddings, " positions"));
   }
-  const int64_t before = state_->length;
   if (paged) {
     try {
       c10::InferenceMode guard;
@@ -399,22 +439,75 @@ absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, Logit
       return TorchError(e, "reserving KV blocks");
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Logits> Sequence::Forward(absl::Span<const int32_t> tokens, LogitsWanted wanted) {
+  const BatchItem item{this, tokens, wanted};
+  return std::move(ForwardBatch(absl::MakeConstSpan(&item, 1))[0]);
+}
+
+std::vector<absl::StatusOr<Logits>> Sequence::ForwardBatch(absl::Span<const BatchItem> items) {
+  std::vector<absl::StatusOr<Logits>> out(items.size(), absl::UnknownError("not run"));
+  std::vector<size_t> run;
+  std::vector<PassRows> pass;
+  std::vector<int32_t> tokens;
+  const ModelView* view = nullptr;
+  std::set<const Sequence*> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Sequence* sequence = items[i].sequence;
+    if (view != nullptr && &sequence->view() != view) {
+      out[i] = absl::InvalidArgumentError("a batched forward runs sequences of one view only");
+      continue;
+    }
+    if (!seen.insert(sequence).second) {
+      out[i] = absl::InvalidArgumentError("a sequence appears twice in one batched forward");
+      continue;
+    }
+    if (absl::Status status = sequence->BeginForward(items[i].tokens); !status.ok()) {
+      out[i] = status;
+      continue;
+    }
+    view = &sequence->view();
+    PassRows rows;
+    rows.state = sequence->state_.get();
+    rows.offset = static_cast<int64_t>(tokens.size());
+    rows.n = static_cast<int64_t>(items[i].tokens.size());
+    rows.past = rows.state->length;
+    rows.wanted = items[i].wanted;
+    tokens.insert(tokens.end(), items[i].tokens.begin(), items[i].tokens.end());
+    pass.push_back(std::move(rows));
+    run.push_back(i);
+  }
+  if (run.empty()) return out;
+  // Attention statistics are recorded for a sequence running alone (probing runs one).
+  AttentionStats* stats = run.size() == 1 ? items[run[0]].sequence->attention_stats_ : nullptr;
   try {
     c10::InferenceMode guard;
-    torch::Tensor logits = RunForward(view_->impl(), *state_, tokens, wanted, nullptr, attention_stats_)
+    torch::Tensor logits = RunForward(view->impl(), pass, tokens, nullptr, stats)
                                .to(torch::kCPU, torch::kFloat)
                                .contiguous();
-    Logits out;
-    out.rows = logits.size(0);
-    out.cols = logits.size(1);
-    out.values.assign(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
-    out.vocab_ids = view_->vocab_ids();
-    return out;
+    const int64_t cols = logits.size(1);
+    const float* data = logits.data_ptr<float>();
+    int64_t row = 0;
+    for (size_t j = 0; j < run.size(); ++j) {
+      Logits result;
+      result.rows = pass[j].wanted == LogitsWanted::kLast ? 1 : pass[j].n;
+      result.cols = cols;
+      result.values.assign(data + row * cols, data + (row + result.rows) * cols);
+      result.vocab_ids = view->vocab_ids();
+      row += result.rows;
+      out[run[j]] = std::move(result);
+    }
   } catch (const c10::Error& e) {
-    state_->length = before;  // the cache beyond `before` is garbage; never expose it
-    if (paged) paged->AbortForward();
-    return TorchError(e, "forward pass");
+    for (size_t j = 0; j < run.size(); ++j) {
+      // The cache beyond `past` is garbage; never expose it.
+      pass[j].state->length = pass[j].past;
+      if (pass[j].state->paged) pass[j].state->paged->AbortForward();
+      out[run[j]] = TorchError(e, "forward pass");
+    }
   }
+  return out;
 }
 
 absl::Status Sequence::Truncate(int64_t length) {

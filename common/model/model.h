@@ -143,6 +143,19 @@ class Sequence {
   // pool cannot hold the new tokens; the sequence is then unchanged.
   absl::StatusOr<Logits> Forward(absl::Span<const int32_t> tokens,
                                  LogitsWanted wanted = LogitsWanted::kAll);
+  // One forward pass over several sequences of one view (cross-session batching): the matrix
+  // products run over every sequence's rows at once, so the weights are read once for all of
+  // them; attention runs per sequence against its own cache. Result i is what
+  // items[i].sequence->Forward(items[i].tokens, items[i].wanted) returns, equal up to float
+  // rounding (a product over more rows may round differently); errors are per item, and an
+  // item that fails (bad ids, full pool, another view, a sequence given twice) leaves its
+  // sequence unchanged and the others running.
+  struct BatchItem {
+    Sequence* sequence = nullptr;
+    absl::Span<const int32_t> tokens;
+    LogitsWanted wanted = LogitsWanted::kAll;
+  };
+  static std::vector<absl::StatusOr<Logits>> ForwardBatch(absl::Span<const BatchItem> items);
   // Drops cached positions >= `length` (rollback). Exact: later forwards match a fresh run.
   // Under an evicting KV policy (sink_window, h2o, hierarchical), truncating below the
   // committed length is FAILED_PRECONDITION once a committed token was evicted or merged.
@@ -164,6 +177,9 @@ class Sequence {
   struct State;
 
  private:
+  // Validates `tokens` and reserves their KV blocks (the forward then must run or abort).
+  absl::Status BeginForward(absl::Span<const int32_t> tokens);
+
   std::shared_ptr<const ModelView> view_;
   std::unique_ptr<State> state_;
   AttentionStats* attention_stats_ = nullptr;

@@ -265,3 +265,100 @@ TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
 
 }  // namespace
 }  // namespace specdec
+
+namespace specdec {
+namespace {
+
+// Cross-session batching: one pass over several sequences gives each what its own Forward
+// gives (within float rounding), leaves every cache as its own forwards would, and keeps a bad
+// item from touching the others. Contiguous and paged caches.
+class ForwardBatchTest : public ModelTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(ForwardBatchTest, EachSequenceGetsWhatItsOwnForwardGives) {
+  auto model = LoadOrDie(*dir_);
+  ASSERT_NE(model, nullptr);
+  std::shared_ptr<const ModelView> view = model->FullView();
+  if (GetParam()) {
+    auto kv = ParseKvCacheConfig("full");
+    ASSERT_TRUE(kv.ok());
+    auto paged = model->View(LayerPlan{}, *kv);
+    ASSERT_TRUE(paged.ok()) << paged.status();
+    view = *paged;
+  }
+  // Three sequences at different lengths, each with its twin that runs alone.
+  const std::vector<std::vector<int32_t>> prompts = {{5, 17, 42}, {99}, {3, 250, 7, 7, 120, 64}};
+  std::vector<std::unique_ptr<Sequence>> batched, alone;
+  for (const auto& prompt : prompts) {
+    batched.push_back(view->NewSequence());
+    alone.push_back(view->NewSequence());
+    ASSERT_TRUE(batched.back()->Forward(prompt).ok());
+    ASSERT_TRUE(alone.back()->Forward(prompt).ok());
+  }
+  // Ragged steps: a verification (4 rows, all wanted), a decode (1 row), a catch-up (last only).
+  const std::vector<std::vector<int32_t>> steps = {{1, 2, 3, 4}, {8}, {9, 10, 11}};
+  const std::vector<LogitsWanted> wanted = {LogitsWanted::kAll, LogitsWanted::kAll,
+                                            LogitsWanted::kLast};
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Sequence::BatchItem> items;
+    for (size_t i = 0; i < steps.size(); ++i) items.push_back({batched[i].get(), steps[i], wanted[i]});
+    std::vector<absl::StatusOr<Logits>> results = Sequence::ForwardBatch(items);
+    ASSERT_EQ(results.size(), steps.size());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      ASSERT_TRUE(results[i].ok()) << results[i].status();
+      auto expected = alone[i]->Forward(steps[i], wanted[i]);
+      ASSERT_TRUE(expected.ok());
+      ASSERT_EQ(results[i]->rows, expected->rows) << "sequence " << i;
+      ASSERT_EQ(results[i]->cols, expected->cols);
+      for (int64_t r = 0; r < expected->rows; ++r) {
+        EXPECT_LT(MaxDiffRows(*results[i], r, *expected, r), 1e-4) << "sequence " << i << " row " << r;
+      }
+      EXPECT_EQ(batched[i]->length(), alone[i]->length());
+    }
+  }
+  // A rollback after a batched pass is as exact as after a lone one.
+  ASSERT_TRUE(batched[0]->Truncate(5).ok());
+  ASSERT_TRUE(alone[0]->Truncate(5).ok());
+  auto after = batched[0]->Forward({77});
+  auto after_alone = alone[0]->Forward({77});
+  ASSERT_TRUE(after.ok() && after_alone.ok());
+  EXPECT_LT(MaxDiffRows(*after, 0, *after_alone, 0), 1e-4);
+}
+
+TEST_P(ForwardBatchTest, ABadItemFailsAloneAndLeavesItsSequenceUnchanged) {
+  auto model = LoadOrDie(*dir_);
+  ASSERT_NE(model, nullptr);
+  std::shared_ptr<const ModelView> view = model->FullView();
+  if (GetParam()) {
+    auto paged = model->View(LayerPlan{}, *ParseKvCacheConfig("full"));
+    ASSERT_TRUE(paged.ok());
+    view = *paged;
+  }
+  auto good = view->NewSequence();
+  auto bad = view->NewSequence();
+  auto other_view = model->View(LayerPlan{{0}, {}, 0});
+  ASSERT_TRUE(other_view.ok()) << other_view.status();
+  auto foreign = (*other_view)->NewSequence();
+  const std::vector<int32_t> ok_tokens = {1, 2, 3};
+  const std::vector<int32_t> bad_tokens = {4, 300};  // 300 is outside the 300-token vocabulary
+  std::vector<absl::StatusOr<Logits>> results = Sequence::ForwardBatch(
+      {{good.get(), ok_tokens, LogitsWanted::kAll}, {bad.get(), bad_tokens, LogitsWanted::kAll},
+       {good.get(), ok_tokens, LogitsWanted::kAll}, {foreign.get(), ok_tokens, LogitsWanted::kAll}});
+  ASSERT_EQ(results.size(), 4u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  EXPECT_EQ(results[0]->rows, 3);
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(results[1].status().message(), HasSubstr("outside the vocabulary"));
+  EXPECT_THAT(results[2].status().message(), HasSubstr("twice"));
+  EXPECT_THAT(results[3].status().message(), HasSubstr("one view"));
+  EXPECT_EQ(good->length(), 3);
+  EXPECT_EQ(bad->length(), 0);
+  EXPECT_EQ(foreign->length(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Caches, ForwardBatchTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("paged") : std::string("contiguous");
+                         });
+
+}  // namespace
+}  // namespace specdec

@@ -12,6 +12,11 @@ ABSL_FLAG(std::string, cpus, "",
           "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
+ABSL_FLAG(int, max_batch_tokens, 512,
+          "batch concurrent sessions' forward passes, at most this many tokens a pass "
+          "(0: no batching)");
+ABSL_FLAG(int, batch_wait_us, 300,
+          "a batched pass waits up to this long for the sessions it expects");
 // Fault injection for tests/reliability; not for production use.
 ABSL_FLAG(int, debug_delay_ms, 0,
           "TEST ONLY: sleep this long before each proposed token (draft) or verification "
@@ -28,6 +33,8 @@ void ReadModelServiceFlags(ModelServiceOptions* options) {
   options->shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   options->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
+  options->max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options->batch_wait_us = absl::GetFlag(FLAGS_batch_wait_us);
 }
 
 }  // namespace specdec

@@ -15,6 +15,10 @@ struct ModelServiceOptions {
   std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   int shutdown_grace_ms = 5000;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
+  // Cross-session batching (common/batching): rows of one forward pass; 0: every session runs
+  // its own passes.
+  int max_batch_tokens = 512;
+  int batch_wait_us = 300;  // how long a pass waits for the sessions it expects
   // Test only (fault injection, tests/reliability): sleep this long before each proposed token
   // (draft) or each verification (verifier).
   int debug_delay_ms = 0;

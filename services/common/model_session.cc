@@ -7,8 +7,9 @@
 namespace specdec {
 
 ModelSession::ModelSession(std::shared_ptr<const ModelView> view,
-                           std::shared_ptr<SessionSlot> slot, SessionRegistry* registry)
-    : view_(std::move(view)), slot_(std::move(slot)), registry_(registry) {}
+                           std::shared_ptr<SessionSlot> slot, SessionRegistry* registry,
+                           ForwardBatcher* batcher)
+    : view_(std::move(view)), slot_(std::move(slot)), registry_(registry), batcher_(batcher) {}
 
 absl::Status ModelSession::Prefill(const v1::TokenSpan& span, const SamplingParams& params) {
   if (span.start_position() != 0) {
@@ -70,7 +71,9 @@ std::optional<v1::SessionLost> ModelSession::Rewind(int64_t start_position) {
 absl::StatusOr<Logits> ModelSession::Forward(absl::Span<const int32_t> tokens,
                                              LogitsWanted wanted) {
   if (sequence_ == nullptr) return absl::FailedPreconditionError("the session has no cache");
-  ASSIGN_OR_RETURN(Logits logits, sequence_->Forward(tokens, wanted));
+  ASSIGN_OR_RETURN(Logits logits, batcher_ != nullptr
+                                      ? batcher_->Forward(sequence_.get(), tokens, wanted)
+                                      : sequence_->Forward(tokens, wanted));
   slot_->cache_bytes = sequence_->cache_bytes();
   registry_->AddTokens(static_cast<int64_t>(tokens.size()));
   return logits;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/batching/forward_batcher.h"
 #include "common/model/model.h"
 #include "common/sampling/sampling.h"
 #include "services/common/session_registry.h"
@@ -19,8 +20,9 @@ namespace specdec {
 
 class ModelSession {
  public:
+  // `batcher` (nullable): forward passes run batched with other sessions' through it.
   ModelSession(std::shared_ptr<const ModelView> view, std::shared_ptr<SessionSlot> slot,
-               SessionRegistry* registry);
+               SessionRegistry* registry, ForwardBatcher* batcher = nullptr);
 
   // A fresh cache holding span.tokens (span.start_position must be 0).
   absl::Status Prefill(const v1::TokenSpan& span, const SamplingParams& params);
@@ -38,6 +40,7 @@ class ModelSession {
   std::shared_ptr<const ModelView> view_;
   std::shared_ptr<SessionSlot> slot_;
   SessionRegistry* registry_;
+  ForwardBatcher* batcher_;
   std::unique_ptr<Sequence> sequence_;  // null until prefilled, and after an eviction
   SamplingParams sampling_;
 };

@@ -1,6 +1,7 @@
 // GetInfo answers (see service_info.h).
 #include "services/common/service_info.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "services/common/proto_convert.h"
@@ -35,6 +36,22 @@ ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
   s.sessions_evicted = stats.sessions_evicted();
   s.tokens_processed = stats.tokens_processed();
   return s;
+}
+
+std::unique_ptr<ForwardBatcher> MakeBatcher(const ModelServiceOptions& options) {
+  if (options.max_batch_tokens <= 0) return nullptr;
+  ForwardBatcher::Options batching;
+  batching.max_rows = options.max_batch_tokens;
+  batching.max_wait = absl::Microseconds(std::max(0, options.batch_wait_us));
+  return std::make_unique<ForwardBatcher>(batching);
+}
+
+void AddBatchStats(const ForwardBatcher* batcher, v1::GetStatsResponse* stats) {
+  if (batcher == nullptr) return;
+  const ForwardBatcher::Stats batching = batcher->stats();
+  stats->set_batched_passes(batching.passes);
+  stats->set_batched_calls(batching.calls);
+  stats->set_largest_batch(batching.largest);
 }
 
 }  // namespace specdec

@@ -115,7 +115,7 @@ grpc::Status DraftServiceImpl::Session(
         break;
       }
       id = request.session_id();
-      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_);
+      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
       SPECDEC_LOG(Debug) << "draft session " << id << " opened";
     } else if (request.session_id() != id) {
       status = absl::InvalidArgumentError(
@@ -170,9 +170,15 @@ grpc::Status DraftServiceImpl::Session(
   return ToGrpcStatus(status);
 }
 
+v1::GetStatsResponse DraftServiceImpl::Stats() const {
+  v1::GetStatsResponse stats = registry_.Stats();
+  AddBatchStats(batcher_.get(), &stats);
+  return stats;
+}
+
 grpc::Status DraftServiceImpl::GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
                                         v1::GetStatsResponse* response) {
-  *response = registry_.Stats();
+  *response = Stats();
   return grpc::Status::OK;
 }
 
@@ -205,6 +211,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
   DraftServiceImpl service(model, view, config.draft_top_k);
+  service.set_batcher(MakeBatcher(config));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
                          << " (test only: every proposed token is delayed)";

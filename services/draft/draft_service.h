@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/batching/forward_batcher.h"
 #include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
 #include "services/common/model_service_options.h"
@@ -40,7 +41,9 @@ class DraftServiceImpl final : public v1::Draft::Service {
   grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
                             v1::EvictSessionResponse* response) override;
 
-  v1::GetStatsResponse Stats() const { return registry_.Stats(); }
+  v1::GetStatsResponse Stats() const;
+  // Sessions' forward passes run batched through `batcher` (null: each on its own).
+  void set_batcher(std::unique_ptr<ForwardBatcher> batcher) { batcher_ = std::move(batcher); }
   // Step latencies go to `metrics` (outlives the service); null: not measured.
   void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
   // Test only (--debug_delay_ms): sleep this long before each proposed token.
@@ -53,6 +56,7 @@ class DraftServiceImpl final : public v1::Draft::Service {
   std::shared_ptr<const ModelView> view_;
   int32_t max_support_;
   SessionRegistry registry_;
+  std::unique_ptr<ForwardBatcher> batcher_;
 };
 
 // Loads the model and plan, serves until SIGTERM/SIGINT.

@@ -121,7 +121,7 @@ grpc::Status VerifierServiceImpl::Session(
         break;
       }
       id = request.session_id();
-      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_);
+      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
       SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
     } else if (request.session_id() != id) {
       status = absl::InvalidArgumentError(
@@ -174,9 +174,15 @@ grpc::Status VerifierServiceImpl::Session(
   return ToGrpcStatus(status);
 }
 
+v1::GetStatsResponse VerifierServiceImpl::Stats() const {
+  v1::GetStatsResponse stats = registry_.Stats();
+  AddBatchStats(batcher_.get(), &stats);
+  return stats;
+}
+
 grpc::Status VerifierServiceImpl::GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
                                            v1::GetStatsResponse* response) {
-  *response = registry_.Stats();
+  *response = Stats();
   return grpc::Status::OK;
 }
 
@@ -208,6 +214,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
   VerifierServiceImpl service(model, view);
+  service.set_batcher(MakeBatcher(config));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms
                          << " (test only: every verification is delayed)";

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/batching/forward_batcher.h"
 #include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
 #include "services/common/model_service_options.h"
@@ -39,7 +40,9 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   grpc::Status EvictSession(grpc::ServerContext* context, const v1::EvictSessionRequest* request,
                             v1::EvictSessionResponse* response) override;
 
-  v1::GetStatsResponse Stats() const { return registry_.Stats(); }
+  v1::GetStatsResponse Stats() const;
+  // Sessions' forward passes run batched through `batcher` (null: each on its own).
+  void set_batcher(std::unique_ptr<ForwardBatcher> batcher) { batcher_ = std::move(batcher); }
   // Step latencies go to `metrics` (outlives the service); null: not measured.
   void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
   void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
@@ -50,6 +53,7 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;
   SessionRegistry registry_;
+  std::unique_ptr<ForwardBatcher> batcher_;
 };
 
 // Loads the model, serves until SIGTERM/SIGINT.

@@ -320,6 +320,34 @@ TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
   }
 }
 
+// Concurrent sessions share the services' forward passes (cross-session batching) and each
+// still gets exactly its own greedy output.
+TEST_F(PipelineTest, ConcurrentSessionsAreBatchedAndEachEqualsPlainDecoding) {
+  const v1::GetStatsResponse verifier_before = VerifierStats(verifier_->address());
+  const v1::GetStatsResponse draft_before = DraftStats(draft_->address());
+  std::vector<GenerateResult> results(kPrompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = Generate(gateway_->address(), GreedyRequest(kPrompts[i], 32, 3));
+    });
+  }
+  for (auto& client : clients) client.join();
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_EQ(results[i].ids, Plain(kPrompts[i], 32)) << "prompt " << i;
+  }
+  const v1::GetStatsResponse verifier = VerifierStats(verifier_->address());
+  const v1::GetStatsResponse draft = DraftStats(draft_->address());
+  // Fewer passes than calls: some passes served several sessions.
+  EXPECT_LT(verifier.batched_passes() - verifier_before.batched_passes(),
+            verifier.batched_calls() - verifier_before.batched_calls());
+  EXPECT_LT(draft.batched_passes() - draft_before.batched_passes(),
+            draft.batched_calls() - draft_before.batched_calls());
+  EXPECT_GE(verifier.largest_batch(), 2);
+  EXPECT_GE(draft.largest_batch(), 2);
+}
+
 TEST_F(PipelineTest, GreedyWithAdaptiveKEqualsPlainDecoding) {
   for (const auto& prompt : kPrompts) {
     GenerateResult result = Generate(gateway_->address(), GreedyRequest(prompt, 32, 6, true));
