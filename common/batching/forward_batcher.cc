@@ -16,7 +16,7 @@ absl::StatusOr<Logits> ForwardBatcher::Forward(Sequence* sequence,
   queued_rows_ += static_cast<int64_t>(tokens.size());
   while (true) {
     auto ready = [this, &call]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return call.done || !leading_;
+      return call.done || (!call.taken && leaders_ < std::max(1, options_.max_passes));
     };
     mu_.Await(absl::Condition(&ready));
     if (call.done) return std::move(call.result);
@@ -25,7 +25,7 @@ absl::StatusOr<Logits> ForwardBatcher::Forward(Sequence* sequence,
 }
 
 void ForwardBatcher::LeadOnePass() {
-  leading_ = true;
+  ++leaders_;
   // Wait briefly for the calls the last pass had (sessions that run in step), never for more
   // rows than a pass takes.
   if (options_.max_wait > absl::ZeroDuration()) {
@@ -41,6 +41,7 @@ void ForwardBatcher::LeadOnePass() {
     const int64_t n = static_cast<int64_t>(queue_.front()->item.tokens.size());
     if (!pass.empty() && rows + n > options_.max_rows) break;
     rows += n;
+    queue_.front()->taken = true;
     pass.push_back(queue_.front());
     queue_.pop_front();
   }
@@ -62,7 +63,7 @@ void ForwardBatcher::LeadOnePass() {
   stats_.calls += static_cast<int64_t>(pass.size());
   stats_.rows += rows;
   stats_.largest = std::max(stats_.largest, static_cast<int64_t>(pass.size()));
-  leading_ = false;
+  --leaders_;
 }
 
 ForwardBatcher::Stats ForwardBatcher::stats() const {

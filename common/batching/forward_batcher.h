@@ -3,10 +3,12 @@
 // at the same time as one Sequence::ForwardBatch. On a CPU a small model's pass is bound by
 // reading the weights, so N sessions in one pass cost far less than N passes.
 //
-// No batcher thread: the first waiting caller runs the pass for everyone queued (leader), the
-// others sleep until their result is in, and a lone session runs its pass on its own thread with
-// no hand-off. Before a pass the leader waits, up to max_wait, for as many calls as the previous
-// pass had, so sessions that run in step stay batched; a session that went quiet costs one wait.
+// No batcher thread: a waiting caller runs the pass for everyone queued (leader), the others
+// sleep until their result is in, and a lone session runs its pass on its own thread with no
+// hand-off. Up to max_passes passes run at once (one per core the service may use: a pass with
+// one compute thread would otherwise leave the other cores idle at low concurrency). Before a
+// pass the leader waits, up to max_wait, for as many calls as the previous pass had, so
+// sessions that run in step stay batched; a session that went quiet costs one wait.
 #ifndef SPECDEC_COMMON_BATCHING_FORWARD_BATCHER_H_
 #define SPECDEC_COMMON_BATCHING_FORWARD_BATCHER_H_
 
@@ -31,6 +33,8 @@ class ForwardBatcher {
     absl::Duration max_wait = absl::Microseconds(300);
     // Calls the first pass waits for (later passes expect as many as the pass before them).
     int64_t first_pass_calls = 1;
+    // Passes that may run at the same time.
+    int max_passes = 1;
   };
   struct Stats {
     int64_t passes = 0;    // batched passes run
@@ -55,6 +59,7 @@ class ForwardBatcher {
   struct Call {
     Sequence::BatchItem item;
     absl::StatusOr<Logits> result = absl::UnknownError("not run");
+    bool taken = false;  // in a pass
     bool done = false;
   };
   // Runs one pass as the leader; called and returns with mu_ held.
@@ -64,7 +69,7 @@ class ForwardBatcher {
   mutable absl::Mutex mu_;
   std::deque<Call*> queue_ ABSL_GUARDED_BY(mu_);
   int64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
-  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  int leaders_ ABSL_GUARDED_BY(mu_) = 0;  // passes running
   int64_t last_pass_calls_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -76,6 +76,45 @@ TEST(ForwardBatcherTest, SessionsInStepShareEveryPassAndGetTheirOwnLogits) {
   EXPECT_EQ(stats.rows, kSteps * (1 + 2 + 3 + 4));
 }
 
+// With two passes allowed at once (one per core), many sessions still each get their own
+// logits and every call is served exactly once.
+TEST(ForwardBatcherTest, ParallelPassesKeepEverySessionsLogits) {
+  std::shared_ptr<Model> model = TinyModel();
+  ASSERT_NE(model, nullptr);
+  std::shared_ptr<const ModelView> view = model->FullView();
+  constexpr int kSessions = 6, kSteps = 10;
+  ForwardBatcher::Options options;
+  options.max_passes = 2;
+  ForwardBatcher batcher(options);
+  std::vector<double> worst(kSessions, 0);
+  std::vector<int> failures(kSessions, 0);
+  std::vector<std::thread> threads;
+  for (int s = 0; s < kSessions; ++s) {
+    threads.emplace_back([&, s] {
+      std::unique_ptr<Sequence> batched = view->NewSequence();
+      std::unique_ptr<Sequence> alone = view->NewSequence();
+      for (int step = 0; step < kSteps; ++step) {
+        std::vector<int32_t> tokens(1 + (s + step) % 3, static_cast<int32_t>((11 * s + step) % 300));
+        auto got = batcher.Forward(batched.get(), tokens, LogitsWanted::kAll);
+        auto want = alone->Forward(tokens, LogitsWanted::kAll);
+        if (!got.ok() || !want.ok() || got->rows != want->rows) {
+          ++failures[s];
+          continue;
+        }
+        worst[s] = std::max(worst[s], MaxDiff(*got, *want));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int s = 0; s < kSessions; ++s) {
+    EXPECT_EQ(failures[s], 0) << "session " << s;
+    EXPECT_LT(worst[s], 1e-4) << "session " << s;
+  }
+  const ForwardBatcher::Stats stats = batcher.stats();
+  EXPECT_EQ(stats.calls, kSessions * kSteps);
+  EXPECT_LE(stats.passes, stats.calls);
+}
+
 // A pass never exceeds max_rows (a bigger call runs alone), and errors stay with their call.
 TEST(ForwardBatcherTest, RowLimitAndErrorsArePerCall) {
   std::shared_ptr<Model> model = TinyModel();

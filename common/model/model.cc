@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/kv_cache/paged_kv_cache.h"
+#include "common/model/int8_linear.h"
 #include "common/model/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -32,6 +33,8 @@ struct ViewLayer {
   const LayerWeights* base = nullptr;
   torch::Tensor qkv_w, qkv_b, dense_w;  // possibly head-sliced
   int64_t num_heads = 0;                // heads computed by this view
+  // dtype int8: the layer's linear weights packed for the int8 kernel (empty otherwise).
+  Int8Linear qkv_q, dense_q, fc_in_q, fc_out_q;
 };
 
 struct ModelView::Impl {
@@ -39,6 +42,7 @@ struct ModelView::Impl {
   LayerPlan plan;
   std::vector<ViewLayer> layers;
   torch::Tensor head_w;  // [cols, hidden]
+  Int8Linear head_q;     // dtype int8
   std::shared_ptr<const std::vector<int32_t>> vocab_ids;
   int64_t cols = 0;
   std::shared_ptr<KvStore> kv_store;  // null: contiguous caches
@@ -62,7 +66,9 @@ absl::Status TorchError(const c10::Error& e, absl::string_view what) {
 // x @ w^T + b. A single row goes through matrix-vector BLAS (addmv/mv): for one decode token
 // it is 2-5x faster than the matrix-matrix path torch::linear takes (measured on this CPU,
 // docs/benchmarks/decode.md), and decoding is one row per step.
-torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {},
+                     const Int8Linear* int8 = nullptr) {
+  if (int8 != nullptr && !int8->empty()) return int8->Apply(x);
   if (x.dim() == 2 && x.size(0) == 1) {
     torch::Tensor row = x.select(0, 0);
     torch::Tensor y = b.defined() ? torch::addmv(b, w, row) : torch::mv(w, row);
@@ -182,7 +188,7 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   const ModelConfig& c = m.config;
   const LayerWeights& w = *layer.base;
   torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
-  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b);  // [rows, heads * 3 * hd]
+  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b, &layer.qkv_q);  // [rows, heads * 3 * hd]
   torch::Tensor attn;
   if (pass.size() == 1) {
     attn = Attend(m, layer, qkv, pass[0], layer_slot, stats);
@@ -195,11 +201,11 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
     }
     attn = torch::cat(parts, 0);
   }
-  torch::Tensor attn_out = Linear(attn, layer.dense_w, w.dense_b);
+  torch::Tensor attn_out = Linear(attn, layer.dense_w, w.dense_b, &layer.dense_q);
   auto mlp = [&](const torch::Tensor& h) {
     torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
-    return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act),
-                         w.fc_out_w, w.fc_out_b);
+    return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b, &layer.fc_in_q), c.hidden_act),
+                  w.fc_out_w, w.fc_out_b, &layer.fc_out_q);
   };
   if (c.use_parallel_residual) return x + attn_out + mlp(x);
   torch::Tensor h = x + attn_out;
@@ -250,7 +256,7 @@ static torch::Tensor RunForward(const ModelView::Impl& view, std::vector<PassRow
   x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
                         m.config.layer_norm_eps);
   if (record) record->push_back(x);
-  return Linear(x, view.head_w);
+  return Linear(x, view.head_w, {}, &view.head_q);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +322,21 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
     } else {
       view->head_w = impl_->embed_out;
       view->cols = c.vocab_size;
+    }
+    if (impl_->int8_weights) {
+      // Packed per view (a view's head-sliced projections and vocabulary-cut head are its
+      // own), and only matrices big enough for int8 to pay (PaysInInt8).
+      auto pack = [](const torch::Tensor& w, const torch::Tensor& b) {
+        return PaysInInt8(w.size(0), w.size(1)) ? PackInt8Linear(w, b) : Int8Linear{};
+      };
+      for (ViewLayer& layer : view->layers) {
+        const LayerWeights& w = *layer.base;
+        layer.qkv_q = pack(layer.qkv_w, layer.qkv_b);
+        layer.dense_q = pack(layer.dense_w, w.dense_b);
+        layer.fc_in_q = pack(w.fc_in_w, w.fc_in_b);
+        layer.fc_out_q = pack(w.fc_out_w, w.fc_out_b);
+      }
+      view->head_q = pack(view->head_w, {});
     }
   } catch (const c10::Error& e) {
     return TorchError(e, "building the model view");

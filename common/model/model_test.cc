@@ -246,7 +246,7 @@ TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
   EXPECT_THAT(std::string(f16.status().message()), HasSubstr("f16 is not supported on the CPU"));
   auto f64 = Model::Load(*dir_, LoadOptions{"cpu", "f64"});
   EXPECT_EQ(f64.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(f64.status().message()), HasSubstr("must be f32, f16 or bf16"));
+  EXPECT_THAT(std::string(f64.status().message()), HasSubstr("must be f32, f16, bf16 or int8"));
 
   auto bf16 = LoadOrDie(*dir_, "bf16");
   auto f32 = LoadOrDie(*dir_);
@@ -261,6 +261,44 @@ TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
     worst = std::max(worst, static_cast<double>(std::abs(low->values[i] - full->values[i])));
   }
   EXPECT_LT(worst, 0.25) << "bf16 keeps 8 bits of mantissa";
+}
+
+// dtype int8: the matrices big enough to gain (here the LM head) run on int8 weights; logits
+// stay within quantization error of f32, and a draft view of it works like any other.
+TEST(ModelInt8Test, Int8WeightsStayCloseToF32) {
+  ModelConfig config = SmallConfig();
+  config.hidden_size = 128;
+  config.intermediate_size = 512;
+  config.vocab_size = 40000;  // a 40000 x 128 head: big enough for int8 (PaysInInt8)
+  const std::string dir = TempDir("int8");
+  ASSERT_TRUE(WriteRandomCheckpoint(config, CheckpointOptions{5, "f32", 1, ""}, dir).ok());
+  auto int8 = LoadOrDie(dir, "int8");
+  auto f32 = LoadOrDie(dir);
+  std::filesystem::remove_all(dir);
+  ASSERT_NE(int8, nullptr);
+  EXPECT_EQ(int8->dtype(), "int8");
+  absl::StatusOr<Logits> low = int8->FullView()->NewSequence()->Forward(kTokens);
+  absl::StatusOr<Logits> full = f32->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(low.ok()) << low.status();
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_EQ(low->values.size(), full->values.size());
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < low->values.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(low->values[i]));
+    worst = std::max(worst, static_cast<double>(std::abs(low->values[i] - full->values[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(full->values[i])));
+  }
+  EXPECT_GT(worst, 0) << "int8 weights should not give f32's logits bit for bit";
+  EXPECT_LT(worst, 0.05 * scale) << "int8 keeps ~1% of each weight row's range";
+
+  LayerPlan plan;
+  plan.layers = {0};
+  plan.vocab_size = 100;
+  auto view = int8->View(plan);
+  ASSERT_TRUE(view.ok()) << view.status();
+  absl::StatusOr<Logits> draft = (*view)->NewSequence()->Forward(kTokens, LogitsWanted::kLast);
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  EXPECT_EQ(draft->cols, 100);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
+#include "common/model/int8_linear.h"
 #include "common/safetensors/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -131,7 +132,10 @@ absl::StatusOr<std::pair<torch::ScalarType, std::string>> ResolveDType(const std
   if (dtype == "f32" || dtype == "float32") return std::make_pair(torch::kFloat, std::string("f32"));
   if (dtype == "f16" || dtype == "float16") return std::make_pair(torch::kHalf, std::string("f16"));
   if (dtype == "bf16" || dtype == "bfloat16") return std::make_pair(torch::kBFloat16, std::string("bf16"));
-  return absl::InvalidArgumentError(absl::StrCat("dtype \"", dtype, "\" must be f32, f16 or bf16"));
+  // int8: weights of the linear layers quantized (int8_linear.h), everything else in f32.
+  if (dtype == "int8") return std::make_pair(torch::kFloat, std::string("int8"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype \"", dtype, "\" must be f32, f16, bf16 or int8"));
 }
 
 // vocab_rank.json: a JSON list of token ids, most frequent first. Ids that are missing are
@@ -181,6 +185,14 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
         "compute dtype f16 is not supported on the CPU (libtorch has no Half LayerNorm kernel "
         "there); use f32 (fastest on CPU) or bf16, or f16 with --device cuda. F16 checkpoints "
         "load fine in any compute dtype");
+  }
+  if (impl->dtype_name == "int8") {
+    if (!impl->device.is_cpu()) {
+      return absl::InvalidArgumentError(
+          "dtype int8 runs on the CPU (oneDNN's int8 kernels); on a GPU use f16 or bf16");
+    }
+    RETURN_IF_ERROR(EnableInt8Linear());
+    impl->int8_weights = true;
   }
   const ModelConfig& c = impl->config;
   ASSIGN_OR_RETURN(auto files, OpenWeightFiles(model_dir));

@@ -29,6 +29,7 @@ struct Model::Impl {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat;
   std::string dtype_name = "f32";
+  bool int8_weights = false;  // dtype int8: views pack their linear layers (int8_linear.h)
   torch::Tensor embed_in;                // [vocab, hidden]
   std::vector<LayerWeights> layers;
   torch::Tensor final_ln_w, final_ln_b;  // [hidden]

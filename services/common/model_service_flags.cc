@@ -6,7 +6,8 @@
 
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
-ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
+ABSL_FLAG(std::string, dtype, "f32",
+          "compute dtype: f32, f16, bf16, or int8 (int8 weights in the linear layers, CPU)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpus CPU)");
 ABSL_FLAG(std::string, cpus, "",
           "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
@@ -17,6 +18,9 @@ ABSL_FLAG(int, max_batch_tokens, 512,
           "(0: no batching)");
 ABSL_FLAG(int, batch_wait_us, 300,
           "a batched pass waits up to this long for the sessions it expects");
+ABSL_FLAG(int, batch_passes, 0,
+          "batched passes that may run at once (0: usable cores / --threads on a CPU, 1 on a "
+          "GPU)");
 // Fault injection for tests/reliability; not for production use.
 ABSL_FLAG(int, debug_delay_ms, 0,
           "TEST ONLY: sleep this long before each proposed token (draft) or verification "
@@ -35,6 +39,7 @@ void ReadModelServiceFlags(ModelServiceOptions* options) {
   options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
   options->max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options->batch_wait_us = absl::GetFlag(FLAGS_batch_wait_us);
+  options->batch_passes = absl::GetFlag(FLAGS_batch_passes);
 }
 
 }  // namespace specdec

@@ -19,6 +19,7 @@ struct ModelServiceOptions {
   // its own passes.
   int max_batch_tokens = 512;
   int batch_wait_us = 300;  // how long a pass waits for the sessions it expects
+  int batch_passes = 0;     // passes at once; 0: one per usable core / compute threads (CPU), 1 (GPU)
   // Test only (fault injection, tests/reliability): sleep this long before each proposed token
   // (draft) or each verification (verifier).
   int debug_delay_ms = 0;

@@ -1,6 +1,8 @@
 // GetInfo answers (see service_info.h).
 #include "services/common/service_info.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -38,11 +40,22 @@ ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
   return s;
 }
 
-std::unique_ptr<ForwardBatcher> MakeBatcher(const ModelServiceOptions& options) {
+std::unique_ptr<ForwardBatcher> MakeBatcher(const ModelServiceOptions& options,
+                                            const std::string& device) {
   if (options.max_batch_tokens <= 0) return nullptr;
   ForwardBatcher::Options batching;
   batching.max_rows = options.max_batch_tokens;
   batching.max_wait = absl::Microseconds(std::max(0, options.batch_wait_us));
+  batching.max_passes = options.batch_passes;
+  if (batching.max_passes <= 0) {
+    // A CPU pass uses --threads cores (0 means one here: the services' default on small
+    // machines); more passes at once keep the other usable cores busy. A GPU runs one at a time.
+    cpu_set_t usable;
+    const int cores = sched_getaffinity(0, sizeof(usable), &usable) == 0 ? CPU_COUNT(&usable) : 1;
+    batching.max_passes = device.rfind("cuda", 0) == 0
+                              ? 1
+                              : std::max(1, cores / std::max(1, options.threads));
+  }
   return std::make_unique<ForwardBatcher>(batching);
 }
 

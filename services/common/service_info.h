@@ -18,8 +18,10 @@ namespace specdec {
 v1::ServiceInfoResponse MakeServiceInfo(const Model& model, const ModelView& view,
                                         const std::string& kv_policy, int32_t max_support);
 
-// A batcher for the service's sessions per --max_batch_tokens / --batch_wait_us (null: off).
-std::unique_ptr<ForwardBatcher> MakeBatcher(const ModelServiceOptions& options);
+// A batcher for the service's sessions per --max_batch_tokens / --batch_wait_us /
+// --batch_passes (null: off); `device` is the model's ("cpu", "cuda:0").
+std::unique_ptr<ForwardBatcher> MakeBatcher(const ModelServiceOptions& options,
+                                            const std::string& device);
 // Adds `batcher`'s counters (nullable) to GetStats.
 void AddBatchStats(const ForwardBatcher* batcher, v1::GetStatsResponse* stats);
 

@@ -211,7 +211,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
   DraftServiceImpl service(model, view, config.draft_top_k);
-  service.set_batcher(MakeBatcher(config));
+  service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
                          << " (test only: every proposed token is delayed)";

@@ -214,7 +214,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
   VerifierServiceImpl service(model, view);
-  service.set_batcher(MakeBatcher(config));
+  service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms
                          << " (test only: every verification is delayed)";

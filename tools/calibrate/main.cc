@@ -29,7 +29,8 @@ ABSL_FLAG(std::string, vocab_cuts, "0,8192,4096,2048", "LM head cuts to try (0: 
 ABSL_FLAG(bool, probe_heads, true, "probe attention heads and try plans that mask dead ones");
 ABSL_FLAG(int, cost_repeats, 15, "timed repeats per plan (medians are used)");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
-ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
+ABSL_FLAG(std::string, dtype, "f32",
+          "compute dtype: f32, f16, bf16, or int8 (int8 weights in the linear layers, CPU)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 
 namespace specdec {

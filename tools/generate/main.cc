@@ -29,11 +29,15 @@ ABSL_FLAG(bool, json, false, "print {\"ids\", \"text\", \"rounds\", ...} instead
 ABSL_FLAG(bool, speculate, false, "speculative decoding with a draft view of the same model");
 ABSL_FLAG(std::string, draft_layers, "", "draft layers to run, e.g. 0,1,4,5 (empty: all)");
 ABSL_FLAG(std::string, draft_plan, "", "draft LayerPlan JSON (from specdec-calibrate)");
+ABSL_FLAG(std::string, draft_dtype, "",
+          "dtype of the draft when it differs from --dtype (e.g. int8; the checkpoint is then "
+          "loaded twice)");
 ABSL_FLAG(int64_t, draft_vocab, 0, "draft LM head scores the N most frequent ids (0: all)");
 ABSL_FLAG(int, k, 4, "draft tokens per round");
 ABSL_FLAG(bool, adaptive_k, false, "pick K per round from measured acceptance and cost");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
-ABSL_FLAG(std::string, dtype, "f32", "compute dtype: f32, f16 or bf16");
+ABSL_FLAG(std::string, dtype, "f32",
+          "compute dtype: f32, f16, bf16, or int8 (int8 weights in the linear layers, CPU)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 
 namespace specdec {
@@ -94,7 +98,15 @@ int Main() {
     auto plan = LayerPlanFromFlags(absl::GetFlag(FLAGS_draft_layers), absl::GetFlag(FLAGS_draft_plan),
                                    absl::GetFlag(FLAGS_draft_vocab));
     if (!plan.ok()) return Fail(plan.status());
-    auto draft = (*model)->View(*plan);
+    std::shared_ptr<Model> draft_model = *model;
+    const std::string draft_dtype = absl::GetFlag(FLAGS_draft_dtype);
+    if (!draft_dtype.empty() && draft_dtype != absl::GetFlag(FLAGS_dtype)) {
+      auto loaded = Model::Load(absl::GetFlag(FLAGS_model_dir),
+                                LoadOptions{absl::GetFlag(FLAGS_device), draft_dtype});
+      if (!loaded.ok()) return Fail(loaded.status());
+      draft_model = *std::move(loaded);
+    }
+    auto draft = draft_model->View(*plan);
     if (!draft.ok()) return Fail(draft.status());
     options.num_draft_tokens = absl::GetFlag(FLAGS_k);
     options.adaptive = absl::GetFlag(FLAGS_adaptive_k);
