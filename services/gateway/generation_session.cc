@@ -121,6 +121,10 @@ v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) con
 }
 
 void GenerationSession::DropDraft(const std::string& why, bool replica_failed) {
+  // A stream ended by the client's cancellation or deadline (they propagate to the draft call)
+  // says nothing about the replica: blaming it would send the next requests to the verifier
+  // alone for the backoff.
+  if (!CheckClient().ok()) replica_failed = false;
   std::string detail;
   if (draft_ != nullptr) {
     draft_->Close(false, session_id_);

@@ -534,6 +534,13 @@ TEST_F(PipelineTest, CancelledStreamReleasesBothSessions) {
   EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
   EXPECT_GT(DraftStats(draft_->address()).sessions_abandoned(), draft_abandoned);
   EXPECT_GT(VerifierStats(verifier_->address()).sessions_abandoned(), verifier_abandoned);
+  // The cancellation reached the draft's stream too; that must not count against the draft
+  // (the next request would run on the verifier alone for the backoff).
+  GenerateResult next = Generate(gateway_->address(), GreedyRequest({1, 2, 3}, 8, 3));
+  ASSERT_TRUE(next.status.ok()) << next.status.error_message();
+  for (const auto& round : next.rounds) {
+    EXPECT_EQ(round.fallback(), v1::FALLBACK_UNSPECIFIED) << "round " << round.round();
+  }
 }
 
 TEST_F(PipelineTest, DeadlineExceededMidStreamReleasesBothSessions) {
