@@ -8,8 +8,10 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <mutex>
 #include <thread>
 
+#include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,7 @@
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/kv_cache/paged_kv_cache.h"
+#include "common/model/caching_cpu_allocator.h"
 #include "common/model/int8_linear.h"
 #include "common/model/weights.h"
 #include "nlohmann/json.hpp"
@@ -600,6 +603,17 @@ void ConfigureComputeThreads(int threads) {
   if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
     set_blas(threads);
   }
+}
+
+void UseCachingCpuAllocator() {
+  static std::once_flag once;
+  // Priority above libtorch's default registration, so it wins whatever the order.
+  std::call_once(once, [] { c10::SetCPUAllocator(&CachingCpuAllocator::Instance(), 10); });
+}
+
+CpuAllocatorStats GetCpuAllocatorStats() {
+  if (c10::GetCPUAllocator() != &CachingCpuAllocator::Instance()) return {};
+  return CachingCpuAllocator::Instance().stats();
 }
 
 }  // namespace specdec

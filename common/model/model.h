@@ -185,6 +185,19 @@ class Sequence {
   AttentionStats* attention_stats_ = nullptr;
 };
 
+// Makes libtorch allocate CPU tensors from a caching allocator (common/model/
+// caching_cpu_allocator.h): freed blocks are reused, so a steady-state decode loop makes no
+// system allocations for its tensors. Call once at startup, before loading a model; tensors
+// allocated before keep their own allocator.
+void UseCachingCpuAllocator();
+struct CpuAllocatorStats {
+  int64_t system_allocations = 0;  // blocks taken from the system
+  int64_t reused = 0;              // allocations served from freed blocks
+  int64_t cached_bytes = 0;        // freed blocks kept for reuse now
+};
+// Counters of the caching allocator (all zero when it is not in use).
+CpuAllocatorStats GetCpuAllocatorStats();
+
 // Sets libtorch's intra-op threads and OpenBLAS/OpenMP threads so they do not fight.
 // `threads` <= 0 picks the number of physical cores. Call once at startup.
 void ConfigureComputeThreads(int threads);

@@ -202,6 +202,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
   RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "draft"));
   KeepLargeBuffersOnTheHeap();
+  UseCachingCpuAllocator();  // before the model loads: its tensors come from it too
   ASSIGN_OR_RETURN(LayerPlan plan,
                    LayerPlanFromFlags(config.draft_layers, config.draft_plan, config.draft_vocab));
   SPECDEC_LOG(Info) << "draft: loading " << config.model_dir << " on " << config.device;

@@ -205,6 +205,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "verifier"));
   KeepLargeBuffersOnTheHeap();
+  UseCachingCpuAllocator();  // before the model loads: its tensors come from it too
   SPECDEC_LOG(Info) << "verifier: loading " << config.model_dir << " on " << config.device;
   ASSIGN_OR_RETURN(std::shared_ptr<Model> model,
                    Model::Load(config.model_dir, LoadOptions{config.device, config.dtype}));

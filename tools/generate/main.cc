@@ -29,6 +29,9 @@ ABSL_FLAG(bool, json, false, "print {\"ids\", \"text\", \"rounds\", ...} instead
 ABSL_FLAG(bool, speculate, false, "speculative decoding with a draft view of the same model");
 ABSL_FLAG(std::string, draft_layers, "", "draft layers to run, e.g. 0,1,4,5 (empty: all)");
 ABSL_FLAG(std::string, draft_plan, "", "draft LayerPlan JSON (from specdec-calibrate)");
+ABSL_FLAG(bool, caching_allocator, true,
+          "allocate tensors from the caching allocator, as the services do (false: the system "
+          "allocator; for measurements)");
 ABSL_FLAG(std::string, draft_dtype, "",
           "dtype of the draft when it differs from --dtype (e.g. int8; the checkpoint is then "
           "loaded twice)");
@@ -52,6 +55,8 @@ int Main() {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (model_dir.empty()) return Fail(absl::InvalidArgumentError("--model_dir is required"));
   ConfigureComputeThreads(absl::GetFlag(FLAGS_threads));
+  // As the services do, so in-process figures compare fairly.
+  if (absl::GetFlag(FLAGS_caching_allocator)) UseCachingCpuAllocator();
   auto model = Model::Load(model_dir, LoadOptions{absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_dtype)});
   if (!model.ok()) return Fail(model.status());
   std::unique_ptr<Tokenizer> tokenizer;
