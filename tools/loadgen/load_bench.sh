@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Load benchmark: starts a verifier, a draft and a gateway on loopback ports with a random
-# checkpoint, runs specdec-loadgen for each stream count, and prints its reports (tokens/s,
-# TTFT and inter-token latency p50/p99, errors, RSS of each service before/peak/after, sessions
-# left). docs/benchmarks/load.md has the numbers and the soak command.
+# checkpoint (or MODEL_DIR), runs specdec-loadgen for each stream count, and prints its reports
+# (tokens/s, TTFT and inter-token latency p50/p99, errors, RSS of each service before/peak/after,
+# sessions left). docs/benchmarks/load.md has the numbers and the soak command.
 #
 #   tools/loadgen/load_bench.sh [BUILD_DIR] [PRESET]       (env: STREAMS="1 4 16" DURATION=20
 #                                                          MAX_NEW=64 K=4 REPEAT=1 DRAFT_LAYERS=0
-#                                                          TIMEOUT_MS=60000
-#                                                          VERIFIER_CPUS= DRAFT_CPUS=)
+#                                                          DRAFT_VOCAB=0 TIMEOUT_MS=60000
+#                                                          VERIFIER_CPUS= DRAFT_CPUS=
+#                                                          MODEL_DIR=)
+# MODEL_DIR: use that checkpoint instead of writing a random one from PRESET.
 set -euo pipefail
 BUILD=${1:-build}
 PRESET=${2:-pythia-70m}
@@ -18,6 +20,8 @@ K=${K:-4}
 REPEAT=${REPEAT:-1}
 THREADS=${THREADS:-1}
 DRAFT_LAYERS=${DRAFT_LAYERS:-0}
+DRAFT_VOCAB=${DRAFT_VOCAB:-0}
+MODEL_DIR=${MODEL_DIR:-}
 TIMEOUT_MS=${TIMEOUT_MS:-60000}
 VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}  # --cpus of each service; empty: not pinned
 DRAFT_PIN=${DRAFT_CPUS:+--cpus=$DRAFT_CPUS}
@@ -31,27 +35,36 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_serving ADDR PID NAME: fails (with the service's log tail) when it exits or stays unhealthy
 wait_serving() {
   for _ in $(seq 1 600); do
     if "$BUILD/services/client/specdec" health --server "$1" --timeout_ms 500 >/dev/null 2>&1; then return 0; fi
+    kill -0 "$2" 2>/dev/null || break
     sleep 0.1
   done
-  echo "$1 never became SERVING" >&2; return 1
+  echo "load_bench: specdec-$3 ($1) never became SERVING; its log:" >&2
+  tail -n 20 "$WORK/$3.log" >&2; return 1
 }
 
-"$BUILD/tools/make_model/specdec-make-model" --preset "$PRESET" --out "$WORK/model" >/dev/null
+if [ -n "$MODEL_DIR" ]; then
+  MODEL=$MODEL_DIR; WHAT="checkpoint $MODEL_DIR"
+else
+  MODEL=$WORK/model; WHAT="preset $PRESET"
+  "$BUILD/tools/make_model/specdec-make-model" --preset "$PRESET" --out "$MODEL" >/dev/null
+fi
 VP=$(port); DP=$(port); GP=$(port)
-"$BUILD/services/verifier/specdec-verifier" --model_dir "$WORK/model" --device cpu \
+"$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --device cpu \
   --threads "$THREADS" --listen "127.0.0.1:$VP" $VERIFIER_PIN >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
-"$BUILD/services/draft/specdec-draft" --model_dir "$WORK/model" --device cpu --threads "$THREADS" \
-  --draft_layers "$DRAFT_LAYERS" --listen "127.0.0.1:$DP" $DRAFT_PIN >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
-wait_serving "127.0.0.1:$VP"; wait_serving "127.0.0.1:$DP"
-"$BUILD/services/gateway/specdec-gateway" --model_dir "$WORK/model" --verifier "127.0.0.1:$VP" \
+"$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --device cpu --threads "$THREADS" \
+  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" --listen "127.0.0.1:$DP" $DRAFT_PIN \
+  >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
+wait_serving "127.0.0.1:$VP" "$VPID" verifier; wait_serving "127.0.0.1:$DP" "$DPID" draft
+"$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --verifier "127.0.0.1:$VP" \
   --draft "127.0.0.1:$DP" --listen "127.0.0.1:$GP" --max_sessions 256 \
   >"$WORK/gateway.log" 2>&1 & PIDS+=($!); GPID=$!
-wait_serving "127.0.0.1:$GP"
+wait_serving "127.0.0.1:$GP" "$GPID" gateway
 
-echo "# preset $PRESET, $(nproc) cores, --threads $THREADS, K=$K, $MAX_NEW tokens per request, ${DURATION}s per run"
+echo "# $WHAT, $(nproc) cores, --threads $THREADS, K=$K, $MAX_NEW tokens per request, ${DURATION}s per run"
 status=0
 for n in $STREAMS; do
   echo "## $n stream(s)"
