@@ -14,7 +14,7 @@ WORK=$(mktemp -d /tmp/specdec_overlap.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 ALL=$(python3 -c 'import json,sys; print(",".join(map(str, range(json.load(open(sys.argv[1]))["num_hidden_layers"]))))' "$MODEL/config.json")
 i=0
-for draft in "$ALL 0" "$ALL 4096" "0,1,2,3,4 4096" "0,1,2,3 4096" "0,1,2 4096" "0 4096"; do
+for draft in "$ALL 0" "$ALL 4096" "$ALL 256" "0,1,2,3,4 4096" "0,1,2,3 4096" "0,1,2 4096" "0 4096"; do
   set -- $draft
   i=$((i + 1))
   DRAFT_LAYERS=$1 DRAFT_VOCAB=$2 K=$K RUNS=$RUNS TOKENS=$TOKENS JSON_OUT="$WORK/$i.json" \
