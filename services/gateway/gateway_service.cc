@@ -168,6 +168,8 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
+  env.active_sessions = &active_sessions_;
+  env.speculation_max_sessions = config_.speculation_max_sessions;
   env.eos_token_id = static_cast<int32_t>(model_config_.eos_token_id);
   env.max_positions = model_config_.max_position_embeddings;
   const std::string session_id =
@@ -210,6 +212,7 @@ grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfo
   response->set_verifier_timeout_ms(config_.verifier_timeout_ms);
   response->set_max_prompt_bytes(config_.max_prompt_bytes);
   response->set_overlap_rounds(config_.overlap_rounds);
+  response->set_speculation_max_sessions(config_.speculation_max_sessions);
   auto add_replicas = [](const ReplicaSet& set,
                          google::protobuf::RepeatedPtrField<v1::ReplicaStatus>* out) {
     for (const ReplicaState& state : set.States()) {

@@ -30,6 +30,7 @@ struct GatewayConfig {
   std::string model_dir;  // config.json (+ tokenizer.json for text)
   int draft_deadline_ms = 500;      // per round; a later draft is skipped for the round
   bool overlap_rounds = true;       // draft round r+1 while round r is verified
+  int speculation_max_sessions = 0;  // more running streams: rounds without the draft; 0: never
   int max_sessions = 64;            // concurrent Generate streams
   int max_new_tokens_cap = 4096;
   int default_max_new_tokens = 64;  // when a request leaves max_new_tokens at 0

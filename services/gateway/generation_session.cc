@@ -482,8 +482,13 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       finish_reason_ = v1::FINISH_REASON_CONTEXT;
       break;
     }
+    // A saturated gateway stops speculating: the draft's passes would cost the others more
+    // than they save this session (docs/benchmarks/summary.md).
+    const bool busy = speculate && env_.speculation_max_sessions > 0 &&
+                      env_.active_sessions != nullptr &&
+                      env_.active_sessions->load() > env_.speculation_max_sessions;
     // A round commits accepted + 1 tokens: keep K inside the budget and the context.
-    int k = speculate ? std::max(0, policy.NextK()) : 0;
+    int k = speculate && !busy ? std::max(0, policy.NextK()) : 0;
     k = static_cast<int>(std::min<int64_t>({k, remaining - 1, env_.max_positions - length - 1}));
     k = std::max(k, 0);
 
@@ -500,6 +505,8 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       proposals = Propose(round, k);
     } else if (!speculate || env_.drafts == nullptr) {
       proposals.fallback = v1::FALLBACK_NO_DRAFT;
+    } else if (busy) {
+      proposals.fallback = v1::FALLBACK_BUSY;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
     }  // else K was cut to 0 by the token budget or the context: not a fallback

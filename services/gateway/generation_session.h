@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -42,6 +43,10 @@ struct SessionEnvironment {
   const Tokenizer* tokenizer = nullptr;
   int draft_deadline_ms = 500;
   int max_adaptive_draft_tokens = 16;
+  // Generate streams running on the gateway now; above speculation_max_sessions (> 0) rounds
+  // run without the draft (FALLBACK_BUSY).
+  const std::atomic<int>* active_sessions = nullptr;
+  int speculation_max_sessions = 0;
   int32_t eos_token_id = -1;
   int64_t max_positions = 0;
   RequestTrace* trace = nullptr;  // metrics and spans of the rounds; may be null

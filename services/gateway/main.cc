@@ -19,6 +19,9 @@ ABSL_FLAG(int, draft_deadline_ms, 500,
 ABSL_FLAG(bool, overlap_rounds, true,
           "draft round r+1 while round r is verified (requests can opt out with "
           "speculation.sequential); the output is the same either way");
+ABSL_FLAG(int, speculation_max_sessions, 0,
+          "while more Generate streams than this run, rounds decode without the draft "
+          "(speculation trades throughput for latency; 0: always speculate)");
 ABSL_FLAG(int, max_sessions, 64, "concurrent Generate streams (more: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may ask for");
 ABSL_FLAG(int, default_max_new_tokens, 64, "max_new_tokens of requests that leave it at 0");
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   config.draft_deadline_ms = absl::GetFlag(FLAGS_draft_deadline_ms);
   config.overlap_rounds = absl::GetFlag(FLAGS_overlap_rounds);
   config.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  config.speculation_max_sessions = absl::GetFlag(FLAGS_speculation_max_sessions);
   config.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
   config.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
   config.max_adaptive_draft_tokens = absl::GetFlag(FLAGS_max_adaptive_draft_tokens);

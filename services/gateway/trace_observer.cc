@@ -46,6 +46,8 @@ const char* FallbackLabel(v1::Fallback fallback) {
       return "draft_unavailable";
     case v1::FALLBACK_DRAFT_DEADLINE:
       return "draft_deadline";
+    case v1::FALLBACK_BUSY:
+      return "busy";
     default:
       return "none";
   }

@@ -104,6 +104,22 @@ bool WaitNoSessions(const std::string& draft, const std::string& verifier) {
   return false;
 }
 
+// Polls until the gateway holds no Generate stream: a cancelled client sees CANCELLED at once,
+// while the gateway frees the stream's slot only when its handler has noticed and returned.
+bool WaitGatewayIdle(const std::string& gateway) {
+  auto stub =
+      v1::Gateway::NewStub(grpc::CreateChannel(gateway, grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext context;
+    v1::GetInfoResponse info;
+    if (stub->GetInfo(&context, v1::GetInfoRequest(), &info).ok() && info.active_sessions() == 0) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 v1::GenerateRequest GreedyRequest(const std::vector<int32_t>& prompt, int max_new_tokens, int k,
                                   bool adaptive = false) {
   v1::GenerateRequest request;
@@ -321,31 +337,90 @@ TEST_F(PipelineTest, GreedyAndSampledEqualInProcessWithAcceptingDrafts) {
 }
 
 // Concurrent sessions share the services' forward passes (cross-session batching) and each
-// still gets exactly its own greedy output.
+// still gets exactly its own greedy output. Its own draft and verifier with one pass at a time
+// (--batch_passes=1): with the default of one pass per core, two sessions on a 2-core machine
+// may each run alone in parallel and never need to share, so whether a pass is shared would
+// depend on timing; with one pass, any two calls that overlap do share it.
 TEST_F(PipelineTest, ConcurrentSessionsAreBatchedAndEachEqualsPlainDecoding) {
-  const v1::GetStatsResponse verifier_before = VerifierStats(verifier_->address());
-  const v1::GetStatsResponse draft_before = DraftStats(draft_->address());
-  std::vector<GenerateResult> results(kPrompts.size());
+  const std::vector<std::string> common = {"--model_dir=" + *model_dir_, "--device=cpu",
+                                           "--threads=1", "--batch_passes=1"};
+  std::vector<std::string> draft_flags = common;
+  draft_flags.push_back(absl::StrCat("--draft_layers=", kDraftLayers));
+  auto verifier = ServiceProcess::Start(kVerifierBin, common, *dir_ + "/verifier_batch.log");
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  auto draft = ServiceProcess::Start(kDraftBin, draft_flags, *dir_ + "/draft_batch.log");
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + (*verifier)->address(),
+       "--draft=" + (*draft)->address(), "--draft_deadline_ms=10000"},
+      *dir_ + "/gateway_batch.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  constexpr int kStreams = 8;  // every test prompt twice
+  std::vector<GenerateResult> results(kStreams);
   std::vector<std::thread> clients;
-  for (size_t i = 0; i < kPrompts.size(); ++i) {
+  for (int i = 0; i < kStreams; ++i) {
     clients.emplace_back([&, i] {
-      results[i] = Generate(gateway_->address(), GreedyRequest(kPrompts[i], 32, 3));
+      results[i] = Generate((*gateway)->address(),
+                            GreedyRequest(kPrompts[i % kPrompts.size()], 32, 3));
     });
   }
   for (auto& client : clients) client.join();
-  for (size_t i = 0; i < kPrompts.size(); ++i) {
+  for (int i = 0; i < kStreams; ++i) {
     ASSERT_TRUE(results[i].status.ok()) << results[i].status.error_message();
-    EXPECT_EQ(results[i].ids, Plain(kPrompts[i], 32)) << "prompt " << i;
+    EXPECT_EQ(results[i].ids, Plain(kPrompts[i % kPrompts.size()], 32)) << "stream " << i;
   }
-  const v1::GetStatsResponse verifier = VerifierStats(verifier_->address());
-  const v1::GetStatsResponse draft = DraftStats(draft_->address());
+  const v1::GetStatsResponse verifier_stats = VerifierStats((*verifier)->address());
+  const v1::GetStatsResponse draft_stats = DraftStats((*draft)->address());
   // Fewer passes than calls: some passes served several sessions.
-  EXPECT_LT(verifier.batched_passes() - verifier_before.batched_passes(),
-            verifier.batched_calls() - verifier_before.batched_calls());
-  EXPECT_LT(draft.batched_passes() - draft_before.batched_passes(),
-            draft.batched_calls() - draft_before.batched_calls());
-  EXPECT_GE(verifier.largest_batch(), 2);
-  EXPECT_GE(draft.largest_batch(), 2);
+  EXPECT_LT(verifier_stats.batched_passes(), verifier_stats.batched_calls());
+  EXPECT_LT(draft_stats.batched_passes(), draft_stats.batched_calls());
+  EXPECT_GE(verifier_stats.largest_batch(), 2);
+  EXPECT_GE(draft_stats.largest_batch(), 2);
+}
+
+// --speculation_max_sessions: while more streams run, rounds decode without the draft (and say
+// so); the output is the same, and a lone stream speculates again.
+TEST_F(PipelineTest, SpeculationPausesWhileTheGatewayIsBusy) {
+  auto gateway = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + draft_->address(), "--draft_deadline_ms=10000", "--speculation_max_sessions=1"},
+      *dir_ + "/gateway_busy.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  const std::string address = (*gateway)->address();
+  // The second request runs while the first one's stream is open: the first is long (a prompt
+  // whose greedy continuation has no end-of-sequence token for 2000 tokens), and its client
+  // reads nothing while the second runs, then cancels it.
+  std::vector<int32_t> long_prompt;
+  for (const auto& prompt : kPrompts) {
+    if (Plain(prompt, 2000).size() == 2000) {
+      long_prompt = prompt;
+      break;
+    }
+  }
+  ASSERT_FALSE(long_prompt.empty()) << "every test prompt reaches EOS within 2000 tokens";
+  GenerateResult inner;
+  GenerateResult outer = Generate(address, GreedyRequest(long_prompt, 2000, 3),
+                                  [&](int message, grpc::ClientContext* context) {
+                                    if (message == 0) {
+                                      inner = Generate(address, GreedyRequest(kPrompts[1], 16, 3));
+                                      context->TryCancel();
+                                    }
+                                  });
+  EXPECT_EQ(outer.status.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(inner.status.ok()) << inner.status.error_message();
+  EXPECT_EQ(inner.ids, Plain(kPrompts[1], 16));
+  ASSERT_FALSE(inner.rounds.empty());
+  for (const auto& round : inner.rounds) {
+    EXPECT_EQ(round.fallback(), v1::FALLBACK_BUSY) << "round " << round.round();
+    EXPECT_EQ(round.num_draft_tokens(), 0);
+  }
+  EXPECT_EQ(inner.last.usage().drafted_tokens(), 0);
+  GenerateResult alone = Generate(address, GreedyRequest(kPrompts[1], 16, 3));
+  ASSERT_TRUE(alone.status.ok());
+  EXPECT_EQ(alone.ids, inner.ids);
+  EXPECT_GT(alone.last.usage().drafted_tokens(), 0);
 }
 
 TEST_F(PipelineTest, GreedyWithAdaptiveKEqualsPlainDecoding) {
@@ -512,7 +587,8 @@ TEST_F(PipelineTest, TooManySessionsIsResourceExhausted) {
       << second.status.error_message();
   EXPECT_EQ(first.status.error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
-  // The slot is free again.
+  // The slot is free again once the gateway has seen the cancellation.
+  EXPECT_TRUE(WaitGatewayIdle((*gateway)->address()));
   GenerateResult third = Generate((*gateway)->address(), GreedyRequest({1, 2, 3}, 4, 1));
   EXPECT_TRUE(third.status.ok()) << third.status.error_message();
 }
