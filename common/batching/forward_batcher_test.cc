@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,38 @@ double MaxDiff(const Logits& a, const Logits& b) {
   return worst;
 }
 
+// Runs `sessions` threads, each decoding `steps` steps through `batcher` with the tokens
+// `tokens(session, step)` gives, beside a twin sequence that runs the same tokens alone; checks
+// that every call succeeds and that its logits equal the twin's.
+void ExpectEverySessionGetsItsOwnLogits(
+    const ModelView& view, ForwardBatcher& batcher, int sessions, int steps,
+    const std::function<std::vector<int32_t>(int, int)>& tokens) {
+  std::vector<double> worst(sessions, 0);
+  std::vector<int> failures(sessions, 0);
+  std::vector<std::thread> threads;
+  for (int s = 0; s < sessions; ++s) {
+    threads.emplace_back([&, s] {
+      std::unique_ptr<Sequence> batched = view.NewSequence();
+      std::unique_ptr<Sequence> alone = view.NewSequence();
+      for (int step = 0; step < steps; ++step) {
+        const std::vector<int32_t> input = tokens(s, step);
+        auto got = batcher.Forward(batched.get(), input, LogitsWanted::kAll);
+        auto want = alone->Forward(input, LogitsWanted::kAll);
+        if (!got.ok() || !want.ok() || got->rows != want->rows) {
+          ++failures[s];
+          continue;
+        }
+        worst[s] = std::max(worst[s], MaxDiff(*got, *want));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int s = 0; s < sessions; ++s) {
+    EXPECT_EQ(failures[s], 0) << "session " << s;
+    EXPECT_LT(worst[s], 1e-4) << "session " << s;
+  }
+}
+
 // Four sessions decoding in step: every pass carries all four (the batcher waits for them), and
 // every step's logits equal those of the same sequence run alone.
 TEST(ForwardBatcherTest, SessionsInStepShareEveryPassAndGetTheirOwnLogits) {
@@ -43,32 +76,12 @@ TEST(ForwardBatcherTest, SessionsInStepShareEveryPassAndGetTheirOwnLogits) {
   options.max_wait = absl::Seconds(30);  // never reached: the four always come
   options.first_pass_calls = kSessions;
   ForwardBatcher batcher(options);
-  std::vector<double> worst(kSessions, 0);
-  std::vector<int> failures(kSessions, 0);
-  std::vector<std::thread> threads;
-  for (int s = 0; s < kSessions; ++s) {
-    threads.emplace_back([&, s] {
-      std::unique_ptr<Sequence> batched = view->NewSequence();
-      std::unique_ptr<Sequence> alone = view->NewSequence();
-      // Ragged: session s runs s + 1 tokens a step (a verification-sized pass for some).
-      for (int step = 0; step < kSteps; ++step) {
-        std::vector<int32_t> tokens;
-        for (int i = 0; i <= s; ++i) tokens.push_back((7 * s + 3 * step + i) % 300);
-        auto got = batcher.Forward(batched.get(), tokens, LogitsWanted::kAll);
-        auto want = alone->Forward(tokens, LogitsWanted::kAll);
-        if (!got.ok() || !want.ok() || got->rows != want->rows) {
-          ++failures[s];
-          continue;
-        }
-        worst[s] = std::max(worst[s], MaxDiff(*got, *want));
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  for (int s = 0; s < kSessions; ++s) {
-    EXPECT_EQ(failures[s], 0) << "session " << s;
-    EXPECT_LT(worst[s], 1e-4) << "session " << s;
-  }
+  // Ragged: session s runs s + 1 tokens a step (a verification-sized pass for some).
+  ExpectEverySessionGetsItsOwnLogits(*view, batcher, kSessions, kSteps, [](int s, int step) {
+    std::vector<int32_t> tokens;
+    for (int i = 0; i <= s; ++i) tokens.push_back((7 * s + 3 * step + i) % 300);
+    return tokens;
+  });
   const ForwardBatcher::Stats stats = batcher.stats();
   EXPECT_EQ(stats.calls, kSessions * kSteps);
   EXPECT_EQ(stats.passes, kSteps);  // unbatched it would be kSessions * kSteps
@@ -86,30 +99,9 @@ TEST(ForwardBatcherTest, ParallelPassesKeepEverySessionsLogits) {
   ForwardBatcher::Options options;
   options.max_passes = 2;
   ForwardBatcher batcher(options);
-  std::vector<double> worst(kSessions, 0);
-  std::vector<int> failures(kSessions, 0);
-  std::vector<std::thread> threads;
-  for (int s = 0; s < kSessions; ++s) {
-    threads.emplace_back([&, s] {
-      std::unique_ptr<Sequence> batched = view->NewSequence();
-      std::unique_ptr<Sequence> alone = view->NewSequence();
-      for (int step = 0; step < kSteps; ++step) {
-        std::vector<int32_t> tokens(1 + (s + step) % 3, static_cast<int32_t>((11 * s + step) % 300));
-        auto got = batcher.Forward(batched.get(), tokens, LogitsWanted::kAll);
-        auto want = alone->Forward(tokens, LogitsWanted::kAll);
-        if (!got.ok() || !want.ok() || got->rows != want->rows) {
-          ++failures[s];
-          continue;
-        }
-        worst[s] = std::max(worst[s], MaxDiff(*got, *want));
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  for (int s = 0; s < kSessions; ++s) {
-    EXPECT_EQ(failures[s], 0) << "session " << s;
-    EXPECT_LT(worst[s], 1e-4) << "session " << s;
-  }
+  ExpectEverySessionGetsItsOwnLogits(*view, batcher, kSessions, kSteps, [](int s, int step) {
+    return std::vector<int32_t>(1 + (s + step) % 3, static_cast<int32_t>((11 * s + step) % 300));
+  });
   const ForwardBatcher::Stats stats = batcher.stats();
   EXPECT_EQ(stats.calls, kSessions * kSteps);
   EXPECT_LE(stats.passes, stats.calls);

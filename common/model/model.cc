@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <mutex>
@@ -475,16 +476,18 @@ std::vector<absl::StatusOr<Logits>> Sequence::ForwardBatch(absl::Span<const Batc
   std::vector<absl::StatusOr<Logits>> out(items.size(), absl::UnknownError("not run"));
   std::vector<size_t> run;
   std::vector<PassRows> pass;
-  std::vector<int32_t> tokens;
+  int64_t rows_total = 0;
   const ModelView* view = nullptr;
-  std::set<const Sequence*> seen;
   for (size_t i = 0; i < items.size(); ++i) {
     Sequence* sequence = items[i].sequence;
     if (view != nullptr && &sequence->view() != view) {
       out[i] = absl::InvalidArgumentError("a batched forward runs sequences of one view only");
       continue;
     }
-    if (!seen.insert(sequence).second) {
+    // A scan, not a set: batches are small, and a lone Forward (every decode step) comes here.
+    const bool twice = std::any_of(items.begin(), items.begin() + i,
+                                   [&](const BatchItem& earlier) { return earlier.sequence == sequence; });
+    if (twice) {
       out[i] = absl::InvalidArgumentError("a sequence appears twice in one batched forward");
       continue;
     }
@@ -495,15 +498,23 @@ std::vector<absl::StatusOr<Logits>> Sequence::ForwardBatch(absl::Span<const Batc
     view = &sequence->view();
     PassRows rows;
     rows.state = sequence->state_.get();
-    rows.offset = static_cast<int64_t>(tokens.size());
+    rows.offset = rows_total;
     rows.n = static_cast<int64_t>(items[i].tokens.size());
     rows.past = rows.state->length;
     rows.wanted = items[i].wanted;
-    tokens.insert(tokens.end(), items[i].tokens.begin(), items[i].tokens.end());
+    rows_total += rows.n;
     pass.push_back(std::move(rows));
     run.push_back(i);
   }
   if (run.empty()) return out;
+  // One sequence runs its own tokens; several run theirs concatenated in pass order.
+  std::vector<int32_t> concatenated;
+  absl::Span<const int32_t> tokens = items[run[0]].tokens;
+  if (run.size() > 1) {
+    concatenated.reserve(static_cast<size_t>(rows_total));
+    for (size_t i : run) concatenated.insert(concatenated.end(), items[i].tokens.begin(), items[i].tokens.end());
+    tokens = concatenated;
+  }
   // Attention statistics are recorded for a sequence running alone (probing runs one).
   AttentionStats* stats = run.size() == 1 ? items[run[0]].sequence->attention_stats_ : nullptr;
   try {

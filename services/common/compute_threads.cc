@@ -7,6 +7,7 @@
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/model/model.h"
+#include "services/common/malloc_tuning.h"
 
 namespace specdec {
 
@@ -21,6 +22,13 @@ absl::Status PinCpusAndConfigureThreads(const std::string& cpus, int threads,
                       << " compute thread(s)";
   }
   ConfigureComputeThreads(threads);
+  return absl::OkStatus();
+}
+
+absl::Status SetUpModelServiceProcess(const ModelServiceOptions& options, const std::string& role) {
+  RETURN_IF_ERROR(PinCpusAndConfigureThreads(options.cpus, options.threads, role));
+  KeepLargeBuffersOnTheHeap();
+  UseCachingCpuAllocator();
   return absl::OkStatus();
 }
 

@@ -13,7 +13,6 @@
 #include "common/speculative/acceptance.h"
 #include "services/common/compute_threads.h"
 #include "services/common/debug_delay.h"
-#include "services/common/malloc_tuning.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
@@ -200,9 +199,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   BlockShutdownSignals();
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
-  RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "draft"));
-  KeepLargeBuffersOnTheHeap();
-  UseCachingCpuAllocator();  // before the model loads: its tensors come from it too
+  RETURN_IF_ERROR(SetUpModelServiceProcess(config, "draft"));
   ASSIGN_OR_RETURN(LayerPlan plan,
                    LayerPlanFromFlags(config.draft_layers, config.draft_plan, config.draft_vocab));
   SPECDEC_LOG(Info) << "draft: loading " << config.model_dir << " on " << config.device;

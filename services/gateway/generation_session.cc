@@ -487,10 +487,13 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     const bool busy = speculate && env_.speculation_max_sessions > 0 &&
                       env_.active_sessions != nullptr &&
                       env_.active_sessions->load() > env_.speculation_max_sessions;
-    // A round commits accepted + 1 tokens: keep K inside the budget and the context.
-    int k = speculate && !busy ? std::max(0, policy.NextK()) : 0;
-    k = static_cast<int>(std::min<int64_t>({k, remaining - 1, env_.max_positions - length - 1}));
-    k = std::max(k, 0);
+    // A round commits accepted + 1 tokens: K stays inside the budget and the context (for this
+    // round, and for the next one when it is drafted ahead).
+    auto fit_k = [&](int64_t wanted, int64_t at_length, int64_t budget) {
+      return std::max<int64_t>(
+          0, std::min<int64_t>({wanted, budget - 1, env_.max_positions - at_length - 1}));
+    };
+    int k = static_cast<int>(fit_k(speculate && !busy ? policy.NextK() : 0, length, remaining));
 
     const auto round_start = Clock::now();
     Proposals proposals;
@@ -521,9 +524,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     if (request_.overlap && draft_ != nullptr && k > 0 && proposed_now == k && predraft_pays) {
       DraftLengthPolicy next_policy = policy;
       next_policy.Observe(k, k);
-      const int64_t next_length = length + k + 1;
-      const int64_t next_k = std::min<int64_t>(
-          {next_policy.NextK(), remaining - (k + 1) - 1, env_.max_positions - next_length - 1});
+      const int64_t next_k = fit_k(next_policy.NextK(), length + k + 1, remaining - (k + 1));
       if (next_k > 0) {
         predraft = SendProposal(length + k - 1, {proposals.proposals.back().token},
                                 static_cast<int>(next_k) + 1);

@@ -14,7 +14,6 @@
 #include "common/speculative/acceptance.h"
 #include "services/common/compute_threads.h"
 #include "services/common/debug_delay.h"
-#include "services/common/malloc_tuning.h"
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
@@ -203,9 +202,7 @@ grpc::Status VerifierServiceImpl::EvictSession(grpc::ServerContext*,
 absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   BlockShutdownSignals();
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
-  RETURN_IF_ERROR(PinCpusAndConfigureThreads(config.cpus, config.threads, "verifier"));
-  KeepLargeBuffersOnTheHeap();
-  UseCachingCpuAllocator();  // before the model loads: its tensors come from it too
+  RETURN_IF_ERROR(SetUpModelServiceProcess(config, "verifier"));
   SPECDEC_LOG(Info) << "verifier: loading " << config.model_dir << " on " << config.device;
   ASSIGN_OR_RETURN(std::shared_ptr<Model> model,
                    Model::Load(config.model_dir, LoadOptions{config.device, config.dtype}));

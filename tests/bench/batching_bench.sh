@@ -17,47 +17,35 @@ MAX_NEW=${MAX_NEW:-32}
 K=${K:-4}
 DRAFT_FLAGS=${DRAFT_FLAGS:-"--draft_layers=0"}
 THREADS=${THREADS:-1}
-WORK=$(mktemp -d /tmp/specdec_batching.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. tests/bench/lib.sh
+bench_work batching
 if [ -z "$MODEL" ]; then
   MODEL=$WORK/model
   "$BUILD/tools/make_model/specdec-make-model" --preset pythia-70m --out "$MODEL" >/dev/null
 fi
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_serving() {
-  for _ in $(seq 600); do
-    "$BUILD/services/client/specdec" health --server "$1" --timeout_ms 500 >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "$1 never became SERVING" >&2; tail -n 5 "$WORK"/*.log >&2; exit 1
-}
 echo "# $(basename "$MODEL"), K=$K, draft $DRAFT_FLAGS, $MAX_NEW tokens per request, $(nproc) cores, --threads $THREADS"
 for mode in on off; do
   if [ "$mode" = on ]; then BATCH=--max_batch_tokens=512; else BATCH=--max_batch_tokens=0; fi
   VP=127.0.0.1:$(port); DP=127.0.0.1:$(port); GP=127.0.0.1:$(port)
   "$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --device cpu --threads "$THREADS" \
-    --listen "$VP" $BATCH >"$WORK/verifier.$mode.log" 2>&1 & PIDS+=($!)
+    --listen "$VP" $BATCH >"$WORK/verifier.$mode.log" 2>&1 & PIDS+=($!); VPID=$!
   "$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --device cpu --threads "$THREADS" \
-    $DRAFT_FLAGS --listen "$DP" $BATCH >"$WORK/draft.$mode.log" 2>&1 & PIDS+=($!)
-  wait_serving "$VP"; wait_serving "$DP"
+    $DRAFT_FLAGS --listen "$DP" $BATCH >"$WORK/draft.$mode.log" 2>&1 & PIDS+=($!); DPID=$!
+  wait_serving "$VP" "$VPID" "verifier.$mode"; wait_serving "$DP" "$DPID" "draft.$mode"
   "$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --verifier "$VP" --draft "$DP" \
-    --listen "$GP" --max_sessions 256 >"$WORK/gateway.$mode.log" 2>&1 & PIDS+=($!)
-  wait_serving "$GP"
+    --listen "$GP" --max_sessions 256 >"$WORK/gateway.$mode.log" 2>&1 & PIDS+=($!); GPID=$!
+  wait_serving "$GP" "$GPID" "gateway.$mode"
   for n in $STREAMS; do
-    echo -n "batching=$mode streams=$n "
-    "$BUILD/tools/loadgen/specdec-loadgen" --server "$GP" --streams "$n" --duration_s "$DURATION" \
-      --k "$K" --max_new_tokens "$MAX_NEW" --timeout_ms 600000 --quiet --json | tail -n 1
+    result=$("$BUILD/tools/loadgen/specdec-loadgen" --server "$GP" --streams "$n" \
+      --duration_s "$DURATION" --k "$K" --max_new_tokens "$MAX_NEW" --timeout_ms 600000 --quiet \
+      --json | tail -n 1)
+    # Not a pipeline around the loop: its services must stay in this shell's PIDS (EXIT trap).
+    echo "batching=$mode streams=$n $result" | tee -a "$WORK/results.txt"
   done
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   PIDS=()
-done | tee "$WORK/results.txt"
+done
 python3 - "$WORK/results.txt" <<'PY'
 import json, re, sys
 rows = {}

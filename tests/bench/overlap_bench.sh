@@ -12,7 +12,8 @@ MODEL=${2:-../shared/models/specdec-tiny-py}
 RUNS=${RUNS:-3}; TOKENS=${TOKENS:-128}; K=${K:-8}
 WORK=$(mktemp -d /tmp/specdec_overlap.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-ALL=$(python3 -c 'import json,sys; print(",".join(map(str, range(json.load(open(sys.argv[1]))["num_hidden_layers"]))))' "$MODEL/config.json")
+. tests/bench/lib.sh
+ALL=$(all_layers "$MODEL")
 i=0
 for draft in "$ALL 0" "$ALL 4096" "$ALL 256" "0,1,2,3,4 4096" "0,1,2,3 4096" "0,1,2 4096" "0 4096"; do
   set -- $draft

@@ -22,39 +22,21 @@ VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}
 DRAFT_PIN=${DRAFT_CPUS:+--cpus=$DRAFT_CPUS}
 PROMPT=${PROMPT:-"The history of speculative decoding begins with"}
 JSON_OUT=${JSON_OUT:-}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. tests/bench/lib.sh
+bench_work pipeline
 
 if [ -z "$MODEL" ]; then
   MODEL=$WORK/model
   "$BUILD/tools/make_model/specdec-make-model" --preset tiny --out "$MODEL" >/dev/null
 fi
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 V=127.0.0.1:$(port); D=127.0.0.1:$(port); G=127.0.0.1:$(port)
 "$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --listen "$V" --threads "$THREADS" \
-  $VERIFIER_PIN >"$WORK/verifier.log" 2>&1 & PIDS+=($!)
+  $VERIFIER_PIN >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
 "$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --listen "$D" --threads "$THREADS" \
-  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" $DRAFT_PIN >"$WORK/draft.log" 2>&1 & PIDS+=($!)
+  --draft_layers "$DRAFT_LAYERS" --draft_vocab "$DRAFT_VOCAB" $DRAFT_PIN >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
 "$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --listen "$G" --verifier "$V" \
-  --draft "$D" --draft_deadline_ms 10000 >"$WORK/gateway.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 100); do
-  grep -q "serving on" "$WORK/gateway.log" && grep -q "serving on" "$WORK/draft.log" &&
-    grep -q "serving on" "$WORK/verifier.log" && break
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || break 2; done  # one exited
-  sleep 0.2
-done
-for svc in verifier draft gateway; do
-  grep -q "serving on" "$WORK/$svc.log" && continue
-  echo "pipeline_bench: specdec-$svc did not start; service logs:" >&2
-  tail -n 20 "$WORK"/*.log >&2
-  exit 1
-done
+  --draft "$D" --draft_deadline_ms 10000 >"$WORK/gateway.log" 2>&1 & PIDS+=($!); GPID=$!
+wait_serving "$V" "$VPID" verifier; wait_serving "$D" "$DPID" draft; wait_serving "$G" "$GPID" gateway
 
 GEN="$BUILD/tools/generate/specdec-generate --model_dir $MODEL --threads $THREADS --ignore_eos --json"
 CLIENT="$BUILD/services/client/specdec generate --server $G --max_new_tokens $TOKENS --k $K --rounds"

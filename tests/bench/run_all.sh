@@ -79,8 +79,7 @@ fi
 if [ -f "$MODEL/vocab_rank.json" ]; then
   # The plan specdec-calibrate chose for the trained checkpoint (docs/benchmarks/speculative.md):
   # every layer, the 4096 most frequent tokens, K=8.
-  LAYERS=$(python3 -c 'import json,sys; print(",".join(map(str, range(json.load(open(sys.argv[1]))["num_hidden_layers"]))))' "$MODEL/config.json")
-  DRAFT_LAYERS=${DRAFT_LAYERS:-$LAYERS}; DRAFT_VOCAB=${DRAFT_VOCAB:-4096}; K=${K_SET:-8}
+  DRAFT_LAYERS=${DRAFT_LAYERS:-$(. tests/bench/lib.sh && all_layers "$MODEL")}; DRAFT_VOCAB=${DRAFT_VOCAB:-4096}; K=${K_SET:-8}
 else
   DRAFT_LAYERS=${DRAFT_LAYERS:-0}; DRAFT_VOCAB=${DRAFT_VOCAB:-0}
 fi

@@ -15,9 +15,7 @@
 #include <sstream>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace specdec::testing {
@@ -149,18 +147,5 @@ std::string ServiceProcess::Log() const {
 }
 
 ServiceProcess::~ServiceProcess() { Signal(SIGTERM); }
-
-int64_t RssKib(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
-    rest = absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB");
-    int64_t kib = -1;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib)) return kib;
-  }
-  return -1;
-}
 
 }  // namespace specdec::testing

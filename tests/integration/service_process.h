@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/procfs/proc_status.h"
 
 namespace specdec::testing {
 
@@ -59,8 +60,8 @@ class ServiceProcess {
   std::string log_path_;
 };
 
-// VmRSS of a process in KiB, from /proc/PID/status (-1 when unknown).
-int64_t RssKib(pid_t pid);
+// VmRSS of a process in KiB (common/procfs).
+using ::specdec::RssKib;
 
 }  // namespace specdec::testing
 

@@ -25,26 +25,8 @@ MODEL_DIR=${MODEL_DIR:-}
 TIMEOUT_MS=${TIMEOUT_MS:-60000}
 VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}  # --cpus of each service; empty: not pinned
 DRAFT_PIN=${DRAFT_CPUS:+--cpus=$DRAFT_CPUS}
-WORK=$(mktemp -d /tmp/specdec_load.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_serving ADDR PID NAME: fails (with the service's log tail) when it exits or stays unhealthy
-wait_serving() {
-  for _ in $(seq 1 600); do
-    if "$BUILD/services/client/specdec" health --server "$1" --timeout_ms 500 >/dev/null 2>&1; then return 0; fi
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "load_bench: specdec-$3 ($1) never became SERVING; its log:" >&2
-  tail -n 20 "$WORK/$3.log" >&2; return 1
-}
+. "$(dirname "$0")/../../tests/bench/lib.sh"
+bench_work load
 
 if [ -n "$MODEL_DIR" ]; then
   MODEL=$MODEL_DIR; WHAT="checkpoint $MODEL_DIR"

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -31,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/procfs/proc_status.h"
 #include "specdec/v1/draft.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
@@ -57,6 +57,7 @@ ABSL_FLAG(bool, quiet, false, "no per-phase report (exit code only)");
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using ::specdec::RssKib;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -73,19 +74,6 @@ double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
   const size_t i = std::min(values.size() - 1, static_cast<size_t>(p * (values.size() - 1) + 0.5));
   return values[i];
-}
-
-int64_t RssKib(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
-    rest = absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB");
-    int64_t kib = -1;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib)) return kib;
-  }
-  return -1;
 }
 
 struct Stats {
