@@ -87,6 +87,9 @@ PagedKvCache::PagedKvCache(std::shared_ptr<KvStore> store)
   queries_.resize(layers);
   page_min_.resize(layers);
   page_max_.resize(layers);
+  const KvStoreShape& shape = store_->shape();
+  direct_rows_ = config_.policy == KvPolicy::kFull && !config_.int8 && shape.device.is_cpu() &&
+                 shape.dtype == torch::kFloat;
 }
 
 PagedKvCache::~PagedKvCache() {
@@ -96,6 +99,18 @@ PagedKvCache::~PagedKvCache() {
 
 int64_t PagedKvCache::bytes() const {
   return static_cast<int64_t>(blocks_.size()) * store_->pool().bytes_per_block();
+}
+
+float* PagedKvCache::SlotRow(size_t layer, bool keys, int64_t slot) {
+  KvStore::Layer& l = store_->layers()[layer];
+  const int64_t b = store_->block();
+  const int64_t row = static_cast<int64_t>(blocks_[slot / b]) * b + slot % b;
+  return (keys ? l.k : l.v).data_ptr<float>() + row * store_->shape().head_dim;
+}
+
+int64_t PagedKvCache::HeadStride(size_t layer) const {
+  const torch::Tensor& k = store_->layers()[layer].k;
+  return k.size(1) * k.size(2) * k.size(3);  // [heads, blocks, block, head_dim]
 }
 
 int64_t PagedKvCache::PositionEnd(int64_t n) const {

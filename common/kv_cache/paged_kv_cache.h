@@ -85,6 +85,15 @@ class PagedKvCache {
   void EndForward(int64_t n);
   void AbortForward();
 
+  // The CPU engine's attention for the policy that keeps every token as it was written
+  // (`full`: f32, no eviction, no re-rotation, no page selection) reads and writes the block
+  // storage directly instead of calling Attend. Slot s of layer l, head h, is the head_dim floats
+  // at SlotRow(l, keys, s) + h * HeadStride(l); slots [0, slots() + n) are backed between
+  // BeginForward(n) and EndForward, and the new tokens' positions are length() + i.
+  bool DirectRows() const { return direct_rows_; }
+  float* SlotRow(size_t layer, bool keys, int64_t slot);
+  int64_t HeadStride(size_t layer) const;
+
   // Drops positions >= `length`. FAILED_PRECONDITION below the committed length once the
   // policy has evicted or merged a committed token.
   absl::Status Truncate(int64_t length);
@@ -116,6 +125,7 @@ class PagedKvCache {
   int64_t committed_slots_ = 0;  // slots holding committed tokens
   bool evicted_ = false;         // a committed token was evicted or merged
   int64_t reserved_ = 0;         // blocks taken by BeginForward
+  bool direct_rows_ = false;     // see DirectRows()
 
   // h2o / hierarchical, per layer.
   std::vector<torch::Tensor> scores_;     // [heads, slots] attention mass from committed queries

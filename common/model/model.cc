@@ -21,7 +21,8 @@
 #include "common/base/status_macros.h"
 #include "common/kv_cache/paged_kv_cache.h"
 #include "common/model/caching_cpu_allocator.h"
-#include "common/model/int8_linear.h"
+#include "common/cpu_kernels/parallel.h"
+#include "common/model/model_impl.h"
 #include "common/model/weights.h"
 #include "nlohmann/json.hpp"
 
@@ -29,50 +30,14 @@ namespace specdec {
 
 using torch::indexing::Slice;
 
-// One transformer layer as a view runs it. Weights alias the model's tensors unless the view
-// masks heads, in which case the attention projections hold only the kept heads' rows.
-struct ViewLayer {
-  int index = 0;  // the model layer this is
-  std::vector<int64_t> heads;  // model head index of each computed head
-  const LayerWeights* base = nullptr;
-  torch::Tensor qkv_w, qkv_b, dense_w;  // possibly head-sliced
-  int64_t num_heads = 0;                // heads computed by this view
-  // dtype int8: the layer's linear weights packed for the int8 kernel (empty otherwise).
-  Int8Linear qkv_q, dense_q, fc_in_q, fc_out_q;
-};
-
-struct ModelView::Impl {
-  std::shared_ptr<const Model> model;
-  LayerPlan plan;
-  std::vector<ViewLayer> layers;
-  torch::Tensor head_w;  // [cols, hidden]
-  Int8Linear head_q;     // dtype int8
-  std::shared_ptr<const std::vector<int32_t>> vocab_ids;
-  int64_t cols = 0;
-  std::shared_ptr<KvStore> kv_store;  // null: contiguous caches
-};
-
-struct Sequence::State {
-  int64_t length = 0;
-  int64_t committed = 0;
-  // Per view layer: [heads, capacity, head_dim]; positions >= length are garbage.
-  std::vector<torch::Tensor> k, v;
-  // Set instead of k/v when the view has a KV policy.
-  std::unique_ptr<PagedKvCache> paged;
-};
-
 namespace {
 
 absl::Status TorchError(const c10::Error& e, absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
 }
 
-// x @ w^T + b. A single row goes through matrix-vector BLAS (addmv/mv): for one decode token
-// it is 2-5x faster than the matrix-matrix path torch::linear takes (measured on this CPU,
-// docs/benchmarks/decode.md), and decoding is one row per step.
-torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {},
-                     const Int8Linear* int8 = nullptr) {
-  if (int8 != nullptr && !int8->empty()) return int8->Apply(x);
+// x @ w^T + b (the libtorch path: GPUs). A single row goes through matrix-vector products.
+torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
   if (x.dim() == 2 && x.size(0) == 1) {
     torch::Tensor row = x.select(0, 0);
     torch::Tensor y = b.defined() ? torch::addmv(b, w, row) : torch::mv(w, row);
@@ -105,12 +70,8 @@ torch::Tensor AppendToCache(torch::Tensor& cache, const torch::Tensor& fresh, in
 
 }  // namespace
 
-// Adds one layer's attention probabilities ([heads, n, past + n]) to `stats`.
-static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& probs, int64_t past,
-                                 AttentionStats* stats) {
-  torch::Tensor p = probs.to(torch::kCPU, torch::kFloat).contiguous();
-  auto a = p.accessor<float, 3>();
-  const int64_t heads = p.size(0), n = p.size(1);
+void RecordAttentionStats(const ViewLayer& layer, const float* probs, int64_t heads, int64_t n,
+                          int64_t keys, int64_t past, AttentionStats* stats) {
   if (stats->layers.size() <= static_cast<size_t>(layer.index)) stats->layers.resize(layer.index + 1);
   auto& per_head = stats->layers[layer.index];
   int64_t max_head = 0;
@@ -119,30 +80,28 @@ static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& pr
   for (int64_t h = 0; h < heads; ++h) {
     HeadAttentionStats& s = per_head[layer.heads[h]];
     for (int64_t i = 0; i < n; ++i) {
+      const float* a = probs + (h * n + i) * keys;
       const int64_t q = past + i;  // keys 0..q are visible
       double entropy = 0;
       for (int64_t j = 0; j <= q; ++j) {
-        const double v = a[h][i][j];
+        const double v = a[j];
         if (v > 0) entropy -= v * std::log(v);
       }
       s.rows += 1;
       s.entropy_sum += entropy;
       s.uniform_entropy_sum += std::log(static_cast<double>(q + 1));
-      for (int d = 0; d < HeadAttentionStats::kOffsets && d <= q; ++d) s.offset_mass_sum[d] += a[h][i][q - d];
-      s.first_token_mass_sum += a[h][i][0];
+      for (int d = 0; d < HeadAttentionStats::kOffsets && d <= q; ++d) s.offset_mass_sum[d] += a[q - d];
+      s.first_token_mass_sum += a[0];
     }
   }
 }
 
-// One sequence's rows in a forward pass (several sequences share a batched pass).
-struct PassRows {
-  Sequence::State* state = nullptr;
-  int64_t offset = 0;  // first row of this sequence in the pass's [rows, hidden] input
-  int64_t n = 0;       // its new tokens
-  int64_t past = 0;    // positions already cached
-  LogitsWanted wanted = LogitsWanted::kAll;
-  torch::Tensor cos, sin;  // rotary rows of its new positions (contiguous cache only)
-};
+// The libtorch path's attention probabilities ([heads, n, keys]) into `stats`.
+static void RecordAttentionStats(const ViewLayer& layer, const torch::Tensor& probs, int64_t past,
+                                 AttentionStats* stats) {
+  torch::Tensor p = probs.to(torch::kCPU, torch::kFloat).contiguous();
+  RecordAttentionStats(layer, p.data_ptr<float>(), p.size(0), p.size(1), p.size(2), past, stats);
+}
 
 // Attention of one sequence's rows ([n, heads * 3 * hd] of the layer's qkv projection) against
 // its cache, which it extends; returns [n, heads * hd] before the output projection.
@@ -192,7 +151,7 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
   const ModelConfig& c = m.config;
   const LayerWeights& w = *layer.base;
   torch::Tensor ln1 = torch::layer_norm(x, {c.hidden_size}, w.ln1_w, w.ln1_b, c.layer_norm_eps);
-  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b, &layer.qkv_q);  // [rows, heads * 3 * hd]
+  torch::Tensor qkv = Linear(ln1, layer.qkv_w, layer.qkv_b);  // [rows, heads * 3 * hd]
   torch::Tensor attn;
   if (pass.size() == 1) {
     attn = Attend(m, layer, qkv, pass[0], layer_slot, stats);
@@ -205,11 +164,10 @@ static torch::Tensor LayerForward(const Model::Impl& m, const ViewLayer& layer, 
     }
     attn = torch::cat(parts, 0);
   }
-  torch::Tensor attn_out = Linear(attn, layer.dense_w, w.dense_b, &layer.dense_q);
+  torch::Tensor attn_out = Linear(attn, layer.dense_w, w.dense_b);
   auto mlp = [&](const torch::Tensor& h) {
     torch::Tensor ln2 = torch::layer_norm(h, {c.hidden_size}, w.ln2_w, w.ln2_b, c.layer_norm_eps);
-    return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b, &layer.fc_in_q), c.hidden_act),
-                  w.fc_out_w, w.fc_out_b, &layer.fc_out_q);
+    return Linear(Activation(Linear(ln2, w.fc_in_w, w.fc_in_b), c.hidden_act), w.fc_out_w, w.fc_out_b);
   };
   if (c.use_parallel_residual) return x + attn_out + mlp(x);
   torch::Tensor h = x + attn_out;
@@ -260,7 +218,7 @@ static torch::Tensor RunForward(const ModelView::Impl& view, std::vector<PassRow
   x = torch::layer_norm(x, {m.config.hidden_size}, m.final_ln_w, m.final_ln_b,
                         m.config.layer_norm_eps);
   if (record) record->push_back(x);
-  return Linear(x, view.head_w, {}, &view.head_q);
+  return Linear(x, view.head_w);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,6 +237,11 @@ const ModelConfig& Model::config() const { return impl_->config; }
 const std::string& Model::model_dir() const { return impl_->model_dir; }
 std::string Model::device() const { return impl_->device.str(); }
 std::string Model::dtype() const { return impl_->dtype_name; }
+std::string Model::cpu_kernels() const {
+  if (!impl_->cpu_engine) return "libtorch on " + impl_->device.str();
+  return absl::StrCat("cpu engine, ", CpuIsaName(impl_->isa), " kernels, ",
+                      WeightDtypeName(impl_->weight_dtype), " weights");
+}
 const std::vector<int32_t>& Model::vocab_rank() const { return impl_->vocab_rank; }
 
 absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& plan) const {
@@ -291,7 +254,8 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
     c10::InferenceMode guard;
     for (int index : plan.LayersToRun(static_cast<int>(c.num_hidden_layers))) {
       const LayerWeights& w = impl_->layers[index];
-      ViewLayer layer{index, {}, &w, w.qkv_w, w.qkv_b, w.dense_w, c.num_attention_heads};
+      ViewLayer layer{index, {}, &w, w.qkv_w, w.qkv_b, w.dense_w, c.num_attention_heads, {}};
+      if (impl_->cpu_engine) layer.packed = impl_->packed_layers[index];
       for (int64_t h = 0; h < c.num_attention_heads; ++h) layer.heads.push_back(h);
       auto masked = plan.masked_heads.find(index);
       if (masked != plan.masked_heads.end() && !masked->second.empty()) {
@@ -312,6 +276,10 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
                             .reshape({c.hidden_size, -1});
         layer.num_heads = static_cast<int64_t>(kept.size());
         layer.heads = kept;
+        if (impl_->cpu_engine) {
+          layer.packed.qkv = PackForCpu(*impl_, layer.qkv_w, layer.qkv_b);
+          layer.packed.dense = PackForCpu(*impl_, layer.dense_w, w.dense_b);
+        }
       }
       view->layers.push_back(layer);
     }
@@ -327,20 +295,8 @@ absl::StatusOr<std::shared_ptr<const ModelView>> Model::View(const LayerPlan& pl
       view->head_w = impl_->embed_out;
       view->cols = c.vocab_size;
     }
-    if (impl_->int8_weights) {
-      // Packed per view (a view's head-sliced projections and vocabulary-cut head are its
-      // own), and only matrices big enough for int8 to pay (PaysInInt8).
-      auto pack = [](const torch::Tensor& w, const torch::Tensor& b) {
-        return PaysInInt8(w.size(0), w.size(1)) ? PackInt8Linear(w, b) : Int8Linear{};
-      };
-      for (ViewLayer& layer : view->layers) {
-        const LayerWeights& w = *layer.base;
-        layer.qkv_q = pack(layer.qkv_w, layer.qkv_b);
-        layer.dense_q = pack(layer.dense_w, w.dense_b);
-        layer.fc_in_q = pack(w.fc_in_w, w.fc_in_b);
-        layer.fc_out_q = pack(w.fc_out_w, w.fc_out_b);
-      }
-      view->head_q = pack(view->head_w, {});
+    if (impl_->cpu_engine) {
+      view->head_packed = view->vocab_ids ? PackForCpu(*impl_, view->head_w, {}) : impl_->packed_head;
     }
   } catch (const c10::Error& e) {
     return TorchError(e, "building the model view");
@@ -390,6 +346,12 @@ absl::StatusOr<std::vector<std::vector<float>>> Model::HiddenStates(
     std::vector<PassRows> pass(1);
     pass[0].state = &state;
     pass[0].n = static_cast<int64_t>(tokens.size());
+    if (impl_->cpu_engine) {
+      std::vector<std::vector<float>> out;
+      std::vector<float> logits;
+      CpuForward(view->impl(), pass, tokens, &logits, &out, nullptr);
+      return out;
+    }
     RunForward(view->impl(), pass, tokens, &record, nullptr);
     std::vector<std::vector<float>> out;
     for (const auto& t : record) {
@@ -517,30 +479,46 @@ std::vector<absl::StatusOr<Logits>> Sequence::ForwardBatch(absl::Span<const Batc
   }
   // Attention statistics are recorded for a sequence running alone (probing runs one).
   AttentionStats* stats = run.size() == 1 ? items[run[0]].sequence->attention_stats_ : nullptr;
+  auto fail = [&](const absl::Status& status) {
+    for (size_t j = 0; j < run.size(); ++j) {
+      // The cache beyond `past` is garbage; never expose it.
+      pass[j].state->length = pass[j].past;
+      if (pass[j].state->paged) pass[j].state->paged->AbortForward();
+      out[run[j]] = status;
+    }
+  };
   try {
     c10::InferenceMode guard;
-    torch::Tensor logits = RunForward(view->impl(), pass, tokens, nullptr, stats)
-                               .to(torch::kCPU, torch::kFloat)
-                               .contiguous();
-    const int64_t cols = logits.size(1);
-    const float* data = logits.data_ptr<float>();
+    const ModelView::Impl& impl = view->impl();
+    std::vector<float> values;
+    const float* data = nullptr;
+    torch::Tensor logits;
+    if (impl.model->impl().cpu_engine) {
+      CpuForward(impl, pass, tokens, &values, nullptr, stats);
+      data = values.data();
+    } else {
+      logits = RunForward(impl, pass, tokens, nullptr, stats).to(torch::kCPU, torch::kFloat).contiguous();
+      data = logits.data_ptr<float>();
+    }
+    const int64_t cols = impl.cols;
     int64_t row = 0;
     for (size_t j = 0; j < run.size(); ++j) {
       Logits result;
       result.rows = pass[j].wanted == LogitsWanted::kLast ? 1 : pass[j].n;
       result.cols = cols;
-      result.values.assign(data + row * cols, data + (row + result.rows) * cols);
+      if (run.size() == 1 && !values.empty()) {
+        result.values = std::move(values);  // a lone sequence takes the buffer, no copy
+      } else {
+        result.values.assign(data + row * cols, data + (row + result.rows) * cols);
+      }
       result.vocab_ids = view->vocab_ids();
       row += result.rows;
       out[run[j]] = std::move(result);
     }
   } catch (const c10::Error& e) {
-    for (size_t j = 0; j < run.size(); ++j) {
-      // The cache beyond `past` is garbage; never expose it.
-      pass[j].state->length = pass[j].past;
-      if (pass[j].state->paged) pass[j].state->paged->AbortForward();
-      out[run[j]] = TorchError(e, "forward pass");
-    }
+    fail(TorchError(e, "forward pass"));
+  } catch (const std::bad_alloc&) {
+    fail(absl::ResourceExhaustedError("forward pass: out of memory"));
   }
   return out;
 }
@@ -590,6 +568,8 @@ int64_t Sequence::cached_tokens() const {
 int64_t Sequence::cache_bytes() const {
   if (state_->paged) return state_->paged->bytes();
   int64_t bytes = 0;
+  for (const auto& v : state_->cpu_k) bytes += static_cast<int64_t>(v.capacity() * sizeof(float));
+  for (const auto& v : state_->cpu_v) bytes += static_cast<int64_t>(v.capacity() * sizeof(float));
   for (const auto& t : state_->k) {
     if (t.defined()) bytes += t.numel() * t.element_size();
   }
@@ -606,13 +586,14 @@ void ConfigureComputeThreads(int threads) {
   // keeps two services (or a service and a build) on one machine from spin-waiting on each
   // other's cores.
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / 2));
-  // Measured on 2 cores (docs/benchmarks/decode.md): decoding is matrix-vector work in
-  // OpenBLAS, so OpenBLAS gets the threads; libtorch's own OpenMP pool stays at one thread,
-  // since its workers would spin against OpenBLAS's for the same cores.
+  // The CPU engine's own pool does the work (common/cpu_kernels/parallel.h). libtorch's OpenMP
+  // pool and OpenBLAS, which only the paged cache's attention still calls, stay at one thread
+  // each: three pools spinning for the same cores would fight (docs/benchmarks/decode.md).
+  SetComputeThreads(threads);
   torch::set_num_threads(1);
   using SetThreads = void (*)(int);
   if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    set_blas(threads);
+    set_blas(1);
   }
 }
 

@@ -20,7 +20,9 @@ namespace specdec {
 struct LoadOptions {
   // "auto" (CUDA when libtorch has it and a GPU is present), "cpu" or "cuda".
   std::string device = "auto";
-  // Compute dtype: "f32" (default; CPU), "f16" or "bf16".
+  // On the CPU, how the CPU engine stores the linear weights (it computes in f32): "f32"
+  // (default; the checkpoint exactly), "bf16" or "int8" (a scale per output row). On a GPU, the
+  // compute dtype: "f32", "f16" or "bf16".
   std::string dtype = "f32";
 };
 
@@ -71,7 +73,9 @@ class Model : public std::enable_shared_from_this<Model> {
   const ModelConfig& config() const;
   const std::string& model_dir() const;
   std::string device() const;  // "cpu" or "cuda:0"
-  std::string dtype() const;   // "f32", "f16", "bf16"
+  std::string dtype() const;   // "f32", "f16", "bf16", "int8"
+  // What runs the forward passes: "cpu engine, avx2 kernels, bf16 weights" or "libtorch".
+  std::string cpu_kernels() const;
   // Token ids by frequency (most frequent first); the identity order when the checkpoint has
   // no vocab_rank.json.
   const std::vector<int32_t>& vocab_rank() const;
@@ -198,8 +202,9 @@ struct CpuAllocatorStats {
 // Counters of the caching allocator (all zero when it is not in use).
 CpuAllocatorStats GetCpuAllocatorStats();
 
-// Sets libtorch's intra-op threads and OpenBLAS/OpenMP threads so they do not fight.
-// `threads` <= 0 picks the number of physical cores. Call once at startup.
+// Sets the CPU engine's compute threads (common/cpu_kernels/parallel.h) and keeps libtorch's
+// and OpenBLAS's own pools at one thread so they do not fight it. `threads` <= 0 picks half the
+// cores (at least one). Call at startup.
 void ConfigureComputeThreads(int threads);
 
 }  // namespace specdec

@@ -237,9 +237,8 @@ TEST(CheckpointWriterTest, CreatesNestedOutputFolders) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
 }
 
-// Compute dtypes on the CPU: bf16 runs (slower than f32 here, docs/benchmarks/decode.md); f16
-// has no CPU LayerNorm kernel in libtorch and is refused at load time with what to use instead,
-// not with an INTERNAL error at the first forward pass.
+// Weight dtypes on the CPU: bf16 weights stay within bf16's precision of f32's logits; f16 is
+// refused at load time with what to use instead, not with an error at the first forward pass.
 TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
   auto f16 = Model::Load(*dir_, LoadOptions{"cpu", "f16"});
   EXPECT_EQ(f16.status().code(), absl::StatusCode::kInvalidArgument);
@@ -263,13 +262,14 @@ TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
   EXPECT_LT(worst, 0.25) << "bf16 keeps 8 bits of mantissa";
 }
 
-// dtype int8: the matrices big enough to gain (here the LM head) run on int8 weights; logits
-// stay within quantization error of f32, and a draft view of it works like any other.
+// dtype int8: every linear layer and the LM head run on int8 weights (a scale per output row,
+// f32 activations); logits stay within quantization error of f32, the same on every CPU (the
+// arithmetic is f32 whatever the ISA), and a draft view of it works like any other.
 TEST(ModelInt8Test, Int8WeightsStayCloseToF32) {
   ModelConfig config = SmallConfig();
   config.hidden_size = 128;
   config.intermediate_size = 512;
-  config.vocab_size = 40000;  // a 40000 x 128 head: big enough for int8 (PaysInInt8)
+  config.vocab_size = 40000;
   const std::string dir = TempDir("int8");
   ASSERT_TRUE(WriteRandomCheckpoint(config, CheckpointOptions{5, "f32", 1, ""}, dir).ok());
   auto int8 = LoadOrDie(dir, "int8");
@@ -289,7 +289,7 @@ TEST(ModelInt8Test, Int8WeightsStayCloseToF32) {
     scale = std::max(scale, static_cast<double>(std::abs(full->values[i])));
   }
   EXPECT_GT(worst, 0) << "int8 weights should not give f32's logits bit for bit";
-  EXPECT_LT(worst, 0.05 * scale) << "int8 keeps ~1% of each weight row's range";
+  EXPECT_LT(worst, 0.02 * scale) << "int8 keeps ~1% of each weight row's range";
 
   LayerPlan plan;
   plan.layers = {0};

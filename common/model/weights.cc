@@ -13,7 +13,8 @@
 #include "absl/strings/str_join.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
-#include "common/model/int8_linear.h"
+#include "common/cpu_kernels/cpu_isa.h"
+#include "common/cpu_kernels/packed_matrix.h"
 #include "common/safetensors/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -132,7 +133,7 @@ absl::StatusOr<std::pair<torch::ScalarType, std::string>> ResolveDType(const std
   if (dtype == "f32" || dtype == "float32") return std::make_pair(torch::kFloat, std::string("f32"));
   if (dtype == "f16" || dtype == "float16") return std::make_pair(torch::kHalf, std::string("f16"));
   if (dtype == "bf16" || dtype == "bfloat16") return std::make_pair(torch::kBFloat16, std::string("bf16"));
-  // int8: weights of the linear layers quantized (int8_linear.h), everything else in f32.
+  // int8: the CPU engine stores the linear weights as int8 with a scale per output row.
   if (dtype == "int8") return std::make_pair(torch::kFloat, std::string("int8"));
   return absl::InvalidArgumentError(
       absl::StrCat("dtype \"", dtype, "\" must be f32, f16, bf16 or int8"));
@@ -169,6 +170,25 @@ absl::StatusOr<std::vector<int32_t>> LoadVocabRank(const std::string& dir, int64
 
 }  // namespace
 
+PackedMatrix PackForCpu(const Model::Impl& m, const torch::Tensor& w, const torch::Tensor& bias) {
+  torch::Tensor wf = w.to(torch::kCPU, torch::kFloat).contiguous();
+  torch::Tensor bf = bias.defined() ? bias.to(torch::kCPU, torch::kFloat).contiguous() : torch::Tensor();
+  return PackedMatrix::Pack(wf.data_ptr<float>(), wf.size(0), wf.size(1),
+                            bf.defined() ? bf.data_ptr<float>() : nullptr, m.weight_dtype, m.isa);
+}
+
+void PackForCpu(Model::Impl& m) {
+  for (const LayerWeights& w : m.layers) {
+    PackedLayer p;
+    p.qkv = PackForCpu(m, w.qkv_w, w.qkv_b);
+    p.dense = PackForCpu(m, w.dense_w, w.dense_b);
+    p.fc_in = PackForCpu(m, w.fc_in_w, w.fc_in_b);
+    p.fc_out = PackForCpu(m, w.fc_out_w, w.fc_out_b);
+    m.packed_layers.push_back(std::move(p));
+  }
+  m.packed_head = PackForCpu(m, m.embed_out, {});
+}
+
 absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& model_dir,
                                                            const LoadOptions& options) {
   auto impl = std::make_unique<Model::Impl>();
@@ -178,21 +198,20 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   ASSIGN_OR_RETURN(auto dtype, ResolveDType(options.dtype));
   impl->dtype = dtype.first;
   impl->dtype_name = dtype.second;
-  // libtorch's CPU kernels have no Half LayerNorm (1.13), so f16 compute on the CPU would fail at
-  // the first forward pass: refuse it here, where the message can say what to use instead.
-  if (impl->dtype == torch::kHalf && impl->device.is_cpu()) {
-    return absl::InvalidArgumentError(
-        "compute dtype f16 is not supported on the CPU (libtorch has no Half LayerNorm kernel "
-        "there); use f32 (fastest on CPU) or bf16, or f16 with --device cuda. F16 checkpoints "
-        "load fine in any compute dtype");
-  }
-  if (impl->dtype_name == "int8") {
-    if (!impl->device.is_cpu()) {
+  if (impl->device.is_cpu()) {
+    // The CPU engine stores weights as f32, bf16 or int8 and computes in f32.
+    if (impl->dtype_name == "f16") {
       return absl::InvalidArgumentError(
-          "dtype int8 runs on the CPU (oneDNN's int8 kernels); on a GPU use f16 or bf16");
+          "dtype f16 is not supported on the CPU; use f32 (exact), bf16 (half the bytes) or int8 "
+          "(a quarter), or f16 with --device cuda. F16 checkpoints load fine in any dtype");
     }
-    RETURN_IF_ERROR(EnableInt8Linear());
-    impl->int8_weights = true;
+    ASSIGN_OR_RETURN(impl->weight_dtype, ParseWeightDtype(impl->dtype_name));
+    impl->dtype = torch::kFloat;
+    impl->cpu_engine = true;
+    impl->isa = ActiveCpuIsa();
+  } else if (impl->dtype_name == "int8") {
+    return absl::InvalidArgumentError(
+        "dtype int8 runs on the CPU engine; on a GPU use f32, f16 or bf16");
   }
   const ModelConfig& c = impl->config;
   ASSIGN_OR_RETURN(auto files, OpenWeightFiles(model_dir));
@@ -245,12 +264,15 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
       impl->cos = torch::zeros({c.max_position_embeddings, 0}, torch::kFloat).to(impl->device);
       impl->sin = impl->cos;
     }
+    if (impl->cpu_engine) PackForCpu(*impl);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat(model_dir, ": loading weights: ", e.what_without_backtrace()));
   }
   ASSIGN_OR_RETURN(impl->vocab_rank, LoadVocabRank(model_dir, c.vocab_size));
   SPECDEC_LOG(Info) << "loaded " << model_dir << " (" << c.Summary() << ") on "
-                    << impl->device.str() << " as " << impl->dtype_name;
+                    << impl->device.str() << " as " << impl->dtype_name
+                    << (impl->cpu_engine ? absl::StrCat(" (CPU engine: ", CpuIsaName(impl->isa), " kernels)")
+                                         : std::string());
   return impl;
 }
 

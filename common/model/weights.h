@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "common/cpu_kernels/packed_matrix.h"
 #include "common/model/config.h"
 #include "common/model/model.h"
 
@@ -23,13 +24,24 @@ struct LayerWeights {
   torch::Tensor fc_out_w, fc_out_b;          // [hidden, mlp], [hidden]
 };
 
+// A layer's linear weights packed for the CPU engine (common/cpu_kernels), biases included.
+struct PackedLayer {
+  PackedMatrix qkv, dense, fc_in, fc_out;
+};
+
 struct Model::Impl {
   std::string model_dir;
   ModelConfig config;
   torch::Device device = torch::kCPU;
+  // The torch tensors' dtype: the compute dtype on a GPU; always f32 on the CPU, where the
+  // CPU engine computes in f32 from packed weights stored as `weight_dtype`.
   torch::ScalarType dtype = torch::kFloat;
-  std::string dtype_name = "f32";
-  bool int8_weights = false;  // dtype int8: views pack their linear layers (int8_linear.h)
+  std::string dtype_name = "f32";  // what --dtype asked for: f32, f16, bf16 or int8
+  bool cpu_engine = false;         // device is the CPU: forwards run common/cpu_kernels
+  WeightDtype weight_dtype = WeightDtype::kF32;
+  CpuIsa isa = CpuIsa::kGeneric;
+  std::vector<PackedLayer> packed_layers;  // CPU engine: every layer, all heads
+  PackedMatrix packed_head;                // CPU engine: the full LM head
   torch::Tensor embed_in;                // [vocab, hidden]
   std::vector<LayerWeights> layers;
   torch::Tensor final_ln_w, final_ln_b;  // [hidden]
@@ -37,6 +49,11 @@ struct Model::Impl {
   torch::Tensor cos, sin;                // [max_positions, rotary_dims], float32, HF's tables
   std::vector<int32_t> vocab_rank;
 };
+
+// The CPU engine's packing of `w` ([out, in]) and `bias` (may be undefined) in m.weight_dtype.
+PackedMatrix PackForCpu(const Model::Impl& m, const torch::Tensor& w, const torch::Tensor& bias);
+// Packs every layer and the LM head of a CPU model (Load does this).
+void PackForCpu(Model::Impl& m);
 
 // Reads config.json, the safetensors weights (validated) and vocab_rank.json from `model_dir`.
 absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& model_dir,

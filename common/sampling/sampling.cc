@@ -1,10 +1,13 @@
 // Token sampling without libtorch. Runs once per generated token on rows of ~50k logits, so
-// it avoids full sorts: top-k is an nth_element, and top-p sorts only as long a prefix as it needs.
+// it avoids full sorts: top-k is an nth_element, top-p first drops the tokens that provably
+// cannot reach the nucleus and then sorts only as long a prefix as it needs, and the softmax
+// weights come from a vectorised exp.
 #include "common/sampling/sampling.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -32,6 +35,45 @@ TokenDistribution OneHot(int32_t token) {
 
 int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
   return vocab_ids != nullptr ? vocab_ids[col] : static_cast<int32_t>(col);
+}
+
+// exp(x) for x <= 0 (0 below -87, where float underflows), to about 2 ulp: a polynomial
+// the compiler vectorises, where std::exp is a call per element.
+inline float ExpNonPositive(float x) {
+  const bool ok = x >= -87.0f;  // false for NaN too
+  x = ok ? x : -87.0f;
+  // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23 (what SSE2 can
+  // vectorise; nearbyint needs SSE4.1).
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // x - n ln 2 in two steps (Cody-Waite), r in [-ln2/2, ln2/2].
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return ok ? p * scale : 0.0f;
+}
+
+// w[i] = exp((logits[i] - max_logit) * inv_t); NaN and -inf logits weigh 0.
+void SoftmaxWeights(const float* logits, int64_t cols, float max_logit, float inv_t, float* w) {
+  for (int64_t i = 0; i < cols; ++i) w[i] = ExpNonPositive((logits[i] - max_logit) * inv_t);
+}
+
+// Sum in double with four partial sums (the additions overlap instead of waiting in a chain).
+double Sum(const float* w, int64_t n) {
+  double s[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int j = 0; j < 4; ++j) s[j] += w[i + j];
+  }
+  for (; i < n; ++i) s[0] += w[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 }  // namespace
@@ -95,18 +137,14 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   // A temperature so small that 1/T overflows is greedy in all but name.
   if (!std::isfinite(inv_t)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
   std::vector<float> w(static_cast<size_t>(cols));
-  for (int64_t i = 0; i < cols; ++i) {
-    const float e = std::exp((logits[i] - max_logit) * inv_t);
-    w[i] = e > 0.0f ? e : 0.0f;  // also maps NaN to 0
-  }
+  SoftmaxWeights(logits, cols, max_logit, inv_t, w.data());
 
   const bool cut_k = params.top_k > 0 && params.top_k < cols;
   const bool cut_p = params.top_p < 1.0f;
   const bool cut_support = max_support > 0 && max_support < cols;
 
   if (!cut_k && !cut_p && !cut_support) {
-    double z = 0.0;
-    for (float e : w) z += e;
+    const double z = Sum(w.data(), cols);
     TokenDistribution dist;
     dist.probs.resize(static_cast<size_t>(cols));
     for (int64_t i = 0; i < cols; ++i) dist.probs[i] = static_cast<float>(w[i] / z);
@@ -114,9 +152,25 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     return dist;
   }
 
+  std::vector<int32_t> order;
+  double z = 0.0;
+  if (cut_p && !cut_k) {
+    // Only tokens of weight >= floor can be in the nucleus: if token j of weight w_j < floor
+    // were, every token after it in the descending order (all lighter than floor) would carry
+    // the mass left beyond the nucleus, more than (1 - top_p) * z, yet less than
+    // cols * floor = (1 - top_p) * z / 2. So the sort below sees a few hundred candidates, not
+    // the whole vocabulary; the result is the same as sorting everything.
+    z = Sum(w.data(), cols);
+    const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
+    order.reserve(1024);
+    for (int64_t i = 0; i < cols; ++i) {
+      if (w[i] >= floor) order.push_back(static_cast<int32_t>(i));
+    }
+  } else {
+    order.resize(static_cast<size_t>(cols));
+    std::iota(order.begin(), order.end(), 0);
+  }
   // Descending weight, ties to the lower column, so truncation is deterministic.
-  std::vector<int32_t> order(static_cast<size_t>(cols));
-  std::iota(order.begin(), order.end(), 0);
   auto heavier = [&w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
 
   // Top-k keeps exactly k columns (HF keeps every tie of the k-th; ties are measure-zero here).
@@ -126,8 +180,10 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     std::nth_element(order.begin(), order.begin() + n, order.end(), heavier);
     order.resize(n);
   }
-  double z = 0.0;
-  for (size_t i = 0; i < n; ++i) z += w[order[i]];
+  if (cut_k || !cut_p) {
+    z = 0.0;
+    for (size_t i = 0; i < n; ++i) z += w[order[i]];
+  }
 
   // Nucleus (HF): the smallest prefix by descending probability whose mass reaches top_p,
   // measured on the top-k renormalised distribution; at least one token. The prefix is sorted

@@ -1,17 +1,25 @@
-// Decode benchmark (not a pass/fail test): plain decode tokens/s, the cost of one forward over
-// K+1 positions relative to one position, and the machine's memory read bandwidth measured in
-// the same run, so tokens/s is also a fraction of the bandwidth limit.
-// Usage: decode_bench [--model_dir DIR] [--out docs/benchmarks/decode.md]
+// Decode benchmark (not a pass/fail test), everything measured side by side in one run:
+// plain decode tokens/s per weight dtype and thread count against the memory bandwidth
+// measured in the same run (the bandwidth limit), the cost of one forward over n = 1..16
+// positions relative to one position, how a draft's cost scales with the layers it keeps, and
+// what sampling (temperature 0.8, top_p 0.95) adds to a decode step. Min / median / max over
+// --runs interleaved runs; the CPU (model name and flags) and the kernels used are recorded.
+// Usage: decode_bench [--model_dir DIR] [--threads 1,2] [--dtypes f32,bf16,int8] [--out FILE]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <numeric>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/base/flags.h"
 #include "common/generation/generator.h"
 #include "common/model/checkpoint_writer.h"
@@ -20,8 +28,10 @@
 ABSL_FLAG(std::string, model_dir, "", "checkpoint (default: a generated Pythia-70M-shaped one)");
 ABSL_FLAG(std::string, out, "", "write the markdown report here too");
 ABSL_FLAG(int, new_tokens, 128, "tokens to decode per run");
-ABSL_FLAG(int, repeats, 3, "runs per measurement (the median is reported)");
-ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(int, runs, 5, "runs per measurement (min / median / max are reported)");
+ABSL_FLAG(std::string, threads, "1,2", "compute thread counts to measure");
+ABSL_FLAG(std::string, dtypes, "f32,bf16,int8", "weight dtypes to measure");
+ABSL_FLAG(std::string, commit, "", "commit measured (recorded in the report)");
 
 namespace specdec {
 namespace {
@@ -29,16 +39,23 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
 
-double Median(std::vector<double> v) {
+struct Spread {
+  double min = 0, median = 0, max = 0;
+};
+Spread SpreadOf(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return {v.front(), v[v.size() / 2], v.back()};
+}
+std::string Show(const Spread& s, const char* format = "%.1f") {
+  return absl::StrFormat(format, s.median) + " (" + absl::StrFormat(format, s.min) + "-" +
+         absl::StrFormat(format, s.max) + ")";
 }
 
-// Read bandwidth in GB/s: every core sums its slice of a 512 MiB buffer (far larger than cache).
+// Read bandwidth in GB/s: every thread sums its slice of a 512 MiB buffer (far larger than cache).
 double MeasureReadBandwidth(int threads) {
   const size_t n = (512ull << 20) / sizeof(float);
   std::vector<float> data(n, 1.0f);
-  std::vector<double> results;
+  double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     std::vector<double> sums(threads);
     auto start = Clock::now();
@@ -46,25 +63,164 @@ double MeasureReadBandwidth(int threads) {
     for (int t = 0; t < threads; ++t) {
       workers.emplace_back([&, t] {
         const size_t begin = n / threads * t, end = t + 1 == threads ? n : n / threads * (t + 1);
-        float acc[8] = {0};
-        for (size_t i = begin; i + 8 <= end; i += 8) {
-          for (int j = 0; j < 8; ++j) acc[j] += data[i + j];
+        float acc[16] = {0};
+        for (size_t i = begin; i + 16 <= end; i += 16) {
+          for (int j = 0; j < 16; ++j) acc[j] += data[i + j];
         }
-        sums[t] = std::accumulate(acc, acc + 8, 0.0);
+        sums[t] = std::accumulate(acc, acc + 16, 0.0);
       });
     }
     for (auto& w : workers) w.join();
     const double s = Seconds(start);
     if (std::accumulate(sums.begin(), sums.end(), 0.0) < 0) std::printf("impossible\n");
-    results.push_back(n * sizeof(float) / s / 1e9);
+    best = std::max(best, n * sizeof(float) / s / 1e9);
   }
-  return *std::max_element(results.begin(), results.end());
+  return best;
+}
+
+std::string CpuInfoField(const std::string& field) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field, 0) == 0) {
+      const size_t colon = line.find(':');
+      return colon == std::string::npos ? "" : line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+// Bytes of weights one decode step streams: the layers and the LM head in the weight dtype
+// (plus int8's per-row scales), norms and biases in f32.
+double WeightBytesPerToken(const ModelConfig& c, const std::string& dtype) {
+  const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
+  const double elem = dtype == "f32" ? 4 : dtype == "bf16" ? 2 : 1;
+  const double matrix = c.num_hidden_layers * (3 * h * h + h * h + 2 * h * i) + v * h;
+  const double rows = c.num_hidden_layers * (3 * h + h + i + h) + v;  // biases / scales
+  const double extra = 4 * (rows * (dtype == "int8" ? 2 : 1) + c.num_hidden_layers * 4 * h + 2 * h);
+  return elem * matrix + extra;
+}
+
+std::vector<int32_t> Prompt() {
+  std::vector<int32_t> prompt(32);
+  for (int k = 0; k < 32; ++k) prompt[k] = 1000 + 37 * k;
+  return prompt;
+}
+
+// Decode tokens/s of one run.
+double DecodeRate(const ModelView& view, const GenerateOptions& options) {
+  auto result = GeneratePlain(view, Prompt(), options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "%s\n", result.status().ToString().c_str());
+    std::exit(1);
+  }
+  return result->tokens.size() / (result->decode_ms / 1000.0);
+}
+
+// Seconds of one forward over n positions after a 64-token context (median of 9).
+double ForwardSeconds(const ModelView& view, int n) {
+  std::vector<double> times;
+  for (int rep = 0; rep < 9; ++rep) {
+    auto seq = view.NewSequence();
+    std::vector<int32_t> context(64, 500);
+    (void)seq->Forward(context, LogitsWanted::kLast);
+    std::vector<int32_t> chunk(n, 42);
+    auto start = Clock::now();
+    (void)seq->Forward(chunk, LogitsWanted::kAll);
+    times.push_back(Seconds(start));
+  }
+  return SpreadOf(times).median;
+}
+
+std::string Section(const std::string& dir, int threads, const std::vector<std::string>& dtypes) {
+  ConfigureComputeThreads(threads);
+  std::map<std::string, std::shared_ptr<Model>> models;
+  for (const std::string& dtype : dtypes) {
+    auto model = Model::Load(dir, LoadOptions{"cpu", dtype});
+    if (!model.ok()) {
+      std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+      std::exit(1);
+    }
+    models[dtype] = *model;
+  }
+  const ModelConfig& c = models.begin()->second->config();
+  const double bandwidth = MeasureReadBandwidth(threads);
+  const int runs = absl::GetFlag(FLAGS_runs);
+  GenerateOptions greedy;
+  greedy.max_new_tokens = absl::GetFlag(FLAGS_new_tokens);
+  GenerateOptions sampled = greedy;
+  sampled.sampling.temperature = 0.8f;
+  sampled.sampling.top_p = 0.95f;
+  sampled.sampling.seed = 7;
+
+  // Plain decoding, every dtype (greedy) and f32 sampled, interleaved run by run.
+  std::map<std::string, std::vector<double>> rates;
+  const std::string first = dtypes.front();
+  for (int run = 0; run < runs; ++run) {
+    for (const std::string& dtype : dtypes) rates[dtype].push_back(DecodeRate(*models[dtype]->FullView(), greedy));
+    rates["sampled"].push_back(DecodeRate(*models[first]->FullView(), sampled));
+  }
+  std::string out = absl::StrFormat("### %d thread%s\n\n", threads, threads == 1 ? "" : "s");
+  absl::StrAppendFormat(&out, "Memory read bandwidth (this run, %d thread%s): %.1f GB/s.\n\n", threads,
+                        threads == 1 ? "" : "s", bandwidth);
+  out += "| weights | bytes read per token | bandwidth limit (tokens/s) | plain greedy decode, tokens/s: median (min-max) | of the limit |\n|---|---:|---:|---:|---:|\n";
+  for (const std::string& dtype : dtypes) {
+    const double bytes = WeightBytesPerToken(c, dtype);
+    const double limit = bandwidth * 1e9 / bytes;
+    const Spread s = SpreadOf(rates[dtype]);
+    absl::StrAppendFormat(&out, "| %s | %.1f MB | %.1f | %s | %.0f%% |\n", dtype, bytes / 1e6, limit, Show(s),
+                          100 * s.median / limit);
+  }
+  const Spread greedy_rate = SpreadOf(rates[first]), sampled_rate = SpreadOf(rates["sampled"]);
+  absl::StrAppendFormat(&out,
+                        "\nSampling (temperature 0.8, top_p 0.95, %s): %s tokens/s against %s greedy: a "
+                        "decode step costs %.1f%% more.\n\n",
+                        first, Show(sampled_rate), Show(greedy_rate),
+                        100 * (greedy_rate.median / sampled_rate.median - 1));
+
+  // One forward over n positions relative to one position, per dtype.
+  out += "Cost of one forward over n positions (after 64 cached) relative to one position:\n\n| n |";
+  for (const std::string& dtype : dtypes) out += " " + dtype + " ms | " + dtype + " relative |";
+  out += "\n|---:|";
+  for (size_t d = 0; d < dtypes.size(); ++d) out += "---:|---:|";
+  out += "\n";
+  std::map<std::string, double> one;
+  for (int n = 1; n <= 16; ++n) {
+    absl::StrAppendFormat(&out, "| %d |", n);
+    for (const std::string& dtype : dtypes) {
+      const double s = ForwardSeconds(*models[dtype]->FullView(), n);
+      if (n == 1) one[dtype] = s;
+      absl::StrAppendFormat(&out, " %.3f | %.2f |", s * 1e3, s / one[dtype]);
+    }
+    out += "\n";
+  }
+
+  // A draft's cost against the layers it keeps (f32): decode-step time with 6, 4 and 2 layers.
+  if (c.num_hidden_layers == 6) {
+    auto& model = *models[first];
+    auto step = [&](std::vector<int> layers) {
+      LayerPlan plan;
+      plan.layers = std::move(layers);
+      auto view = model.View(plan);
+      std::vector<double> times;
+      for (int run = 0; run < runs; ++run) times.push_back(1.0 / DecodeRate(**view, greedy));
+      return SpreadOf(times).median;
+    };
+    const double t6 = step({0, 1, 2, 3, 4, 5}), t4 = step({0, 1, 4, 5}), t2 = step({0, 5});
+    const double per_layer = (t6 - t2) / 4, rest = t6 - 6 * per_layer;
+    absl::StrAppendFormat(
+        &out,
+        "\nA draft's decode step against the layers it keeps (%s): 6 layers %.3f ms, 4 layers "
+        "%.3f ms, 2 layers %.3f ms. From the 6- and 2-layer steps, a layer costs %.3f ms and "
+        "the rest (embedding, final norm, LM head, sampling) %.3f ms; 4 of 6 layers should then "
+        "cost %.3f ms, and cost %.3f ms (%.0f%% of that).\n",
+        first, t6 * 1e3, t4 * 1e3, t2 * 1e3, per_layer * 1e3, rest * 1e3, (rest + 4 * per_layer) * 1e3,
+        t4 * 1e3, 100 * t4 / (rest + 4 * per_layer));
+  }
+  return out;
 }
 
 int Main() {
-  const int threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
-                                                       : static_cast<int>(std::thread::hardware_concurrency());
-  ConfigureComputeThreads(threads);
   std::string dir = absl::GetFlag(FLAGS_model_dir);
   if (dir.empty()) {
     dir = "/tmp/specdec_decode_bench_pythia70m";
@@ -74,63 +230,35 @@ int Main() {
       return 1;
     }
   }
-  auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+  std::vector<int> thread_counts;
+  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_threads), ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (!absl::SimpleAtoi(t, &n) || n <= 0) {
+      std::fprintf(stderr, "--threads: \"%s\" is not a positive count\n", std::string(t).c_str());
+      return 1;
+    }
+    thread_counts.push_back(n);
+  }
+  std::vector<std::string> dtypes = absl::StrSplit(absl::GetFlag(FLAGS_dtypes), ',', absl::SkipEmpty());
+  if (dtypes.empty()) return 1;
+  auto probe = Model::Load(dir, LoadOptions{"cpu", dtypes.front()});
+  if (!probe.ok()) {
+    std::fprintf(stderr, "%s\n", probe.status().ToString().c_str());
     return 1;
   }
-  const ModelConfig& c = (*model)->config();
-  auto view = (*model)->FullView();
-
-  // Bytes of weights read per decoded token: every layer matrix, the LM head, norms/biases.
-  const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
-  const double layer_params = 3 * h * h + 3 * h + h * h + h + 2 * h * i + i + h + 4 * h;
-  const double bytes_per_token = 4 * (c.num_hidden_layers * layer_params + v * h + 2 * h + h);
-
-  const double bandwidth = MeasureReadBandwidth(threads);
-
-  std::vector<int32_t> prompt(32);
-  for (int k = 0; k < 32; ++k) prompt[k] = 1000 + 37 * k;
-  GenerateOptions options;
-  options.max_new_tokens = absl::GetFlag(FLAGS_new_tokens);
-  std::vector<double> rates;
-  for (int rep = 0; rep < absl::GetFlag(FLAGS_repeats); ++rep) {
-    auto result = GeneratePlain(*view, prompt, options);
-    if (!result.ok()) return 1;
-    rates.push_back(result->tokens.size() / (result->decode_ms / 1000.0));
-  }
-  const double tokens_per_s = Median(rates);
-  const double limit = bandwidth * 1e9 / bytes_per_token;
-
-  // Cost of one forward over n = K+1 positions after a 64-token context, relative to n = 1.
-  std::vector<double> cost(10, 0);
-  for (int n = 1; n <= 9; ++n) {
-    std::vector<double> times;
-    for (int rep = 0; rep < 7; ++rep) {
-      auto seq = view->NewSequence();
-      std::vector<int32_t> context(64, 500);
-      (void)seq->Forward(context, LogitsWanted::kLast);
-      std::vector<int32_t> chunk(n, 42);
-      auto start = Clock::now();
-      (void)seq->Forward(chunk, LogitsWanted::kAll);
-      times.push_back(Seconds(start));
-    }
-    cost[n] = Median(times);
-  }
-
   std::string report = absl::StrFormat(
-      "| measure | value |\n|---|---|\n"
-      "| checkpoint | %s (%s) |\n| threads | %d |\n"
-      "| memory read bandwidth | %.1f GB/s |\n| weight bytes read per token | %.1f MB |\n"
-      "| bandwidth limit | %.1f tokens/s |\n| plain greedy decode (32-token prompt, %d new) | %.1f tokens/s |\n"
-      "| fraction of the bandwidth limit | %.0f%% |\n| vs Hugging Face transformers (about 43 tokens/s on this kind of machine) | %.2fx |\n\n"
-      "Cost of one forward over K+1 positions relative to one position:\n\n| K | K+1 positions | ms | relative |\n|---|---|---|---|\n",
-      dir, c.Summary(), threads, bandwidth, bytes_per_token / 1e6, limit, options.max_new_tokens,
-      tokens_per_s, 100 * tokens_per_s / limit, tokens_per_s / 43.0);
-  for (int n = 1; n <= 9; ++n) {
-    absl::StrAppendFormat(&report, "| %d | %d | %.2f | %.2f |\n", n - 1, n, cost[n] * 1e3, cost[n] / cost[1]);
+      "## %s\n\n- checkpoint: `%s` (%s)\n- CPU: %s; flags: %s\n- kernels: %s\n- commit: %s\n- "
+      "%d runs per figure, %d new tokens after a 32-token prompt, runs interleaved across dtypes\n\n",
+      dir, dir, (*probe)->config().Summary(), CpuInfoField("model name"), CpuInfoField("flags"),
+      (*probe)->cpu_kernels(), absl::GetFlag(FLAGS_commit).empty() ? "not given" : absl::GetFlag(FLAGS_commit),
+      absl::GetFlag(FLAGS_runs), absl::GetFlag(FLAGS_new_tokens));
+  probe->reset();
+  for (int threads : thread_counts) {
+    const std::string section = Section(dir, threads, dtypes) + "\n";
+    std::printf("%s", (report.size() < 2000 ? report + section : section).c_str());
+    report += section;
+    std::fflush(stdout);
   }
-  std::printf("%s", report.c_str());
   if (!absl::GetFlag(FLAGS_out).empty()) std::ofstream(absl::GetFlag(FLAGS_out)) << report;
   return 0;
 }

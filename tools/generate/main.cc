@@ -40,7 +40,7 @@ ABSL_FLAG(int, k, 4, "draft tokens per round");
 ABSL_FLAG(bool, adaptive_k, false, "pick K per round from measured acceptance and cost");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32",
-          "compute dtype: f32, f16, bf16, or int8 (int8 weights in the linear layers, CPU)");
+          "weights: on the CPU engine f32, bf16 or int8 (a scale per output row; compute is f32); on a GPU the compute dtype f32, f16 or bf16");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 
 namespace specdec {

@@ -1,0 +1,75 @@
+// A weight matrix packed once, at load time, into the layout the CPU matmul streams: panels of
+// `block` output rows stored k-major ([in][block]), so a kernel reads each weight byte once per
+// forward, whatever the number of input rows, and keeps all rows' sums in registers.
+// Torch-free. Weights may be stored as f32, bf16 (the top half of each f32, rounded to
+// nearest even) or int8 (symmetric, one scale per output row); arithmetic is always f32.
+#ifndef SPECDEC_COMMON_CPU_KERNELS_PACKED_MATRIX_H_
+#define SPECDEC_COMMON_CPU_KERNELS_PACKED_MATRIX_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/cpu_kernels/cpu_isa.h"
+
+namespace specdec {
+
+enum class WeightDtype { kF32, kBf16, kInt8 };
+
+const char* WeightDtypeName(WeightDtype dtype);
+// "f32", "bf16" or "int8"; INVALID_ARGUMENT naming the choices otherwise.
+absl::StatusOr<WeightDtype> ParseWeightDtype(const std::string& name);
+
+// Floats a vector holds on `isa`, and output rows per panel (two vectors).
+int VectorFloats(CpuIsa isa);
+inline int PanelRows(CpuIsa isa) { return 2 * VectorFloats(isa); }
+
+// bf16 <-> f32, round to nearest even (NaN kept a NaN).
+uint16_t FloatToBf16(float f);
+float Bf16ToFloat(uint16_t h);
+
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+  // Packs the row-major [out, in] matrix `w` and optional `bias` [out] for `isa`'s kernels.
+  static PackedMatrix Pack(const float* w, int64_t out, int64_t in, const float* bias,
+                           WeightDtype dtype, CpuIsa isa);
+
+  bool empty() const { return out_ == 0; }
+  int64_t out() const { return out_; }
+  int64_t in() const { return in_; }
+  WeightDtype dtype() const { return dtype_; }
+  CpuIsa isa() const { return isa_; }
+  int block() const { return block_; }
+  int64_t panels() const { return (out_ + block_ - 1) / block_; }
+  // Bytes of weights a forward streams (what bandwidth-bound decoding reads).
+  int64_t weight_bytes() const { return static_cast<int64_t>(panels()) * panel_bytes_; }
+
+  // Panel p: in * block elements of the storage dtype.
+  const void* panel(int64_t p) const { return data_.get() + p * panel_bytes_; }
+  // Per output row (padded to panels() * block): dequantisation scale (1 unless int8), bias (0
+  // when none).
+  const float* scales() const { return scales_.data(); }
+  const float* bias() const { return bias_.data(); }
+
+  // The weight at [o, k] as the kernel sees it (dequantised): for tests and reference paths.
+  float At(int64_t o, int64_t k) const;
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  int64_t out_ = 0, in_ = 0;
+  WeightDtype dtype_ = WeightDtype::kF32;
+  CpuIsa isa_ = CpuIsa::kGeneric;
+  int block_ = 0;
+  int64_t panel_bytes_ = 0;
+  std::shared_ptr<uint8_t> data_;  // 64-byte aligned panels; shared so views copy cheaply
+  std::vector<float> scales_, bias_;
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_CPU_KERNELS_PACKED_MATRIX_H_
