@@ -1,10 +1,12 @@
 // The caching CPU allocator: a steady-state decode loop takes no memory from the system for its
 // tensors, and outputs do not change. Its own binary: the allocator, once installed, serves
-// every tensor of the process.
+// every tensor of the process. The CPU engine creates no tensor per token on its own; the
+// tensors left are those of KV policies whose attention still runs in libtorch (here int8).
 #include <filesystem>
 
 #include "common/model/caching_cpu_allocator.h"
 #include "common/model/checkpoint_writer.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "common/model/model.h"
 #include "gtest/gtest.h"
 
@@ -25,13 +27,15 @@ TEST(CachingCpuAllocatorTest, SteadyStateDecodingAllocatesNothingFromTheSystem) 
   config.max_position_embeddings = 256;
   ASSERT_TRUE(WriteRandomCheckpoint(config, CheckpointOptions{3, "f32", 1, ""}, dir).ok());
 
+  KvCacheConfig kv = *ParseKvCacheConfig("int8");
+  kv.pool_blocks = 64;
   // The reference run uses the system allocator.
   auto plain_model = Model::Load(dir, LoadOptions{"cpu", "f32"});
   ASSERT_TRUE(plain_model.ok());
   EXPECT_EQ(GetCpuAllocatorStats().system_allocations, 0) << "not installed yet";
   std::vector<float> reference;
   {
-    auto sequence = (*plain_model)->FullView()->NewSequence();
+    auto sequence = (*(*plain_model)->View(LayerPlan{}, kv))->NewSequence();
     for (int32_t t = 0; t < 120; ++t) {
       auto logits = sequence->Forward({(t * 7) % 1000}, LogitsWanted::kLast);
       ASSERT_TRUE(logits.ok());
@@ -43,7 +47,7 @@ TEST(CachingCpuAllocatorTest, SteadyStateDecodingAllocatesNothingFromTheSystem) 
   auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(model.ok());
-  auto sequence = (*model)->FullView()->NewSequence();
+  auto sequence = (*(*model)->View(LayerPlan{}, kv))->NewSequence();
   CpuAllocatorStats warm;
   for (int32_t t = 0; t < 120; ++t) {
     // Warm-up to position 70: the KV cache doubles at 64, attention buffers grow past powers of
