@@ -193,8 +193,56 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   const size_t limit = cut_support ? std::min(n, static_cast<size_t>(max_support)) : n;
   size_t keep = 0;
   double mass = 0.0;
+  bool taken_in_order = false;  // `order` is already the order to take tokens in
+  if (n > 4096 && cut_p && !cut_k) {
+    // A flat row (a random model, a high temperature) keeps most of the vocabulary: sorting it
+    // would cost milliseconds. Bucket the candidates by weight instead (the float's bits are
+    // monotonic in its value; 32 buckets an octave) and find the bucket where the mass from the
+    // heaviest down reaches the target. Every lighter-than-it token is out, every heavier one in
+    // (kept in column order: the distribution is the same whatever the order of its support);
+    // only that bucket is sorted, which decides exactly where the nucleus ends.
+    constexpr int kShift = 18;
+    const size_t buckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
+    std::vector<double> bucket_mass(buckets, 0.0);
+    std::vector<uint32_t> bucket_count(buckets, 0);
+    auto bucket_of = [&w](int32_t i) {
+      uint32_t bits;
+      std::memcpy(&bits, &w[i], sizeof(bits));
+      return bits >> kShift;
+    };
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t b = bucket_of(order[i]);
+      bucket_mass[b] += w[order[i]];
+      bucket_count[b] += 1;
+    }
+    size_t boundary = buckets;
+    double above = 0.0;
+    size_t above_count = 0;
+    while (boundary > 0) {
+      --boundary;
+      if (above + bucket_mass[boundary] >= target || above_count + bucket_count[boundary] >= limit) break;
+      above += bucket_mass[boundary];
+      above_count += bucket_count[boundary];
+    }
+    std::vector<int32_t> heavy, edge;
+    heavy.reserve(above_count);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t b = bucket_of(order[i]);
+      if (b > boundary) {
+        heavy.push_back(order[i]);
+      } else if (b == boundary) {
+        edge.push_back(order[i]);
+      }
+    }
+    std::sort(edge.begin(), edge.end(), heavier);
+    order = std::move(heavy);
+    order.insert(order.end(), edge.begin(), edge.end());
+    n = order.size();
+    taken_in_order = true;
+    for (; keep < n && keep < limit && mass < target; ++keep) mass += w[order[keep]];
+  }
   size_t chunk = 64;
-  while (keep < limit && mass < target) {
+  while (!taken_in_order && keep < limit && mass < target) {
     const size_t end = std::min(n, keep + chunk);
     if (end < n) std::nth_element(order.begin() + keep, order.begin() + end, order.end(), heavier);
     std::sort(order.begin() + keep, order.begin() + end, heavier);

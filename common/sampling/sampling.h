@@ -48,6 +48,9 @@ double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose);
 // `vocab_ids` (nullable) maps column -> token id for vocabulary-subset heads; the result is
 // then sparse over those ids. `max_support` > 0 additionally keeps at most that many tokens
 // (how a draft sends q sparse). Greedy params give a one-hot distribution on the argmax.
+// A truncated (sparse) support's order is deterministic but unspecified (heaviest first for
+// peaked rows; a flat row's nucleus keeps most tokens in column order): draws are reproducible,
+// and the distribution is the same whatever the order.
 TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_t* vocab_ids,
                                  const SamplingParams& params, int32_t max_support = 0);
 

@@ -222,8 +222,20 @@ TEST(ToDistributionTest, FiftyThousandColumnRowsAreFastAndCorrect) {
     TokenDistribution nucleus =
         ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 0, 0.9f));
     ASSERT_NEAR(Sum(nucleus), 1.0, 1e-4);
-    // The kept prefix is sorted and every kept token outweighs every dropped one.
-    for (int64_t j = 1; j < nucleus.size(); ++j) ASSERT_GE(nucleus.probs[j - 1], nucleus.probs[j]);
+    // Every kept token outweighs every dropped one, and dropping the lightest kept token would
+    // fall short of top_p (the nucleus is minimal). The support's order is not specified.
+    std::vector<bool> kept(kCols, false);
+    double kept_mass = 0, lightest = 1;
+    for (int64_t j = 0; j < nucleus.size(); ++j) {
+      kept[nucleus.ids[j]] = true;
+      kept_mass += dense.probs[nucleus.ids[j]];
+      lightest = std::min<double>(lightest, dense.probs[nucleus.ids[j]]);
+    }
+    for (int64_t c = 0; c < kCols; ++c) {
+      if (!kept[c]) ASSERT_LE(dense.probs[c], lightest * (1 + 1e-5)) << "column " << c;
+    }
+    ASSERT_GE(kept_mass, 0.9 - 1e-4);
+    ASSERT_LT(kept_mass - lightest, 0.9 + 1e-4);
     TokenDistribution topk = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 50, 0.95f));
     ASSERT_LE(topk.size(), 50);
     ASSERT_EQ(topk.ids[0], ArgmaxToken(logits.data(), kCols, nullptr));
