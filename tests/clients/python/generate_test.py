@@ -149,8 +149,10 @@ def main():
                          greedy["finish_reason"] in ("FINISH_REASON_LENGTH", "FINISH_REASON_EOS")
                          and greedy["usage"]["generated_tokens"] == len(ids)
                          and 0 < len(ids) <= 16, json.dumps(greedy))
-            checks.check("per-round records were streamed (K=3, draft tokens proposed)",
-                         greedy["rounds"] and all(r["num_draft_tokens"] == 3 for r in greedy["rounds"])
+            # K is 3 but fits the tokens left near max_new_tokens.
+            checks.check("per-round records were streamed (K=3, their tokens add up)",
+                         greedy["rounds"] and greedy["rounds"][0]["num_draft_tokens"] == 3
+                         and all(0 <= r["num_draft_tokens"] <= 3 for r in greedy["rounds"])
                          and sum(r["tokens_emitted"] for r in greedy["rounds"]) == len(ids),
                          json.dumps(greedy["rounds"]))
             plain = py_json("--k", "0")
