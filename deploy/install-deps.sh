@@ -4,12 +4,13 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git python3 clang
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv clang
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libre2-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev
+  python3-grpcio python3-protobuf
   curl docker-compose
 )
 

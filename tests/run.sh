@@ -7,14 +7,17 @@ cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j2
-# Node-based tests (the cross-language client, deploy validation) need their npm packages;
-# without the registry they are skipped, not failed.
-for dir in tests/clients/node tests/deploy; do
-  if [ -f "$dir/package.json" ] && command -v npm >/dev/null; then
-    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error) ||
-      echo "tests/run.sh: npm install failed in $dir; its tests will be skipped"
-  fi
-done
+# The Python-based tests (deploy validation, the tokenizer differential test) run from a venv
+# with their PyPI packages (tests/python/requirements.txt); without the registry they are
+# skipped, not failed.
+bash tests/python/setup_venv.sh ||
+  echo "tests/run.sh: tests/python/setup_venv.sh failed; the tests that need the venv will be skipped"
+# The Node client test needs its npm packages; without npm or its registry it is skipped.
+if command -v npm >/dev/null; then
+  (cd tests/clients/node && timeout 300 npm install --no-audit --no-fund --loglevel=error \
+     --fetch-retries=1 --fetch-timeout=20000) ||
+    echo "tests/run.sh: npm install failed in tests/clients/node; its test will be skipped"
+fi
 ctest --test-dir build --output-on-failure -j2 --timeout 900
 # Every libFuzzer target, bounded (SPECDEC_FUZZ_SECONDS per target, default 20).
 tests/fuzz/run_fuzzers.sh
