@@ -1,6 +1,7 @@
 // Every kernel instance this CPU can run, against plain double-precision references, for every
 // row count the engine serves (1-16 and a batched pass), odd shapes and every weight dtype.
 #include <cmath>
+#include <limits>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -10,9 +11,20 @@
 #include "common/cpu_kernels/ops.h"
 #include "common/cpu_kernels/packed_matrix.h"
 #include "common/cpu_kernels/parallel.h"
+#include "common/cpu_kernels/softmax.h"
 #include "gtest/gtest.h"
 
 namespace specdec {
+#define SPECDEC_DECLARE(ns)                                                          \
+  namespace ns {                                                                     \
+  float MaxLogit(const float* logits, int64_t n);                                    \
+  double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, \
+                        float* w);                                                   \
+  }
+SPECDEC_DECLARE(isa_generic)
+SPECDEC_DECLARE(isa_avx2)
+SPECDEC_DECLARE(isa_avx512)
+#undef SPECDEC_DECLARE
 namespace {
 
 std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale = 1.0f) {
@@ -164,6 +176,41 @@ TEST(ParallelTest, CoversTheRangeExactlyOnce) {
   });
   for (int h : hits) ASSERT_EQ(h, 1);
   SetComputeThreads(1);
+}
+
+TEST(SoftmaxTest, EveryIsaMatchesExpAndIgnoresNan) {
+  std::vector<float> logits = RandomVector(1003, 51, 4.0f);  // odd length: the tail path too
+  logits[5] = std::nanf("");
+  logits[17] = -std::numeric_limits<float>::infinity();
+  logits[900] = -1000.0f;  // far below: weight 0
+  using Max = float (*)(const float*, int64_t);
+  using Weights = double (*)(const float*, int64_t, float, float, float*);
+  std::vector<std::tuple<CpuIsa, Max, Weights>> kernels = {
+      {CpuIsa::kGeneric, isa_generic::MaxLogit, isa_generic::SoftmaxWeights},
+      {CpuIsa::kAvx2, isa_avx2::MaxLogit, isa_avx2::SoftmaxWeights},
+      {CpuIsa::kAvx512, isa_avx512::MaxLogit, isa_avx512::SoftmaxWeights}};
+  float want_max = -1e30f;
+  for (float l : logits) {
+    if (l > want_max) want_max = l;
+  }
+  for (const auto& [isa, max_fn, weights_fn] : kernels) {
+    if (isa > DetectCpuIsa()) continue;
+    const float max = max_fn(logits.data(), static_cast<int64_t>(logits.size()));
+    ASSERT_EQ(max, want_max) << CpuIsaName(isa);
+    std::vector<float> w(logits.size());
+    const double sum = weights_fn(logits.data(), static_cast<int64_t>(logits.size()), max, 1.25f, w.data());
+    double want_sum = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double want = std::isnan(logits[i]) ? 0.0 : std::exp((logits[i] - max) * 1.25);
+      want_sum += want;
+      ASSERT_NEAR(w[i], want, 5e-6 * want + 1e-30) << CpuIsaName(isa) << " at " << i;
+    }
+    EXPECT_EQ(w[5], 0.0f);
+    EXPECT_EQ(w[17], 0.0f);
+    EXPECT_EQ(w[900], 0.0f);
+    EXPECT_NEAR(sum, want_sum, 1e-5 * want_sum);
+  }
+  EXPECT_EQ(MaxLogit(logits.data(), 3), std::max({logits[0], logits[1], logits[2]}));
 }
 
 TEST(OpsTest, LayerNormMatchesTheDefinition) {

@@ -1,7 +1,7 @@
 // Token sampling without libtorch. Runs once per generated token on rows of ~50k logits, so
 // it avoids full sorts: top-k is an nth_element, top-p first drops the tokens that provably
-// cannot reach the nucleus and then sorts only as long a prefix as it needs, and the softmax
-// weights come from a vectorised exp.
+// cannot reach the nucleus and then sorts only as long a prefix as it needs, and the maximum
+// and the softmax weights come from the CPU kernels (common/cpu_kernels/softmax.h).
 #include "common/sampling/sampling.h"
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/cpu_kernels/softmax.h"
 
 namespace specdec {
 namespace {
@@ -35,45 +36,6 @@ TokenDistribution OneHot(int32_t token) {
 
 int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
   return vocab_ids != nullptr ? vocab_ids[col] : static_cast<int32_t>(col);
-}
-
-// exp(x) for x <= 0 (0 below -87, where float underflows), to about 2 ulp: a polynomial
-// the compiler vectorises, where std::exp is a call per element.
-inline float ExpNonPositive(float x) {
-  const bool ok = x >= -87.0f;  // false for NaN too
-  x = ok ? x : -87.0f;
-  // Round x / ln 2 to the nearest integer by adding and removing 1.5 * 2^23 (what SSE2 can
-  // vectorise; nearbyint needs SSE4.1).
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  // x - n ln 2 in two steps (Cody-Waite), r in [-ln2/2, ln2/2].
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return ok ? p * scale : 0.0f;
-}
-
-// w[i] = exp((logits[i] - max_logit) * inv_t); NaN and -inf logits weigh 0.
-void SoftmaxWeights(const float* logits, int64_t cols, float max_logit, float inv_t, float* w) {
-  for (int64_t i = 0; i < cols; ++i) w[i] = ExpNonPositive((logits[i] - max_logit) * inv_t);
-}
-
-// Sum in double with four partial sums (the additions overlap instead of waiting in a chain).
-double Sum(const float* w, int64_t n) {
-  double s[4] = {0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    for (int j = 0; j < 4; ++j) s[j] += w[i + j];
-  }
-  for (; i < n; ++i) s[0] += w[i];
-  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 }  // namespace
@@ -127,24 +89,21 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   if (params.greedy()) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
 
   // Unnormalised softmax weights after temperature; NaN logits weigh nothing.
-  float max_logit = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < cols; ++i) {
-    if (logits[i] > max_logit) max_logit = logits[i];
-  }
+  const float max_logit = MaxLogit(logits, cols);
   // +inf, or a row without one finite logit: the only sensible answer is the argmax.
   if (!std::isfinite(max_logit)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
   const float inv_t = 1.0f / params.temperature;
   // A temperature so small that 1/T overflows is greedy in all but name.
   if (!std::isfinite(inv_t)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
   std::vector<float> w(static_cast<size_t>(cols));
-  SoftmaxWeights(logits, cols, max_logit, inv_t, w.data());
+  const double total = SoftmaxWeights(logits, cols, max_logit, inv_t, w.data());
 
   const bool cut_k = params.top_k > 0 && params.top_k < cols;
   const bool cut_p = params.top_p < 1.0f;
   const bool cut_support = max_support > 0 && max_support < cols;
 
   if (!cut_k && !cut_p && !cut_support) {
-    const double z = Sum(w.data(), cols);
+    const double z = total;
     TokenDistribution dist;
     dist.probs.resize(static_cast<size_t>(cols));
     for (int64_t i = 0; i < cols; ++i) dist.probs[i] = static_cast<float>(w[i] / z);
@@ -160,7 +119,7 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     // the mass left beyond the nucleus, more than (1 - top_p) * z, yet less than
     // cols * floor = (1 - top_p) * z / 2. So the sort below sees a few hundred candidates, not
     // the whole vocabulary; the result is the same as sorting everything.
-    z = Sum(w.data(), cols);
+    z = total;
     const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
     order.reserve(1024);
     for (int64_t i = 0; i < cols; ++i) {

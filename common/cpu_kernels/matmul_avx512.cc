@@ -1,4 +1,0 @@
-// The matmul kernel (matmul_kernel.inc) built for the avx512 ISA; see CMakeLists.txt for its flags.
-#define SPECDEC_VEC_FLOATS 16
-#define SPECDEC_ISA_NS isa_avx512
-#include "common/cpu_kernels/matmul_kernel.inc"

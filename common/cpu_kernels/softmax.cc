@@ -1,0 +1,37 @@
+// Dispatch of the softmax kernels to the active ISA's instance.
+#include "common/cpu_kernels/softmax.h"
+
+#include "common/cpu_kernels/cpu_isa.h"
+
+namespace specdec {
+
+#define SPECDEC_DECLARE(ns)                                                          \
+  namespace ns {                                                                     \
+  float MaxLogit(const float* logits, int64_t n);                                    \
+  double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, \
+                        float* w);                                                   \
+  }
+SPECDEC_DECLARE(isa_generic)
+SPECDEC_DECLARE(isa_avx2)
+SPECDEC_DECLARE(isa_avx512)
+#undef SPECDEC_DECLARE
+
+float MaxLogit(const float* logits, int64_t n) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512: return isa_avx512::MaxLogit(logits, n);
+    case CpuIsa::kAvx2: return isa_avx2::MaxLogit(logits, n);
+    case CpuIsa::kGeneric: break;
+  }
+  return isa_generic::MaxLogit(logits, n);
+}
+
+double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, float* w) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512: return isa_avx512::SoftmaxWeights(logits, n, max_logit, inv_t, w);
+    case CpuIsa::kAvx2: return isa_avx2::SoftmaxWeights(logits, n, max_logit, inv_t, w);
+    case CpuIsa::kGeneric: break;
+  }
+  return isa_generic::SoftmaxWeights(logits, n, max_logit, inv_t, w);
+}
+
+}  // namespace specdec

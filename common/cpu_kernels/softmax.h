@@ -1,0 +1,19 @@
+// The vectorised pieces of sampling over a row of ~50k logits (common/sampling uses them): the
+// row's maximum and its softmax weights after temperature. Torch-free; runs on ActiveCpuIsa().
+#ifndef SPECDEC_COMMON_CPU_KERNELS_SOFTMAX_H_
+#define SPECDEC_COMMON_CPU_KERNELS_SOFTMAX_H_
+
+#include <cstdint>
+
+namespace specdec {
+
+// The largest logit, NaN ignored; -inf when there is none.
+float MaxLogit(const float* logits, int64_t n);
+
+// w[i] = exp((logits[i] - max_logit) * inv_t), to about 2 ulp; 0 for NaN logits and below
+// exp(-87) (where float underflows). Returns the sum of the weights.
+double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, float* w);
+
+}  // namespace specdec
+
+#endif  // SPECDEC_COMMON_CPU_KERNELS_SOFTMAX_H_
