@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The product at an equal CPU budget: speculative decoding through the three services (draft and
+# verifier one compute thread each: the machine's two cores) against plain in-process decoding
+# with 2 threads and with 1, on held-out prompts, greedy and sampled (temperature 0.8, top_p
+# 0.95), runs interleaved prompt by prompt. Not a pass/fail test.
+# Usage: tests/bench/services_bench.sh [BUILD_DIR] [MODEL_DIR]
+#   env: PROMPTS (8), TOKENS (128), K (8: the bound of adaptive K), RUNS (3), PLAN (a LayerPlan
+#        JSON for the draft; empty: calibrate on CALIBRATION_TEXT here), CALIBRATION_TEXT
+#        (Apache-2.0), TEXT (the held-out text prompts come from: GPL-3), DTYPE (f32), OUT (a
+#        markdown file: also write the report there), DRAFT_TOP_K (64: the most tokens of each
+#        proposal's q the draft sends)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${1:-build}
+MODEL=${2:-../shared/models/specdec-tiny-py}
+PROMPTS=${PROMPTS:-8}
+TOKENS=${TOKENS:-128}
+K=${K:-8}
+RUNS=${RUNS:-3}
+PLAN=${PLAN:-}
+DTYPE=${DTYPE:-f32}
+DRAFT_TOP_K=${DRAFT_TOP_K:-64}
+CALIBRATION_TEXT=${CALIBRATION_TEXT:-/usr/share/common-licenses/Apache-2.0}
+TEXT=${TEXT:-/usr/share/common-licenses/GPL-3}
+OUT=${OUT:-}
+. tests/bench/lib.sh
+bench_work services
+[ -f "$MODEL/config.json" ] || { echo "services_bench: no checkpoint at $MODEL" >&2; exit 1; }
+
+if [ -z "$PLAN" ]; then
+  PLAN=$WORK/plan.json
+  "$BUILD/tools/calibrate/specdec-calibrate" --threads 1 --model_dir "$MODEL" \
+    --text_file "$CALIBRATION_TEXT" --budget_s 60 --out "$PLAN" >"$WORK/calibrate.log" 2>&1
+fi
+# Prompts: the first 160 characters of paragraphs spread evenly over the held-out text.
+python3 - "$TEXT" "$PROMPTS" >"$WORK/prompts.txt" <<'PY'
+import sys
+paras = [p.strip().replace("\n", " ") for p in open(sys.argv[1]).read().split("\n\n")]
+paras = [p for p in paras if len(p) >= 160]
+n = int(sys.argv[2])
+for i in range(n):
+    print(paras[i * len(paras) // n][:160])
+PY
+
+V=127.0.0.1:$(port); D=127.0.0.1:$(port); G=127.0.0.1:$(port)
+"$BUILD/services/verifier/specdec-verifier" --model_dir "$MODEL" --listen "$V" --threads 1 \
+  --dtype "$DTYPE" >"$WORK/verifier.log" 2>&1 & PIDS+=($!); VPID=$!
+"$BUILD/services/draft/specdec-draft" --model_dir "$MODEL" --listen "$D" --threads 1 \
+  --dtype "$DTYPE" --draft_plan "$PLAN" --draft_top_k "$DRAFT_TOP_K" >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
+"$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --listen "$G" --verifier "$V" \
+  --draft "$D" >"$WORK/gateway.log" 2>&1 & PIDS+=($!); GPID=$!
+wait_serving "$V" "$VPID" verifier; wait_serving "$D" "$DPID" draft; wait_serving "$G" "$GPID" gateway
+
+GEN="$BUILD/tools/generate/specdec-generate --model_dir $MODEL --dtype $DTYPE --json --max_new_tokens $TOKENS"
+CLIENT="$BUILD/services/client/specdec generate --server $G --max_new_tokens $TOKENS --k $K --adaptive"
+SAMPLED="--temperature 0.8 --top_p 0.95"
+"$BUILD/services/client/specdec" generate --server "$G" --max_new_tokens 8 "warm up" >/dev/null 2>&1
+for run in $(seq "$RUNS"); do
+  p=0
+  while IFS= read -r prompt; do
+    p=$((p + 1))
+    for mode in greedy sampled; do
+      args=""; [ "$mode" = sampled ] && args="$SAMPLED --seed $((run * 100 + p))"
+      $GEN --threads 1 $args --prompt "$prompt" >"$WORK/plain1.$mode.$run.$p.json"
+      $GEN --threads 2 $args --prompt "$prompt" >"$WORK/plain2.$mode.$run.$p.json"
+      $CLIENT $args "$prompt" >"$WORK/services.$mode.$run.$p.txt" 2>"$WORK/services.$mode.$run.$p.log"
+    done
+  done <"$WORK/prompts.txt"
+done
+
+python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$PLAN" "$DTYPE" "$OUT" <<'PY'
+import json, re, statistics, subprocess, sys
+work, runs, prompts, tokens, k, model, plan, dtype, out = sys.argv[1:10]
+runs, prompts = int(runs), int(prompts)
+def rate(kind, mode, run):
+    """Tokens/s over all prompts of one run: generated tokens / (prefill + decode) time."""
+    n = ms = 0.0
+    for p in range(1, prompts + 1):
+        if kind == "services":
+            text = open(f"{work}/services.{mode}.{run}.{p}.log").read()
+            m = re.search(r"(\d+) generated tokens, .*?, ([\d.]+) ms, [\d.]+ tokens/s\]", text)
+            n += int(m.group(1)); ms += float(m.group(2))
+        else:
+            d = json.load(open(f"{work}/{kind}.{mode}.{run}.{p}.json"))
+            n += len(d["ids"]); ms += d["prefill_ms"] + d["decode_ms"]
+    return n * 1000.0 / ms
+def accepted(mode):
+    a = d = 0
+    for f in range(1, runs + 1):
+        for p in range(1, prompts + 1):
+            m = re.search(r"(\d+)/(\d+) drafts accepted", open(f"{work}/services.{mode}.{f}.{p}.log").read())
+            a += int(m.group(1)); d += int(m.group(2))
+    return a / max(d, 1)
+def spread(xs):
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+field = lambda name: next((l.split(":", 1)[1].strip() for l in cpu.splitlines() if l.startswith(name)), "?")
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+draft = json.load(open(plan)).get("plan", {})
+lines = [f"- checkpoint `{model}`, weights {dtype}; draft plan: layers {draft.get('layers') or 'all'}, "
+         f"vocabulary {draft.get('vocab_size') or 'full'} (calibrated on other text); adaptive K up to {k}",
+         f"- {prompts} held-out prompts, {tokens} new tokens each (EOS ends a generation), {runs} runs, "
+         "every prompt's three configurations run back to back",
+         f"- CPU: {field('Model name')}, {field('CPU(s)')} CPUs; flags: {field('Flags')}",
+         f"- commit {commit}", "",
+         "| decoding | plain, 1 thread (tokens/s) | plain, 2 threads (tokens/s) | three services, 1 + 1 threads (tokens/s) | services / plain 2 threads | services / plain 1 thread | draft acceptance |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+for mode in ("greedy", "sampled"):
+    p1 = [rate("plain1", mode, r) for r in range(1, runs + 1)]
+    p2 = [rate("plain2", mode, r) for r in range(1, runs + 1)]
+    sv = [rate("services", mode, r) for r in range(1, runs + 1)]
+    label = "greedy" if mode == "greedy" else "sampled (T 0.8, top_p 0.95)"
+    lines.append(f"| {label} | {spread(p1)} | {spread(p2)} | {spread(sv)} | "
+                 f"{spread([s / q for s, q in zip(sv, p2)])}x | {spread([s / q for s, q in zip(sv, p1)])}x | "
+                 f"{100 * accepted(mode):.0f}% |")
+lines.append("")
+lines.append("Figures are medians (min-max) over runs; ratios are taken run by run, side by side.")
+report = "\n".join(lines) + "\n"
+print(report)
+if out:
+    open(out, "w").write(report)
+PY
