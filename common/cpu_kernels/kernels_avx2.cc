@@ -1,6 +1,7 @@
-// The CPU kernels (matmul_kernel.inc, softmax_kernel.inc) built for the avx2 ISA; see
+// The CPU kernels (matmul, softmax and attention .inc files) built for the avx2 ISA; see
 // CMakeLists.txt for its flags.
 #define SPECDEC_VEC_FLOATS 8
 #define SPECDEC_ISA_NS isa_avx2
 #include "common/cpu_kernels/matmul_kernel.inc"
 #include "common/cpu_kernels/softmax_kernel.inc"
+#include "common/cpu_kernels/attention_kernel.inc"
