@@ -3,7 +3,10 @@
 # in process, speculative through the gRPC pipeline with overlapped and with sequential rounds:
 # tests/bench/pipeline_bench.sh) and N concurrent streams through the gateway, speculative
 # against K=0 (the verifier alone behind the same gateway) for each N (tools/loadgen/load_bench.sh),
-# all on one checkpoint in one run. Writes OUT_DIR/summary.md (side-by-side ratios, absolute
+# all on one checkpoint in one run; then the equal-CPU-budget comparison of the three services
+# with plain decoding (tests/bench/services_bench.sh, trained checkpoint), the CPU engine's own
+# figures (tests/bench/decode_bench) and, when their environment is installed, the other CPU
+# engines (tests/bench/anchors). Writes OUT_DIR/summary.md (side-by-side ratios, absolute
 # tokens/s, the machine, the command) and OUT_DIR/summary.png (two panels).
 # Usage: tests/bench/run_all.sh [BUILD_DIR] [MODEL_DIR]
 #   MODEL_DIR: default ../shared/models/specdec-tiny-py (the trained checkpoint) when it exists,
@@ -121,6 +124,34 @@ for n in $STREAMS; do
     echo "$n stream(s), K=$k: $(grep -m1 '^phase 0' "$log" | sed 's/^phase 0: //')"
   done
 done
+
+echo "## the CPU engine: tests/bench/decode_bench (random Pythia-70M shape, threads 1,2, f32/bf16/int8)"
+step "$WORK/decode.log" "$BUILD/tests/bench/decode_bench" --runs "$RUNS" --threads 1,2 \
+  --dtypes f32,bf16,int8 --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  --out "$WORK/decode.md" || { tail -n 40 "$WORK/decode.log" >&2; fail "decode_bench"; }
+cat "$WORK/decode.md"
+
+if [ "$MODEL_KIND" = trained ]; then
+  echo "## equal CPU budget: tests/bench/services_bench.sh (three services vs plain, 2 and 1 threads)"
+  step "$WORK/services.log" env RUNS="$RUNS" TOKENS="$TOKENS" K=8 OUT="$WORK/services.md" \
+    tests/bench/services_bench.sh "$BUILD" "$MODEL" ||
+    { tail -n 40 "$WORK/services.log" >&2; fail "tests/bench/services_bench.sh"; }
+  cat "$WORK/services.md"
+fi
+
+# The engines a CPU user would pick instead, when their environment is installed
+# (tests/bench/anchors/setup_venv.sh; never installed by this script).
+ANCHORS_VENV=${SPECDEC_ANCHORS_VENV:-$ROOT/build/anchors-venv}
+if [ -x "$ANCHORS_VENV/bin/python" ] && [ -f tests/bench/anchors/anchors_bench.py ]; then
+  echo "## other engines: tests/bench/anchors/anchors_bench.py"
+  step "$WORK/anchors.log" "$ANCHORS_VENV/bin/python" tests/bench/anchors/anchors_bench.py \
+    --model_dir "$MODEL" --specdec_build "$BUILD" --threads 1,2 --runs "$RUNS" \
+    --new_tokens "$TOKENS" --out "$WORK/anchors.md" ||
+    { tail -n 40 "$WORK/anchors.log" >&2; fail "tests/bench/anchors/anchors_bench.py"; }
+else
+  echo "## other engines: skipped (no $ANCHORS_VENV; tests/bench/anchors/setup_venv.sh makes it)" |
+    tee "$WORK/anchors.md"
+fi
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START_S))
@@ -279,6 +310,16 @@ if problems:
     w("")
 w("![tokens/s: single stream and concurrent streams](summary.png)")
 w("")
+def section(title, path):
+    if os.path.exists(path):
+        w(title)
+        w("")
+        w(open(path).read().replace("\n## ", "\n### ").strip())
+        w("")
+section("## Equal CPU budget: the three services against plain decoding (`tests/bench/services_bench.sh`)",
+        f"{work}/services.md")
+section("## The CPU engine (`tests/bench/decode_bench`, random Pythia-70M shape)", f"{work}/decode.md")
+section("## Other engines on the same machine (`tests/bench/anchors/anchors_bench.py`)", f"{work}/anchors.md")
 w("## Raw output")
 w("")
 w("```")
