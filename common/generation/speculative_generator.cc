@@ -104,13 +104,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     std::vector<int32_t> verify_input = {committed.back()};
     verify_input.insert(verify_input.end(), draft_tokens.begin(), draft_tokens.end());
     ASSIGN_OR_RETURN(Logits target_logits, target_seq->Forward(verify_input, LogitsWanted::kAll));
-    std::vector<VerifiedPosition> verified =
-        VerifyProposals(target_logits.values.data(), target_logits.cols, IdsOf(target_logits),
-                        params, length, draft_tokens, draft_dists);
+    // Both sides are here: distributions only up to the first rejection (VerifyAndAccept).
+    RoundOutcome outcome = VerifyAndAccept(target_logits.values.data(), target_logits.cols,
+                                           IdsOf(target_logits), params, length, proposals,
+                                           draft_dists);
     record.verify_ms = MsSince(phase);
 
     phase = Clock::now();
-    RoundOutcome outcome = AcceptProposals(params, length, proposals, verified);
     record.num_accepted = outcome.num_accepted;
     // Roll back what was not accepted; both caches keep all but the new pending token.
     RETURN_IF_ERROR(target_seq->Truncate(length + outcome.num_accepted));

@@ -143,4 +143,32 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
   return out;
 }
 
+RoundOutcome VerifyAndAccept(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                             const SamplingParams& params, int64_t first_position,
+                             absl::Span<const DraftProposal> proposals,
+                             absl::Span<const TokenDistribution> draft_dists) {
+  const size_t k = proposals.size();
+  for (size_t i = 0; i <= k; ++i) {
+    const float* row = logits + static_cast<int64_t>(i) * cols;
+    const int64_t position = first_position + static_cast<int64_t>(i);
+    if (params.greedy()) {
+      const int32_t argmax = ArgmaxToken(row, cols, vocab_ids);
+      if (i == k || proposals[i].token != argmax) return RoundOutcome{static_cast<int>(i), argmax};
+      continue;
+    }
+    const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
+    const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
+    if (i == k) return RoundOutcome{static_cast<int>(k), SampleToken(p, u)};  // the bonus token
+    // The acceptance test of AcceptProposals, on the same p_i(x_i) VerifyProposals reports.
+    const double q = proposals[i].q_prob;
+    const double p_x = static_cast<double>(p.ProbOf(proposals[i].token));
+    const double accept_u = UniformAt(params.seed, position, RandomPurpose::kAccept);
+    if (q > 0.0 && accept_u * q < p_x) continue;
+    static const TokenDistribution kNoDraft;
+    const TokenDistribution& qd = i < draft_dists.size() ? draft_dists[i] : kNoDraft;
+    return RoundOutcome{static_cast<int>(i), SampleToken(ResidualDistribution(p, qd), u)};
+  }
+  return RoundOutcome{0, -1};  // not reached: i == k always returns
+}
+
 }  // namespace specdec

@@ -80,6 +80,15 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
                                               absl::Span<const int32_t> draft_tokens,
                                               absl::Span<const TokenDistribution> draft_dists);
 
+// VerifyProposals and AcceptProposals in one, for a caller that holds both sides (in-process
+// generation): rows are turned into distributions only up to the first rejection, and the one
+// residual needed is the only one drawn. The outcome is exactly
+// AcceptProposals(params, first_position, proposals, VerifyProposals(...)).
+RoundOutcome VerifyAndAccept(const float* logits, int64_t cols, const int32_t* vocab_ids,
+                             const SamplingParams& params, int64_t first_position,
+                             absl::Span<const DraftProposal> proposals,
+                             absl::Span<const TokenDistribution> draft_dists);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_SPECULATIVE_ACCEPTANCE_H_

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
+#include <random>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -26,6 +27,44 @@ SamplingParams Params(float temperature, uint64_t seed = 0, int32_t top_k = 0, f
   params.top_k = top_k;
   params.top_p = top_p;
   return params;
+}
+
+// ---------------------------------------------------------------------------------------------
+// VerifyAndAccept (in-process rounds) decides exactly what the split protocol decides.
+
+TEST(VerifyAndAcceptTest, EqualsVerifyProposalsThenAcceptProposals) {
+  constexpr int64_t kCols = 300;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  int rejections = 0, full_accepts = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    const int k = trial % 7;
+    const SamplingParams params = trial % 5 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
+    // Target rows, and draft rows close to them (so that some proposals are accepted).
+    std::vector<float> target((k + 1) * kCols), draft(kCols);
+    for (float& l : target) l = normal(rng);
+    std::vector<DraftProposal> proposals;
+    std::vector<TokenDistribution> dists;
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < k; ++i) {
+      for (int64_t c = 0; c < kCols; ++c) draft[c] = target[i * kCols + c] + 0.3f * normal(rng);
+      TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
+      proposals.push_back(DrawDraftToken(q, params.seed, 100 + i));
+      tokens.push_back(proposals.back().token);
+      dists.push_back(std::move(q));
+    }
+    const RoundOutcome split = AcceptProposals(
+        params, 100, proposals,
+        VerifyProposals(target.data(), kCols, nullptr, params, 100, tokens, dists));
+    const RoundOutcome joint = VerifyAndAccept(target.data(), kCols, nullptr, params, 100, proposals, dists);
+    ASSERT_EQ(joint.num_accepted, split.num_accepted) << "trial " << trial;
+    ASSERT_EQ(joint.next_token, split.next_token) << "trial " << trial;
+    rejections += split.num_accepted < k;
+    full_accepts += split.num_accepted == k && k > 0;
+  }
+  // Both branches were exercised.
+  EXPECT_GT(rejections, 50);
+  EXPECT_GT(full_accepts, 20);
 }
 
 // ---------------------------------------------------------------------------------------------
