@@ -14,6 +14,7 @@
 #include "absl/types/span.h"
 #include "common/model/model.h"
 #include "common/sampling/sampling.h"
+#include "common/speculative/acceptance.h"
 
 namespace specdec {
 
@@ -26,6 +27,9 @@ struct GenerateOptions {
   int num_draft_tokens = 0;
   bool adaptive = false;       // adapt K per round (expected-throughput policy)
   int max_draft_tokens = 16;   // bound for adaptive K
+  // Most tokens in the draft's q (0: its whole distribution); the draft service's
+  // --draft_top_k has the same default, so both draw the same tokens.
+  int32_t draft_max_support = kDefaultDraftSupport;
 };
 
 // One speculation round as the trace reports it.

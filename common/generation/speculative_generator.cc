@@ -24,9 +24,6 @@ const int32_t* IdsOf(const Logits& logits) {
   return logits.vocab_ids ? logits.vocab_ids->data() : nullptr;
 }
 
-// The draft's q support cap: a sparse q keeps what the draft sends small, and losslessness
-// only needs the draft to sample from the q it reports.
-constexpr int32_t kDraftMaxSupport = 64;
 
 }  // namespace
 
@@ -89,7 +86,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
         ASSIGN_OR_RETURN(Logits logits, draft_seq->Forward(feed, LogitsWanted::kLast));
         const int64_t position = length + i;
         TokenDistribution q = ToDistribution(logits.row(0), logits.cols, IdsOf(logits), params,
-                                             kDraftMaxSupport);
+                                             options.draft_max_support);
         const int32_t token = SampleToken(q, UniformAt(params.seed, position, RandomPurpose::kDraft));
         proposals.push_back(MakeProposal(token, q));
         draft_tokens.push_back(token);

@@ -37,6 +37,12 @@ struct RoundOutcome {
   int32_t next_token = -1;
 };
 
+// How many tokens a draft's q keeps by default (ToDistribution's max_support), in process and
+// in the draft service alike, so both draw the same tokens. A sparse q keeps what the draft
+// sends small; 512 keeps sampled acceptance within a few points of an uncapped q on the trained
+// checkpoint (docs/benchmarks/speculative.md), where 64 cost over ten points.
+constexpr int32_t kDefaultDraftSupport = 512;
+
 // A proposal for `token` drawn from `q` (q_prob = q.ProbOf(token)).
 DraftProposal MakeProposal(int32_t token, const TokenDistribution& q);
 

@@ -12,6 +12,7 @@
 #include "common/batching/forward_batcher.h"
 #include "common/metrics/model_service_metrics.h"
 #include "common/model/model.h"
+#include "common/speculative/acceptance.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
 #include "specdec/v1/draft.grpc.pb.h"
@@ -23,7 +24,8 @@ struct DraftServerConfig : ModelServiceOptions {
   std::string draft_layers;  // "0,1,4,5"; empty: every layer
   std::string draft_plan;    // LayerPlan JSON; overrides draft_layers
   int64_t draft_vocab = 0;   // > 0: score only the N most frequent ids
-  int32_t draft_top_k = 64;  // most tokens in a proposal's q (0: the whole distribution)
+  // Most tokens in a proposal's q (0: the whole distribution).
+  int32_t draft_top_k = kDefaultDraftSupport;
 };
 
 class DraftServiceImpl final : public v1::Draft::Service {

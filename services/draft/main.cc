@@ -5,6 +5,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/rpc/server.h"
+#include "common/speculative/acceptance.h"
 #include "services/common/model_service_flags.h"
 #include "services/draft/draft_service.h"
 
@@ -12,7 +13,8 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50052", "HOST:PORT to serve on");
 ABSL_FLAG(std::string, draft_layers, "", "draft layers to run, e.g. 0,1,4,5 (empty: all)");
 ABSL_FLAG(std::string, draft_plan, "", "draft LayerPlan JSON (overrides --draft_layers)");
 ABSL_FLAG(int64_t, draft_vocab, 0, "draft LM head scores the N most frequent ids (0: all)");
-ABSL_FLAG(int32_t, draft_top_k, 64, "most tokens in each proposal's q, sent sparse (0: all)");
+ABSL_FLAG(int32_t, draft_top_k, specdec::kDefaultDraftSupport,
+          "most tokens in each proposal's q, sent sparse (0: all)");
 
 int main(int argc, char** argv) {
   specdec::BlockShutdownSignals();
