@@ -13,6 +13,7 @@
 #include "common/base/status_macros.h"
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
+#include "common/sampling/logprobs.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/generation_session.h"
 #include "services/gateway/http_server.h"
@@ -89,6 +90,10 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 0, got ", request.max_new_tokens()));
   }
+  if (request.prompt_only() && request.max_new_tokens() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt_only generates nothing: max_new_tokens must be 0, got ", request.max_new_tokens()));
+  }
   if (request.max_new_tokens() > config_.max_new_tokens_cap) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", request.max_new_tokens(),
                                                    " is above this gateway's cap of ",
@@ -97,6 +102,17 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   out.max_new_tokens = request.max_new_tokens() > 0
                            ? request.max_new_tokens()
                            : std::min(config_.default_max_new_tokens, config_.max_new_tokens_cap);
+  out.prompt_only = request.prompt_only();
+  if (out.prompt_only) out.max_new_tokens = 0;
+  if (request.has_logprobs()) {
+    const int top_n = request.logprobs().top_n();
+    if (top_n < 0 || top_n > kMaxTopLogprobs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logprobs.top_n must be in [0, ", kMaxTopLogprobs, "], got ", top_n));
+    }
+    out.logprobs_top_n = top_n;
+    out.prompt_logprobs = request.logprobs().prompt();
+  }
   const v1::SamplingParameters& sampling = request.sampling();
   out.sampling.temperature = sampling.temperature();
   out.sampling.top_k = sampling.top_k();

@@ -13,6 +13,7 @@
 #include "common/speculative/draft_length.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/text_output.h"
+#include "services/gateway/token_logprobs.h"
 #include "services/gateway/trace_observer.h"
 
 namespace specdec {
@@ -116,7 +117,8 @@ v1::DraftRequest GenerationSession::DraftPrefillRequest() {
   return request;
 }
 
-v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) const {
+v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round,
+                                                             bool score_prompt) const {
   v1::VerifierRequest request;
   request.set_session_id(session_id_);
   request.set_committed_length(static_cast<int64_t>(committed_.size()));
@@ -125,6 +127,10 @@ v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) con
   prefill->mutable_tokens()->set_start_position(0);
   for (size_t i = 0; i + 1 < committed_.size(); ++i) prefill->mutable_tokens()->add_tokens(committed_[i]);
   *prefill->mutable_sampling() = ToProto(request_.sampling);
+  if (score_prompt) {
+    prefill->mutable_prompt_logprobs()->set_top_n(std::max(0, request_.logprobs_top_n));
+    prefill->set_next_token(committed_.back());
+  }
   return request;
 }
 
@@ -212,8 +218,15 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
     WaitBrieflyForConnection(replica->channel(), env_.deadline, context_);
     verifier_ = std::make_unique<VerifierStream>(replica->verifier(), context_, env_.deadline,
                                                  env_.verifier_timeout);
-    absl::StatusOr<v1::VerifierResponse> response = verifier_->Call(VerifierPrefillRequest(round));
+    const bool score_prompt = request_.prompt_logprobs && !prompt_scored_;
+    absl::StatusOr<v1::VerifierResponse> response =
+        verifier_->Call(VerifierPrefillRequest(round, score_prompt));
     if (response.ok() && response->has_prefilled()) {
+      if (score_prompt) {
+        ASSIGN_OR_RETURN(prompt_logprobs_,
+                         PromptLogprobs(request_.prompt, response->prefilled(), env_.tokenizer));
+        prompt_scored_ = true;
+      }
       verifier_valid_ = static_cast<int64_t>(committed_.size()) - 1;
       if (round > 0) {
         SPECDEC_LOG(Info) << "session " << session_id_ << ": moved to verifier "
@@ -256,7 +269,8 @@ absl::Status GenerationSession::FailOver(int64_t round, const absl::Status& stat
 }
 
 absl::Status GenerationSession::Prefill() {
-  const bool wants_draft = request_.num_draft_tokens > 0 || request_.adaptive;
+  const bool wants_draft =
+      !request_.prompt_only && (request_.num_draft_tokens > 0 || request_.adaptive);
   if (env_.drafts != nullptr && wants_draft) OpenDraft(0);
   return OpenVerifier(0);
 }
@@ -392,6 +406,9 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
       drafted->set_token(proposals.proposals[i].token);
       ToProto(proposals.dists[i], drafted->mutable_q());
     }
+    if (request_.logprobs_top_n >= 0) {
+      verify->mutable_logprobs()->set_top_n(request_.logprobs_top_n);
+    }
     return request;
   };
   // A broken replica moves the session to the next one (re-prefill there, then the same
@@ -427,9 +444,14 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
   if (!response.has_verified()) {
     return absl::InternalError("the verifier answered a verification with something else");
   }
+  if (request_.logprobs_top_n >= 0 && !response.verified().has_logprobs()) {
+    return absl::UnimplementedError(
+        "the verifier returned no log-probabilities (a version that predates them?)");
+  }
   Verdict verdict;
   for (const v1::VerifiedPosition& position : response.verified().positions()) {
     verdict.positions.push_back({position.p_prob_of_draft(), position.fallback_token()});
+    if (request_.logprobs_top_n >= 0) verdict.scored.push_back(position);
   }
   verdict.compute_ms = response.verified().compute_ms();
   verdict.wall_ms = MsSince(start);
@@ -564,6 +586,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     int tokens_emitted = 0;
     for (int32_t token : emitted) {
       committed_.push_back(token);
+      if (!verdict->scored.empty()) {
+        // Token i of the round stands at verified position i; the last one is the fallback.
+        const bool accepted_draft = tokens_emitted < outcome.num_accepted;
+        *response.add_logprobs() = RoundTokenLogprob(verdict->scored[tokens_emitted], token,
+                                                     accepted_draft, env_.tokenizer);
+      }
       ++generated;
       ++tokens_emitted;
       response.add_token_ids(token);
@@ -617,7 +645,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       env_.trace->OnRound(record, round_start, proposals.wall_ms, verdict->wall_ms);
     }
     if (request_.include_rounds) *response.add_rounds() = record;
-    if (round == 0) response.set_request_id(request_.request_id);
+    if (round == 0) {
+      response.set_request_id(request_.request_id);
+      for (v1::TokenLogprob& entry : prompt_logprobs_) {
+        *response.add_prompt_logprobs() = std::move(entry);
+      }
+    }
     ++round;
     if (!emit(response)) {
       status = absl::CancelledError("the client went away");
@@ -636,7 +669,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     last.set_text(text.Finish(&stopped));
     if (stopped) finish_reason_ = v1::FINISH_REASON_STOP;
   }
-  if (round == 0) last.set_request_id(request_.request_id);
+  if (round == 0) {
+    last.set_request_id(request_.request_id);
+    for (v1::TokenLogprob& entry : prompt_logprobs_) {
+      *last.add_prompt_logprobs() = std::move(entry);
+    }
+  }
   last.set_finish_reason(finish_reason_);
   usage_.set_generated_tokens(static_cast<int32_t>(generated));
   usage_.set_total_ms(MsSince(run_start));

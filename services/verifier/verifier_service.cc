@@ -17,6 +17,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/verifier/scoring.h"
 
 namespace specdec {
 
@@ -52,6 +53,7 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxDraftTokensPerRound,
                                                    " draft tokens, got ", verify.drafts_size()));
   }
+  if (verify.has_logprobs()) RETURN_IF_ERROR(CheckLogprobRequest(verify.logprobs()));
   if (span.start_position() + span.tokens_size() != request.committed_length()) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokens [", span.start_position(), ", +", span.tokens_size(),
@@ -89,6 +91,9 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     v1::VerifiedPosition* out = result->add_positions();
     out->set_p_prob_of_draft(position.p_prob_of_draft);
     out->set_fallback_token(position.fallback_token);
+  }
+  if (verify.has_logprobs()) {
+    AddVerifyLogprobs(logits, draft_tokens, verify.logprobs().top_n(), result);
   }
   result->set_cache_length(session->length());
   result->set_compute_ms(MsSince(start));
@@ -133,8 +138,10 @@ grpc::Status VerifierServiceImpl::Session(
     switch (request.kind_case()) {
       case v1::VerifierRequest::kPrefill: {
         const auto start = Clock::now();
-        status =
-            session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
+        status = request.prefill().has_prompt_logprobs()
+                     ? PrefillScored(request.prefill(), session.get(), response.mutable_prefilled())
+                     : session->Prefill(request.prefill().tokens(),
+                                        FromProto(request.prefill().sampling()));
         response.mutable_prefilled()->set_cache_length(session->length());
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
         if (metrics_ != nullptr && status.ok()) {

@@ -2,10 +2,7 @@
 // tiny checkpoint, the three services as child processes on loopback ports, /metrics scraped
 // over HTTP before and after a Generate, spans received by an OTLP collector stand-in (a gRPC
 // TraceService in this process), the Chrome trace file parsed, completions over real HTTP.
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,82 +26,26 @@
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "tests/integration/service_process.h"
+#include "tests/observe/http_client.h"
 
 namespace specdec {
 namespace {
 
 using ::nlohmann::json;
+using ::specdec::testing::ConnectLoopback;
+using ::specdec::testing::HttpRequest;
+using ::specdec::testing::HttpRequestText;
+using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
 using ::specdec::testing::ServiceProcess;
 namespace otlp = ::opentelemetry::proto;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
 
-// --- a raw HTTP/1.1 client (Connection: close, read to EOF) ---
-
-struct HttpResponse {
-  int status = 0;
-  std::string headers;
-  std::string body;
-};
-
-// A TCP connection to 127.0.0.1:port; -1 when refused.
-int ConnectLoopback(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string HttpRequestText(const std::string& method, const std::string& path,
-                            const std::string& body) {
-  return absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
-                      body.empty() ? "" : "Content-Type: application/json\r\n",
-                      "Content-Length: ", body.size(), "\r\n\r\n", body);
-}
-
-HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::string& body = "") {
-  HttpResponse out;
-  const int fd = ConnectLoopback(port);
-  if (fd < 0) return out;
-  const std::string request = HttpRequestText(method, path, body);
-  (void)!write(fd, request.data(), request.size());
-  std::string raw;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) raw.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  const size_t end = raw.find("\r\n\r\n");
-  if (end == std::string::npos) return out;
-  out.headers = raw.substr(0, end);
-  out.body = raw.substr(end + 4);
-  std::vector<std::string> first =
-      absl::StrSplit(out.headers.substr(0, out.headers.find("\r\n")), ' ');
-  if (first.size() >= 2) (void)absl::SimpleAtoi(first[1], &out.status);
-  return out;
-}
-
-// Prometheus text -> {"name{labels}": value}.
+// Scrapes /metrics, failing the test when the scrape does.
 std::map<std::string, double> Scrape(int port) {
-  std::map<std::string, double> samples;
-  const HttpResponse response = HttpRequest(port, "GET", "/metrics");
-  EXPECT_EQ(response.status, 200);
-  for (absl::string_view line : absl::StrSplit(response.body, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    double value = 0;
-    if (space == absl::string_view::npos || !absl::SimpleAtod(line.substr(space + 1), &value)) {
-      continue;
-    }
-    samples[std::string(line.substr(0, space))] = value;
-  }
+  std::map<std::string, double> samples = ::specdec::testing::Scrape(port);
+  EXPECT_FALSE(samples.empty()) << "GET /metrics on port " << port << " failed";
   return samples;
 }
 
