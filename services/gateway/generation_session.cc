@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -534,6 +535,8 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       proposals.fallback = v1::FALLBACK_BUSY;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    } else if (policy.paused()) {
+      proposals.fallback = v1::FALLBACK_PAUSED;
     }  // else K was cut to 0 by the token budget or the context: not a fallback
     const bool draft_asked = k > 0 && (proposals.wall_ms > 0 || proposals.overlapped);
     predraft.reset();
@@ -541,8 +544,14 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     // Overlap: with every proposal in, ask for the next round now, as if all of this one were
     // accepted: the pending token becomes x_K and the draft's first token guesses the bonus.
     const int proposed_now = static_cast<int>(proposals.proposals.size());
-    const bool predraft_pays = predraft_use_rate >= kMinPredraftUseRate ||
-                               rounds_without_predraft + 1 >= kPredraftProbeEvery;
+    // An adaptive request also has its acceptance estimate a: a pre-draft is used only when all
+    // k proposals are accepted (about a^k), so below the same threshold it is not even tried
+    // (on a random checkpoint the first rounds' pre-drafts only took CPU from the verifier).
+    const bool predraft_likely =
+        !request_.adaptive || std::pow(policy.acceptance_rate(), k) >= kMinPredraftUseRate;
+    const bool predraft_pays = predraft_likely &&
+                               (predraft_use_rate >= kMinPredraftUseRate ||
+                                rounds_without_predraft + 1 >= kPredraftProbeEvery);
     if (request_.overlap && draft_ != nullptr && k > 0 && proposed_now == k && predraft_pays) {
       DraftLengthPolicy next_policy = policy;
       next_policy.Observe(k, k);
@@ -607,8 +616,9 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       }
     }
     const int proposed = static_cast<int>(proposals.proposals.size());
+    // Every round, those without proposals too: a paused policy counts them towards its probe.
+    policy.Observe(proposed, outcome.num_accepted);
     if (proposed > 0) {
-      policy.Observe(proposed, outcome.num_accepted);
       // An overlapped round's draft work was hidden behind the previous verification; its cost
       // still counts, or K would grow as if drafting were free.
       const double draft_ms = proposals.overlapped ? proposals.compute_ms : proposals.wall_ms;

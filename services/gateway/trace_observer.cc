@@ -48,6 +48,8 @@ const char* FallbackLabel(v1::Fallback fallback) {
       return "draft_deadline";
     case v1::FALLBACK_BUSY:
       return "busy";
+    case v1::FALLBACK_PAUSED:
+      return "paused";
     default:
       return "none";
   }
