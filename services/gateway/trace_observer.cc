@@ -132,6 +132,12 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                                 "rate(accepted_total) / rate(drafted_total))")
                           .Register(registry)
                           .Add({})),
+      acceptance_rate_window(
+          prometheus::BuildGauge()
+              .Name("specdec_gateway_acceptance_rate_window")
+              .Help("Accepted / drafted tokens, each round weighted by exp(-age / window): the "
+                    "recent acceptance rate (window 1m or 5m); absent until something is drafted")
+              .Register(registry)),
       active_sessions(prometheus::BuildGauge()
                           .Name("specdec_gateway_active_sessions")
                           .Help("Generate requests running now")
@@ -177,6 +183,21 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                         .Register(registry)) {
   for (int i = 0; i < 4; ++i) {
     phase[i] = &phase_seconds.Add({{"phase", kPhases[i]}}, LatencyBucketsSeconds());
+  }
+}
+
+void GatewayMetrics::ObserveAcceptance(int accepted, int drafted) {
+  if (drafted <= 0) return;
+  const absl::Time now = absl::Now();
+  for (Window& window : windows) {
+    window.ratio.Add(accepted, drafted, now);
+    // Family::Add returns the existing series when it is there: racing rounds agree.
+    prometheus::Gauge* gauge = window.gauge.load();
+    if (gauge == nullptr) {
+      gauge = &acceptance_rate_window.Add({{"window", window.label}});
+      window.gauge.store(gauge);
+    }
+    gauge->Set(window.ratio.Ratio());
   }
 }
 
@@ -244,6 +265,7 @@ void RequestTrace::OnRound(const v1::RoundRecord& record, Clock::time_point roun
     m->generated_tokens.Increment(record.tokens_emitted());
     const double drafted = m->drafted_tokens.Value();
     if (drafted > 0) m->acceptance_rate.Set(m->accepted_tokens.Value() / drafted);
+    m->ObserveAcceptance(record.num_accepted(), record.num_proposed());
     if (record.num_proposed() > 0) {
       m->round_accepted.Observe(record.num_accepted());
       m->phase[0]->Observe(record.draft_ms() / 1000.0);

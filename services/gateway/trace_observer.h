@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/metrics/decaying_ratio.h"
 #include "common/metrics/metrics_server.h"
 #include "common/tracing/span.h"
 #include "common/tracing/tracer.h"
@@ -37,6 +39,18 @@ class GatewayMetrics {
   prometheus::Counter& accepted_tokens;
   prometheus::Counter& rounds;
   prometheus::Gauge& acceptance_rate;  // accepted / drafted since start
+  // accepted / drafted, exponentially decayed: {window="1m"} and {window="5m"} (time constants),
+  // added at the first round with proposals (no series before: 0 would read as "none accepted").
+  prometheus::Family<prometheus::Gauge>& acceptance_rate_window;
+  struct Window {
+    const char* label;
+    DecayingRatio ratio;
+    std::atomic<prometheus::Gauge*> gauge{nullptr};  // set at the first observation
+  };
+  Window windows[2] = {{"1m", DecayingRatio(absl::Minutes(1))},
+                       {"5m", DecayingRatio(absl::Minutes(5))}};
+  // Feeds one round's drafted and accepted tokens to the windows (thread-safe).
+  void ObserveAcceptance(int accepted, int drafted);
   prometheus::Gauge& active_sessions;
   prometheus::Family<prometheus::Counter>& fallbacks;        // {reason}
   prometheus::Family<prometheus::Histogram>& phase_seconds;  // {phase}
