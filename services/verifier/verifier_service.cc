@@ -184,6 +184,12 @@ grpc::Status VerifierServiceImpl::Session(
 v1::GetStatsResponse VerifierServiceImpl::Stats() const {
   v1::GetStatsResponse stats = registry_.Stats();
   AddBatchStats(batcher_.get(), &stats);
+  const KvPoolStats pool = view_->kv_pool_stats();
+  stats.set_kv_pool_blocks_total(pool.total_blocks);
+  stats.set_kv_pool_blocks_used(pool.used_blocks);
+  stats.set_kv_pool_blocks_free(pool.free_blocks);
+  stats.set_kv_pool_blocks_peak(pool.peak_used_blocks);
+  stats.set_kv_pool_block_tokens(pool.block_tokens);
   return stats;
 }
 

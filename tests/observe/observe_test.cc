@@ -25,6 +25,7 @@
 #include "nlohmann/json.hpp"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
+#include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
 #include "tests/observe/http_client.h"
 
@@ -249,6 +250,14 @@ TEST_F(ObserveTest, MetricsCountersMoveWithAGenerate) {
   EXPECT_EQ(Get(gateway, "specdec_gateway_active_sessions"), 0);
   EXPECT_GE(Get(gateway, "specdec_gateway_acceptance_rate"), 0);
   EXPECT_LE(Get(gateway, "specdec_gateway_acceptance_rate"), 1);
+  // The windowed acceptance rates exist once something was drafted, and are rates.
+  for (const char* window : {"1m", "5m"}) {
+    const std::string key =
+        absl::StrCat("specdec_gateway_acceptance_rate_window{window=\"", window, "\"}");
+    ASSERT_EQ(gateway.count(key), 1u) << key;
+    EXPECT_GE(gateway.at(key), 0) << key;
+    EXPECT_LE(gateway.at(key), 1) << key;
+  }
 
   EXPECT_GE(delta(verifier, verifier_before,
                   "specdec_model_step_seconds_count{role=\"verifier\",step=\"verify\"}"),
@@ -262,6 +271,31 @@ TEST_F(ObserveTest, MetricsCountersMoveWithAGenerate) {
                   "specdec_sessions_closed_total{reason=\"released\",role=\"verifier\"}"),
             1);
   EXPECT_EQ(verifier.count("specdec_kv_cache_bytes{kv_policy=\"full\",role=\"verifier\"}"), 1u);
+  // The verifier's KV block pool, as GetStats reports it: used + free = total, and the peak saw
+  // this request's blocks. The draft (contiguous caches) has no pool series.
+  const std::string pool = "{kv_policy=\"full\",role=\"verifier\"";
+  const double total = Get(verifier, "specdec_kv_pool_blocks_total" + pool + "}");
+  EXPECT_GT(total, 0);
+  EXPECT_EQ(Get(verifier, "specdec_kv_pool_blocks" + pool + ",state=\"used\"}") +
+                Get(verifier, "specdec_kv_pool_blocks" + pool + ",state=\"free\"}"),
+            total);
+  EXPECT_GT(Get(verifier, "specdec_kv_pool_blocks_peak" + pool + "}"), 0);
+  EXPECT_GT(Get(verifier, "specdec_kv_pool_block_tokens" + pool + "}"), 0);
+  auto verifier_stub = v1::Verifier::NewStub(
+      grpc::CreateChannel(verifier_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext stats_context;
+  v1::GetStatsResponse stats;
+  ASSERT_TRUE(verifier_stub->GetStats(&stats_context, v1::GetStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.kv_pool_blocks_total(), total);
+  EXPECT_EQ(stats.kv_pool_blocks_used() + stats.kv_pool_blocks_free(), total);
+  EXPECT_EQ(draft.count("specdec_kv_pool_blocks_total{kv_policy=\"full\",role=\"draft\"}"), 0u);
+  // Released sessions give their blocks back (the verifier frees them after answering Release).
+  double used = -1;
+  for (int i = 0; i < 100 && used != 0; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    used = Get(Scrape(verifier_metrics_), "specdec_kv_pool_blocks" + pool + ",state=\"used\"}");
+  }
+  EXPECT_EQ(used, 0) << "KV blocks still held after the request ended";
   EXPECT_GE(delta(draft, draft_before,
                   "specdec_model_step_seconds_count{role=\"draft\",step=\"propose\"}"),
             1);
