@@ -14,6 +14,7 @@
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
 #include "common/sampling/logprobs.h"
+#include "common/tracing/trace_context.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/generation_session.h"
 #include "services/gateway/http_server.h"
@@ -153,6 +154,14 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                                           const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
   RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
+  const auto& metadata = context->client_metadata();
+  if (const auto it = metadata.find(kTraceparentKey); it != metadata.end()) {
+    // An invalid value is ignored (W3C: start a new trace).
+    if (std::optional<TraceContext> parent =
+            ParseTraceparent(std::string_view(it->second.data(), it->second.size()))) {
+      trace.Continue(*parent);
+    }
+  }
   absl::StatusOr<GenerationRequest> validated = Validate(*request);
   if (!validated.ok()) {
     SPECDEC_LOG(Info) << "rejected request: " << validated.status();

@@ -78,6 +78,7 @@ GenerationSession::GenerationSession(std::string session_id, const GenerationReq
       request_(request),
       env_(env),
       context_(context),
+      traceparent_(env.trace != nullptr ? env.trace->traceparent() : ""),
       committed_(request.prompt) {}
 
 GenerationSession::~GenerationSession() { CloseStreams(false); }
@@ -171,7 +172,8 @@ bool GenerationSession::OpenDraft(int64_t round) {
   // Opening the stream and sending are bounded like the round's wait for proposals.
   const absl::Duration op_timeout =
       absl::Milliseconds(std::max(env_.draft_deadline_ms, 100));
-  draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout);
+  draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout,
+                                         traceparent_);
   // Not awaited: the draft prefills while the verifier works, and its acknowledgement is
   // skipped when the proposals are read.
   if (!draft_->Send(DraftPrefillRequest())) {
@@ -218,7 +220,7 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
     verifier_replica_ = replica;
     WaitBrieflyForConnection(replica->channel(), env_.deadline, context_);
     verifier_ = std::make_unique<VerifierStream>(replica->verifier(), context_, env_.deadline,
-                                                 env_.verifier_timeout);
+                                                 env_.verifier_timeout, traceparent_);
     const bool score_prompt = request_.prompt_logprobs && !prompt_scored_;
     absl::StatusOr<v1::VerifierResponse> response =
         verifier_->Call(VerifierPrefillRequest(round, score_prompt));

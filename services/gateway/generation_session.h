@@ -139,6 +139,8 @@ class GenerationSession {
   const GenerationRequest& request_;
   SessionEnvironment env_;
   const grpc::ServerContext* context_;
+  // W3C trace context sent with the draft and verifier streams (empty: none).
+  const std::string traceparent_;
   std::unique_ptr<VerifierStream> verifier_;
   std::shared_ptr<Replica> verifier_replica_;
   absl::flat_hash_set<std::string> tried_verifiers_;

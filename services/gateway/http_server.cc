@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/log.h"
+#include "common/tracing/trace_context.h"
 #include "nlohmann/json.hpp"
 #include "services/gateway/openai_completions.h"
 
@@ -291,6 +292,13 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   };
 
   grpc::ClientContext context;
+  // W3C trace context: the request joins the caller's trace (an invalid header is ignored, and
+  // never reaches gRPC metadata, which must be printable ASCII).
+  if (const char* header = mg_get_header(conn, kTraceparentKey)) {
+    if (std::optional<TraceContext> parent = ParseTraceparent(header)) {
+      context.AddMetadata(kTraceparentKey, FormatTraceparent(*parent));
+    }
+  }
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub_->Generate(&context, request);
   v1::GenerateResponse response;

@@ -238,6 +238,19 @@ SpanData RequestTrace::Child(const SpanId& parent, std::string name, uint64_t st
   return span;
 }
 
+void RequestTrace::Continue(const TraceContext& parent) {
+  caller_ = parent;
+  request_span_.trace_id = parent.trace_id;
+  request_span_.parent_span_id = parent.span_id;
+}
+
+std::string RequestTrace::traceparent() const {
+  if (obs_ != nullptr && obs_->tracer != nullptr) {
+    return FormatTraceparent({request_span_.trace_id, request_span_.span_id, true});
+  }
+  return caller_.has_value() ? FormatTraceparent(*caller_) : "";
+}
+
 void RequestTrace::Start(const std::string& session_id, const std::string& request_id,
                          int64_t prompt_tokens, int num_draft_tokens, bool adaptive) {
   if (obs_ == nullptr) return;

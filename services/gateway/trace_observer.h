@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "common/metrics/decaying_ratio.h"
 #include "common/metrics/metrics_server.h"
 #include "common/tracing/span.h"
+#include "common/tracing/trace_context.h"
 #include "common/tracing/tracer.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -80,6 +82,12 @@ class RequestTrace {
   explicit RequestTrace(const GatewayObservability* obs);
   ~RequestTrace();
 
+  // The caller's W3C trace context: the request span joins its trace, as a child of its span.
+  // Before Start.
+  void Continue(const TraceContext& parent);
+  // The traceparent for the draft and verifier streams: the request span when spans are
+  // exported, else the caller's own (passed through), else empty.
+  std::string traceparent() const;
   // The request was accepted and runs as `session_id`.
   void Start(const std::string& session_id, const std::string& request_id, int64_t prompt_tokens,
              int num_draft_tokens, bool adaptive);
@@ -102,6 +110,7 @@ class RequestTrace {
   bool started_ = false;
   bool first_token_seen_ = false;
   v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
+  std::optional<TraceContext> caller_;
   SpanData request_span_;  // submitted at Done; round spans go out as each round ends
 };
 

@@ -17,6 +17,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/common/session_spans.h"
 #include "services/verifier/scoring.h"
 
 namespace specdec {
@@ -111,6 +112,7 @@ grpc::Status VerifierServiceImpl::Session(
     grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) {
   std::string id;
   std::unique_ptr<ModelSession> session;
+  SessionSpans spans(tracer_, *context, "specdec.v1.Verifier/Session");
   bool released = false;
   absl::Status status;
   v1::VerifierRequest request;
@@ -127,6 +129,7 @@ grpc::Status VerifierServiceImpl::Session(
       }
       id = request.session_id();
       session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
+      spans.SetSessionId(id);
       SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
     } else if (request.session_id() != id) {
       status = absl::InvalidArgumentError(
@@ -148,20 +151,26 @@ grpc::Status VerifierServiceImpl::Session(
           metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
                                 request.prefill().tokens().tokens_size());
         }
+        spans.Step("verifier.prefill", start, request.round(),
+                   request.prefill().tokens().tokens_size(), request.committed_length());
         break;
       }
-      case v1::VerifierRequest::kVerify:
+      case v1::VerifierRequest::kVerify: {
         if (debug_delay_ms_ > 0 && !DebugDelay(context, debug_delay_ms_)) {
           status = absl::CancelledError("the gateway cancelled the stream");
           break;
         }
+        const auto start = Clock::now();
         status = Verify(request, session.get(), &response);
+        const int64_t tokens =
+            request.verify().tokens().tokens_size() + request.verify().drafts_size();
         if (metrics_ != nullptr && status.ok() && response.has_verified()) {
-          metrics_->ObserveStep(
-              ModelStep::kVerify, response.verified().compute_ms() / 1e3,
-              request.verify().tokens().tokens_size() + request.verify().drafts_size());
+          metrics_->ObserveStep(ModelStep::kVerify, response.verified().compute_ms() / 1e3,
+                                tokens);
         }
+        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length());
         break;
+      }
       case v1::VerifierRequest::kRelease:
         released = true;
         response.mutable_released();
@@ -172,6 +181,7 @@ grpc::Status VerifierServiceImpl::Session(
     if (status.ok() && context->IsCancelled()) status = absl::CancelledError("cancelled");
     if (status.ok()) stream->Write(response);
   }
+  spans.Finish(status);
   if (!id.empty()) {
     registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
                                  : SessionRegistry::CloseReason::kAbandoned);
@@ -240,6 +250,9 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
                                             [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }
+  const std::unique_ptr<Tracer> tracer = MakeServiceTracer(
+      config.otlp_endpoint, "specdec-verifier", MakeServiceInfo(*model, *view, "", 0).model_name());
+  service.set_tracer(tracer.get());
   ServerOptions options;
   options.listen = config.listen;
   options.name = "verifier";

@@ -28,18 +28,18 @@ int ConnectLoopback(int port) {
 }
 
 std::string HttpRequestText(const std::string& method, const std::string& path,
-                            const std::string& body) {
+                            const std::string& body, const std::string& headers) {
   return absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
-                      body.empty() ? "" : "Content-Type: application/json\r\n",
+                      headers, body.empty() ? "" : "Content-Type: application/json\r\n",
                       "Content-Length: ", body.size(), "\r\n\r\n", body);
 }
 
 HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::string& body) {
+                         const std::string& body, const std::string& headers) {
   HttpResponse out;
   const int fd = ConnectLoopback(port);
   if (fd < 0) return out;
-  const std::string request = HttpRequestText(method, path, body);
+  const std::string request = HttpRequestText(method, path, body, headers);
   (void)!write(fd, request.data(), request.size());
   std::string raw;
   char buffer[4096];

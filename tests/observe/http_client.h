@@ -18,12 +18,13 @@ struct HttpResponse {
 // A TCP connection to 127.0.0.1:port; -1 when refused.
 int ConnectLoopback(int port);
 
-// The request's bytes (a JSON Content-Type when there is a body).
+// The request's bytes (a JSON Content-Type when there is a body). `headers`: more header
+// lines, each ending in "\r\n".
 std::string HttpRequestText(const std::string& method, const std::string& path,
-                            const std::string& body);
+                            const std::string& body, const std::string& headers = "");
 
 HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::string& body = "");
+                         const std::string& body = "", const std::string& headers = "");
 
 // Prometheus text of GET /metrics -> {"name{labels}": value}; empty when the scrape fails.
 std::map<std::string, double> Scrape(int port);
