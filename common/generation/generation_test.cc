@@ -1,5 +1,6 @@
 // Speculative generation is lossless: greedy output equals plain greedy token for token, and
 // sampled output has the target model's distribution (chi-square against exact enumeration).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -64,6 +65,36 @@ TEST_F(GenerationTest, GreedySpeculativeEqualsPlainForManyPlansAndK) {
       options.adaptive = false;
     }
   }
+}
+
+// A draft that is never right (a one-token vocabulary: it always proposes id 0): adaptive K
+// pauses drafting after a few rounds, probes now and then, and the output is still plain
+// decoding's.
+TEST_F(GenerationTest, AdaptiveKPausesADraftThatIsNeverRight) {
+  auto target = (*model_)->FullView();
+  auto draft = Draft({0}, 1);
+  GenerateOptions options;
+  options.max_new_tokens = 64;
+  auto plain = GeneratePlain(*target, kPrompts[2], options);
+  ASSERT_TRUE(plain.ok());
+  options.adaptive = true;
+  options.max_draft_tokens = 8;
+  auto spec = GenerateSpeculative(*target, *draft, kPrompts[2], options);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->tokens, plain->tokens);
+  size_t first_pause = spec->rounds.size();
+  int paused = 0, probes_after_pause = 0;
+  for (size_t i = 0; i < spec->rounds.size(); ++i) {
+    if (spec->rounds[i].num_draft_tokens == 0) {
+      ++paused;
+      first_pause = std::min(first_pause, i);
+    } else if (i > first_pause) {
+      ++probes_after_pause;
+    }
+  }
+  EXPECT_LT(first_pause, 20u) << "drafting never paused";
+  EXPECT_GT(paused, 3 * probes_after_pause);
+  EXPECT_GE(probes_after_pause, 1) << "a paused policy must probe the draft again";
 }
 
 TEST_F(GenerationTest, TheFullModelAsDraftAcceptsEverything) {

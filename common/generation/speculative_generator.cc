@@ -126,8 +126,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     committed.insert(committed.end(), emitted.begin(), emitted.end());
     result.tokens.insert(result.tokens.end(), emitted.begin(), emitted.end());
     record.tokens_emitted = static_cast<int>(emitted.size());
+    policy.Observe(k, outcome.num_accepted);  // k = 0 too: a paused policy counts it
     if (k > 0) {
-      policy.Observe(k, outcome.num_accepted);
       // c = draft cost per token / verify cost per round, smoothed.
       const double c = (record.draft_ms / k) / std::max(record.verify_ms, 1e-3);
       cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;

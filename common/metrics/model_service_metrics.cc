@@ -77,6 +77,28 @@ class SnapshotCollectable : public prometheus::Collectable {
                {service, {"kv_policy", kv_policy_}},
                s.active_sessions > 0 ? static_cast<double>(s.cache_bytes) / s.active_sessions : 0.0,
                MetricType::Gauge)});
+    if (s.kv_pool_blocks_total > 0) {
+      const ClientMetric::Label policy{"kv_policy", kv_policy_};
+      family("specdec_kv_pool_blocks",
+             "Blocks of the paged KV cache's shared pool: used by sessions, or free",
+             MetricType::Gauge,
+             {Sample({service, policy, {"state", "used"}},
+                     static_cast<double>(s.kv_pool_blocks_used), MetricType::Gauge),
+              Sample({service, policy, {"state", "free"}},
+                     static_cast<double>(s.kv_pool_blocks_free), MetricType::Gauge)});
+      family("specdec_kv_pool_blocks_total", "Blocks in the paged KV cache's shared pool",
+             MetricType::Gauge,
+             {Sample({service, policy}, static_cast<double>(s.kv_pool_blocks_total),
+                     MetricType::Gauge)});
+      family("specdec_kv_pool_blocks_peak", "Most pool blocks ever in use at once since start",
+             MetricType::Gauge,
+             {Sample({service, policy}, static_cast<double>(s.kv_pool_blocks_peak),
+                     MetricType::Gauge)});
+      family("specdec_kv_pool_block_tokens", "Token positions per KV pool block",
+             MetricType::Gauge,
+             {Sample({service, policy}, static_cast<double>(s.kv_pool_block_tokens),
+                     MetricType::Gauge)});
+    }
     return out;
   }
 

@@ -1,6 +1,7 @@
 // The metrics of a model service (draft or verifier): sessions, tokens run, KV cache bytes with
-// the cache policy as a label (read from the service's own counters on every scrape), and the
-// latency of each model step (prefill, propose, verify) as histograms.
+// the cache policy as a label and the paged cache's block pool (read from the service's own
+// counters on every scrape), and the latency of each model step (prefill, propose, verify) as
+// histograms.
 #ifndef SPECDEC_COMMON_METRICS_MODEL_SERVICE_METRICS_H_
 #define SPECDEC_COMMON_METRICS_MODEL_SERVICE_METRICS_H_
 
@@ -27,6 +28,12 @@ struct ModelServiceSnapshot {
   int64_t sessions_abandoned = 0;
   int64_t sessions_evicted = 0;
   int64_t tokens_processed = 0;
+  // The paged KV cache's shared block pool; total 0: no pool (contiguous caches, the draft).
+  int64_t kv_pool_blocks_total = 0;
+  int64_t kv_pool_blocks_used = 0;
+  int64_t kv_pool_blocks_free = 0;
+  int64_t kv_pool_blocks_peak = 0;
+  int64_t kv_pool_block_tokens = 0;
 };
 
 enum class ModelStep { kPrefill, kPropose, kVerify };

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
+#include "grpc/health/v1/health.pb.h"
 
 namespace specdec {
 namespace {
@@ -85,6 +86,11 @@ absl::Status ServeUntilSignal(const ServerOptions& options,
   BlockShutdownSignals();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // gRPC's default health service is not generated code: reflection lists it but can describe
+  // it only if the generated health messages are in the process. A service that never calls
+  // Health itself (draft, verifier) would not link them, and `grpcurl describe
+  // grpc.health.v1.Health` would answer "Symbol not found" (reflection_test).
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
 
   grpc::ServerBuilder builder;
   // A second process on the same port must fail, not share it silently.

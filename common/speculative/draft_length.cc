@@ -31,7 +31,16 @@ DraftLengthPolicy DraftLengthPolicy::ExpectedThroughput(int max_k, double initia
 }
 
 void DraftLengthPolicy::Observe(int proposed, int accepted) {
-  if (proposed <= 0) return;  // a round without a draft says nothing about the draft
+  if (proposed <= 0) {
+    // A round without a draft says nothing about the draft; it only brings the next probe
+    // nearer.
+    if (paused_) {
+      ++rounds_since_probe_;
+      Recompute();
+    }
+    return;
+  }
+  rounds_since_probe_ = 0;
   accepted = std::clamp(accepted, 0, proposed);
   switch (kind_) {
     case Kind::kConstant:
@@ -40,10 +49,18 @@ void DraftLengthPolicy::Observe(int proposed, int accepted) {
       k_ = std::clamp(accepted == proposed ? k_ + 2 : k_ - 1, 1, max_k_);
       return;
     case Kind::kExpectedThroughput: {
+      const bool probe = paused_;
       const double trials = accepted + (accepted < proposed ? 1 : 0);
-      ema_accepted_ = (1.0 - ema_weight_) * ema_accepted_ + ema_weight_ * accepted;
-      ema_trials_ = (1.0 - ema_weight_) * ema_trials_ + ema_weight_ * trials;
+      const double weight = std::max(ema_weight_, 1.0 / (rounds_observed_ + 2));
+      ++rounds_observed_;
+      ema_accepted_ = (1.0 - weight) * ema_accepted_ + weight * accepted;
+      ema_trials_ = (1.0 - weight) * ema_trials_ + weight * trials;
       Recompute();
+      if (probe && paused_) {
+        probe_every_ = std::min(2 * probe_every_, kMaxProbeEvery);
+      } else if (!paused_) {
+        probe_every_ = kProbeEvery;
+      }
       return;
     }
   }
@@ -60,7 +77,16 @@ double DraftLengthPolicy::acceptance_rate() const {
   return std::clamp(ema_accepted_ / ema_trials_, 0.0, 1.0);
 }
 
-void DraftLengthPolicy::Recompute() { k_ = BestK(acceptance_rate(), cost_ratio_, max_k_); }
+void DraftLengthPolicy::Recompute() {
+  const double alpha = acceptance_rate();
+  const int best = BestK(alpha, cost_ratio_, max_k_);
+  // Tokens per unit of cost of the best K against plain decoding's 1 (written as the sum, as
+  // in BestK).
+  double expected = 1.0, term = 1.0;
+  for (int k = 1; k <= best; ++k) expected += (term *= alpha);
+  paused_ = expected / (best * cost_ratio_ + 1.0) < 1.0;
+  k_ = paused_ && rounds_since_probe_ < probe_every_ - 1 ? 0 : best;
+}
 
 int DraftLengthPolicy::BestK(double alpha, double cost_ratio, int max_k) {
   alpha = std::isfinite(alpha) ? std::clamp(alpha, 0.0, 1.0) : 0.0;

@@ -2,6 +2,7 @@
 #include "common/speculative/draft_length.h"
 
 #include <cmath>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -69,10 +70,68 @@ TEST(DraftLengthPolicyTest, ExpectedThroughputTracksAcceptance) {
   EXPECT_GT(policy.acceptance_rate(), 0.99);
   EXPECT_EQ(policy.NextK(), 12);
 
-  // A draft that is always wrong pushes alpha to 0 and K to 1.
-  for (int i = 0; i < 60; ++i) policy.Observe(policy.NextK(), 0);
-  EXPECT_LT(policy.acceptance_rate(), 0.01);
+  // A draft that is always wrong pushes alpha to 0, and drafting stops paying: K = 0
+  // (paused) but for the probes.
+  for (int i = 0; i < 200; ++i) policy.Observe(policy.NextK(), 0);
+  EXPECT_LT(policy.acceptance_rate(), 0.05);  // below the cost ratio: K=1 no longer pays
+  EXPECT_TRUE(policy.paused());
+  EXPECT_EQ(policy.NextK(), 0);
+}
+
+TEST(DraftLengthPolicyTest, PausedPolicyProbesWithBackoff) {
+  DraftLengthPolicy policy = DraftLengthPolicy::ExpectedThroughput(8, 0.6, 0.3);
+  EXPECT_FALSE(policy.paused());
+  EXPECT_GE(policy.NextK(), 1);
+  // Never accepted: alpha falls below the cost ratio and the policy pauses.
+  int rounds = 0;
+  while (!policy.paused() && rounds < 100) {
+    policy.Observe(policy.NextK(), 0);
+    ++rounds;
+  }
+  ASSERT_TRUE(policy.paused());
+  EXPECT_LT(rounds, 20);  // a few rounds, not the whole request
+  // Paused: 15 rounds without a draft, then a probe with the best K >= 1; each probe that
+  // finds nothing doubles the wait (16, 32, 64, 128, 128...).
+  std::vector<int> probe_rounds;
+  for (int i = 0; i < 16 + 32 + 64 + 128 + 128; ++i) {
+    const int k = policy.NextK();
+    if (k > 0) probe_rounds.push_back(i);
+    policy.Observe(k, 0);
+  }
+  EXPECT_EQ(probe_rounds, (std::vector<int>{15, 47, 111, 239, 367}));
+  // Probes that are accepted bring the acceptance estimate back up, and drafting resumes.
+  for (int i = 0; i < 40 * DraftLengthPolicy::kMaxProbeEvery && policy.paused(); ++i) {
+    const int k = policy.NextK();
+    policy.Observe(k, k);
+  }
+  EXPECT_FALSE(policy.paused());
+  EXPECT_GE(policy.NextK(), 1);
+}
+
+TEST(DraftLengthPolicyTest, FirstRoundsOutweighThePrior) {
+  // The prior (0.6) is one pseudo-trial; the first round weighs as much as it (a running mean),
+  // not ema_weight: one round of K=3 rejected at once halves the estimate.
+  DraftLengthPolicy policy = DraftLengthPolicy::ExpectedThroughput(8, 0.6, 0.1, 0.1);
+  policy.Observe(3, 0);
+  EXPECT_NEAR(policy.acceptance_rate(), 0.3, 1e-12);
+  policy.Observe(1, 0);  // weight 1/3
+  EXPECT_NEAR(policy.acceptance_rate(), 0.2, 1e-12);
+  // A draft that is always right is believed as quickly.
+  DraftLengthPolicy good = DraftLengthPolicy::ExpectedThroughput(8, 0.6, 0.1, 0.1);
+  good.Observe(good.NextK(), good.NextK());
+  EXPECT_GT(good.acceptance_rate(), 0.8);
+}
+
+TEST(DraftLengthPolicyTest, FreeDraftingNeverPauses) {
+  DraftLengthPolicy policy = DraftLengthPolicy::ExpectedThroughput(4, 0.0, 0.0);
+  for (int i = 0; i < 50; ++i) policy.Observe(policy.NextK(), 0);
+  EXPECT_FALSE(policy.paused());
   EXPECT_EQ(policy.NextK(), 1);
+  // Constant K never pauses, whatever it observes.
+  DraftLengthPolicy constant = DraftLengthPolicy::Constant(3);
+  for (int i = 0; i < 50; ++i) constant.Observe(3, 0);
+  EXPECT_FALSE(constant.paused());
+  EXPECT_EQ(constant.NextK(), 3);
 }
 
 TEST(DraftLengthPolicyTest, ExpectedThroughputEstimatesThePerTokenRate) {
@@ -94,9 +153,14 @@ TEST(DraftLengthPolicyTest, CostRatioMovesK) {
   EXPECT_EQ(policy.NextK(), 16);  // free drafting: as long as allowed
   policy.SetCostRatio(0.1);
   EXPECT_EQ(policy.NextK(), 6);
-  policy.SetCostRatio(1.0);  // drafting a token costs a whole verification: short rounds
-  EXPECT_EQ(policy.NextK(), DraftLengthPolicy::BestK(0.8, 1.0, 16));
-  EXPECT_LE(policy.NextK(), 2);
+  policy.SetCostRatio(0.5);  // drafting a token costs half a verification: short rounds
+  EXPECT_EQ(policy.NextK(), DraftLengthPolicy::BestK(0.8, 0.5, 16));
+  EXPECT_EQ(policy.NextK(), 2);  // K=2: 2.44 tokens for 2 units, K=1: 1.8 for 1.5
+  // A whole verification per draft token: even K=1 (1.8 tokens for 2 units) loses to plain
+  // decoding (1 for 1), so drafting pauses.
+  policy.SetCostRatio(1.0);
+  EXPECT_TRUE(policy.paused());
+  EXPECT_EQ(policy.NextK(), 0);
   policy.SetCostRatio(NAN);  // ignored
   policy.SetCostRatio(-1.0);
   EXPECT_DOUBLE_EQ(policy.cost_ratio(), 1.0);

@@ -13,6 +13,9 @@ ABSL_FLAG(std::string, cpus, "",
           "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
+ABSL_FLAG(std::string, otlp_endpoint, "",
+          "HOST:PORT of an OTLP/gRPC collector: spans of the session streams that carry a W3C "
+          "traceparent (empty: off)");
 ABSL_FLAG(int, max_batch_tokens, 512,
           "batch concurrent sessions' forward passes, at most this many tokens a pass "
           "(0: no batching)");
@@ -36,6 +39,7 @@ void ReadModelServiceFlags(ModelServiceOptions* options) {
   options->cpus = absl::GetFlag(FLAGS_cpus);
   options->shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   options->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options->otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
   options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);
   options->max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options->batch_wait_us = absl::GetFlag(FLAGS_batch_wait_us);

@@ -15,6 +15,8 @@ struct ModelServiceOptions {
   std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   int shutdown_grace_ms = 5000;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
+  // OTLP/gRPC collector for the spans of streams that carry a traceparent; empty: off.
+  std::string otlp_endpoint;
   // Cross-session batching (common/batching): rows of one forward pass; 0: every session runs
   // its own passes.
   int max_batch_tokens = 512;

@@ -37,6 +37,11 @@ ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
   s.sessions_abandoned = stats.sessions_abandoned();
   s.sessions_evicted = stats.sessions_evicted();
   s.tokens_processed = stats.tokens_processed();
+  s.kv_pool_blocks_total = stats.kv_pool_blocks_total();
+  s.kv_pool_blocks_used = stats.kv_pool_blocks_used();
+  s.kv_pool_blocks_free = stats.kv_pool_blocks_free();
+  s.kv_pool_blocks_peak = stats.kv_pool_blocks_peak();
+  s.kv_pool_block_tokens = stats.kv_pool_block_tokens();
   return s;
 }
 

@@ -16,6 +16,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/common/session_spans.h"
 
 namespace specdec {
 namespace {
@@ -100,6 +101,7 @@ grpc::Status DraftServiceImpl::Session(
     grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) {
   std::string id;
   std::unique_ptr<ModelSession> session;
+  SessionSpans spans(tracer_, *context, "specdec.v1.Draft/Session");
   bool released = false;
   absl::Status status;
   v1::DraftRequest request;
@@ -116,6 +118,7 @@ grpc::Status DraftServiceImpl::Session(
       }
       id = request.session_id();
       session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
+      spans.SetSessionId(id);
       SPECDEC_LOG(Debug) << "draft session " << id << " opened";
     } else if (request.session_id() != id) {
       status = absl::InvalidArgumentError(
@@ -137,16 +140,19 @@ grpc::Status DraftServiceImpl::Session(
                                 request.prefill().tokens().tokens_size());
         }
         stream->Write(response);
+        spans.Step("draft.prefill", start, request.round(),
+                   request.prefill().tokens().tokens_size(), request.committed_length());
         break;
       }
       case v1::DraftRequest::kPropose: {
         const auto start = Clock::now();
         status = Propose(context, request, max_support_, debug_delay_ms_, session.get(), stream);
+        const int64_t tokens =
+            request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1;
         if (metrics_ != nullptr && status.ok()) {
-          metrics_->ObserveStep(
-              ModelStep::kPropose, MsSince(start) / 1e3,
-              request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1);
+          metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3, tokens);
         }
+        spans.Step("draft.propose", start, request.round(), tokens, request.committed_length());
         break;
       }
       case v1::DraftRequest::kRelease: {
@@ -161,6 +167,7 @@ grpc::Status DraftServiceImpl::Session(
         status = absl::InvalidArgumentError("a DraftRequest needs prefill, propose or release");
     }
   }
+  spans.Finish(status);
   if (!id.empty()) {
     registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
                                  : SessionRegistry::CloseReason::kAbandoned);
@@ -224,6 +231,9 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                                             [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }
+  const std::unique_ptr<Tracer> tracer = MakeServiceTracer(
+      config.otlp_endpoint, "specdec-draft", MakeServiceInfo(*model, *view, "", 0).model_name());
+  service.set_tracer(tracer.get());
   ServerOptions options;
   options.listen = config.listen;
   options.name = "draft";

@@ -6,17 +6,20 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/rpc/status.h"
+#include "common/tracing/trace_context.h"
 
 namespace specdec {
 namespace {
 
 std::unique_ptr<grpc::ClientContext> ChildContext(const grpc::ServerContext* parent,
-                                                  absl::Time deadline) {
+                                                  absl::Time deadline,
+                                                  const std::string& traceparent) {
   std::unique_ptr<grpc::ClientContext> context =
       parent != nullptr ? grpc::ClientContext::FromServerContext(*parent)
                         : std::make_unique<grpc::ClientContext>();
   // gRPC keeps the earlier of this and the parent's propagated deadline.
   if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
+  if (!traceparent.empty()) context->AddMetadata(kTraceparentKey, traceparent);
   return context;
 }
 
@@ -75,8 +78,9 @@ void Watchdog::Loop() {
 }
 
 VerifierStream::VerifierStream(v1::Verifier::Stub* stub, const grpc::ServerContext* parent,
-                               absl::Time deadline, absl::Duration call_timeout)
-    : context_(ChildContext(parent, deadline)), call_timeout_(call_timeout) {
+                               absl::Time deadline, absl::Duration call_timeout,
+                               const std::string& traceparent)
+    : context_(ChildContext(parent, deadline, traceparent)), call_timeout_(call_timeout) {
   // Opening the call waits for the connection: bounded like a call.
   Watchdog::Scoped watch(CallDeadline(), [this] {
     timed_out_ = true;
@@ -146,8 +150,9 @@ void VerifierStream::Close(bool release, const std::string& session_id) {
 }
 
 DraftStream::DraftStream(v1::Draft::Stub* stub, const grpc::ServerContext* parent,
-                         absl::Time deadline, absl::Duration op_timeout)
-    : context_(ChildContext(parent, deadline)), op_timeout_(op_timeout) {
+                         absl::Time deadline, absl::Duration op_timeout,
+                         const std::string& traceparent)
+    : context_(ChildContext(parent, deadline, traceparent)), op_timeout_(op_timeout) {
   {
     Watchdog::Scoped watch(Bound(op_timeout_), [this] { context_->TryCancel(); });
     stream_ = stub->Session(context_.get());

@@ -67,10 +67,12 @@ class VerifierStream {
  public:
   // `parent` (nullable) is the client's call: its deadline and cancellation propagate.
   // `deadline` (InfiniteFuture: none) is the session's own deadline, `call_timeout` the longest
-  // one Call may take before the stream is cancelled and reported UNAVAILABLE.
+  // one Call may take before the stream is cancelled and reported UNAVAILABLE. `traceparent`
+  // (empty: none) goes with the stream as W3C trace context.
   VerifierStream(v1::Verifier::Stub* stub, const grpc::ServerContext* parent,
                  absl::Time deadline = absl::InfiniteFuture(),
-                 absl::Duration call_timeout = absl::InfiniteDuration());
+                 absl::Duration call_timeout = absl::InfiniteDuration(),
+                 const std::string& traceparent = "");
   ~VerifierStream();
 
   // Sends `request` and waits for its response. A broken stream gives the stream's status
@@ -97,10 +99,11 @@ class VerifierStream {
 class DraftStream {
  public:
   // `op_timeout` bounds opening the stream and each Send (a draft that cannot take a message
-  // in that time is treated as gone).
+  // in that time is treated as gone). `traceparent` as for VerifierStream.
   DraftStream(v1::Draft::Stub* stub, const grpc::ServerContext* parent,
               absl::Time deadline = absl::InfiniteFuture(),
-              absl::Duration op_timeout = absl::InfiniteDuration());
+              absl::Duration op_timeout = absl::InfiniteDuration(),
+              const std::string& traceparent = "");
   ~DraftStream();
 
   // False when the stream is broken.

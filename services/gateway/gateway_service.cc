@@ -13,6 +13,8 @@
 #include "common/base/status_macros.h"
 #include "common/rpc/server.h"
 #include "common/rpc/status.h"
+#include "common/sampling/logprobs.h"
+#include "common/tracing/trace_context.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/generation_session.h"
 #include "services/gateway/http_server.h"
@@ -89,6 +91,10 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
     return absl::InvalidArgumentError(
         absl::StrCat("max_new_tokens must be >= 0, got ", request.max_new_tokens()));
   }
+  if (request.prompt_only() && request.max_new_tokens() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt_only generates nothing: max_new_tokens must be 0, got ", request.max_new_tokens()));
+  }
   if (request.max_new_tokens() > config_.max_new_tokens_cap) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens ", request.max_new_tokens(),
                                                    " is above this gateway's cap of ",
@@ -97,6 +103,17 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   out.max_new_tokens = request.max_new_tokens() > 0
                            ? request.max_new_tokens()
                            : std::min(config_.default_max_new_tokens, config_.max_new_tokens_cap);
+  out.prompt_only = request.prompt_only();
+  if (out.prompt_only) out.max_new_tokens = 0;
+  if (request.has_logprobs()) {
+    const int top_n = request.logprobs().top_n();
+    if (top_n < 0 || top_n > kMaxTopLogprobs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("logprobs.top_n must be in [0, ", kMaxTopLogprobs, "], got ", top_n));
+    }
+    out.logprobs_top_n = top_n;
+    out.prompt_logprobs = request.logprobs().prompt();
+  }
   const v1::SamplingParameters& sampling = request.sampling();
   out.sampling.temperature = sampling.temperature();
   out.sampling.top_k = sampling.top_k();
@@ -137,6 +154,14 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                                           const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
   RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
+  const auto& metadata = context->client_metadata();
+  if (const auto it = metadata.find(kTraceparentKey); it != metadata.end()) {
+    // An invalid value is ignored (W3C: start a new trace).
+    if (std::optional<TraceContext> parent =
+            ParseTraceparent(std::string_view(it->second.data(), it->second.size()))) {
+      trace.Continue(*parent);
+    }
+  }
   absl::StatusOr<GenerationRequest> validated = Validate(*request);
   if (!validated.ok()) {
     SPECDEC_LOG(Info) << "rejected request: " << validated.status();

@@ -61,6 +61,10 @@ struct GenerationRequest {
   bool overlap = true;  // draft the next round while this one is verified
   std::vector<std::string> stop;
   bool include_rounds = false;
+  // Log-probabilities (LogprobParameters): -1 none, else the alternatives per position.
+  int logprobs_top_n = -1;
+  bool prompt_logprobs = false;  // score the prompt too
+  bool prompt_only = false;      // prefill only, generate nothing
 };
 
 class GatewayServiceImpl final : public v1::Gateway::Service {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@
 #include "common/speculative/draft_length.h"
 #include "services/common/proto_convert.h"
 #include "services/gateway/text_output.h"
+#include "services/gateway/token_logprobs.h"
 #include "services/gateway/trace_observer.h"
 
 namespace specdec {
@@ -76,6 +78,7 @@ GenerationSession::GenerationSession(std::string session_id, const GenerationReq
       request_(request),
       env_(env),
       context_(context),
+      traceparent_(env.trace != nullptr ? env.trace->traceparent() : ""),
       committed_(request.prompt) {}
 
 GenerationSession::~GenerationSession() { CloseStreams(false); }
@@ -116,7 +119,8 @@ v1::DraftRequest GenerationSession::DraftPrefillRequest() {
   return request;
 }
 
-v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) const {
+v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round,
+                                                             bool score_prompt) const {
   v1::VerifierRequest request;
   request.set_session_id(session_id_);
   request.set_committed_length(static_cast<int64_t>(committed_.size()));
@@ -125,6 +129,10 @@ v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round) con
   prefill->mutable_tokens()->set_start_position(0);
   for (size_t i = 0; i + 1 < committed_.size(); ++i) prefill->mutable_tokens()->add_tokens(committed_[i]);
   *prefill->mutable_sampling() = ToProto(request_.sampling);
+  if (score_prompt) {
+    prefill->mutable_prompt_logprobs()->set_top_n(std::max(0, request_.logprobs_top_n));
+    prefill->set_next_token(committed_.back());
+  }
   return request;
 }
 
@@ -164,7 +172,8 @@ bool GenerationSession::OpenDraft(int64_t round) {
   // Opening the stream and sending are bounded like the round's wait for proposals.
   const absl::Duration op_timeout =
       absl::Milliseconds(std::max(env_.draft_deadline_ms, 100));
-  draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout);
+  draft_ = std::make_unique<DraftStream>(replica->draft(), context_, env_.deadline, op_timeout,
+                                         traceparent_);
   // Not awaited: the draft prefills while the verifier works, and its acknowledgement is
   // skipped when the proposals are read.
   if (!draft_->Send(DraftPrefillRequest())) {
@@ -211,9 +220,16 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
     verifier_replica_ = replica;
     WaitBrieflyForConnection(replica->channel(), env_.deadline, context_);
     verifier_ = std::make_unique<VerifierStream>(replica->verifier(), context_, env_.deadline,
-                                                 env_.verifier_timeout);
-    absl::StatusOr<v1::VerifierResponse> response = verifier_->Call(VerifierPrefillRequest(round));
+                                                 env_.verifier_timeout, traceparent_);
+    const bool score_prompt = request_.prompt_logprobs && !prompt_scored_;
+    absl::StatusOr<v1::VerifierResponse> response =
+        verifier_->Call(VerifierPrefillRequest(round, score_prompt));
     if (response.ok() && response->has_prefilled()) {
+      if (score_prompt) {
+        ASSIGN_OR_RETURN(prompt_logprobs_,
+                         PromptLogprobs(request_.prompt, response->prefilled(), env_.tokenizer));
+        prompt_scored_ = true;
+      }
       verifier_valid_ = static_cast<int64_t>(committed_.size()) - 1;
       if (round > 0) {
         SPECDEC_LOG(Info) << "session " << session_id_ << ": moved to verifier "
@@ -256,7 +272,8 @@ absl::Status GenerationSession::FailOver(int64_t round, const absl::Status& stat
 }
 
 absl::Status GenerationSession::Prefill() {
-  const bool wants_draft = request_.num_draft_tokens > 0 || request_.adaptive;
+  const bool wants_draft =
+      !request_.prompt_only && (request_.num_draft_tokens > 0 || request_.adaptive);
   if (env_.drafts != nullptr && wants_draft) OpenDraft(0);
   return OpenVerifier(0);
 }
@@ -392,6 +409,9 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
       drafted->set_token(proposals.proposals[i].token);
       ToProto(proposals.dists[i], drafted->mutable_q());
     }
+    if (request_.logprobs_top_n >= 0) {
+      verify->mutable_logprobs()->set_top_n(request_.logprobs_top_n);
+    }
     return request;
   };
   // A broken replica moves the session to the next one (re-prefill there, then the same
@@ -427,9 +447,14 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
   if (!response.has_verified()) {
     return absl::InternalError("the verifier answered a verification with something else");
   }
+  if (request_.logprobs_top_n >= 0 && !response.verified().has_logprobs()) {
+    return absl::UnimplementedError(
+        "the verifier returned no log-probabilities (a version that predates them?)");
+  }
   Verdict verdict;
   for (const v1::VerifiedPosition& position : response.verified().positions()) {
     verdict.positions.push_back({position.p_prob_of_draft(), position.fallback_token()});
+    if (request_.logprobs_top_n >= 0) verdict.scored.push_back(position);
   }
   verdict.compute_ms = response.verified().compute_ms();
   verdict.wall_ms = MsSince(start);
@@ -512,6 +537,8 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       proposals.fallback = v1::FALLBACK_BUSY;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    } else if (policy.paused()) {
+      proposals.fallback = v1::FALLBACK_PAUSED;
     }  // else K was cut to 0 by the token budget or the context: not a fallback
     const bool draft_asked = k > 0 && (proposals.wall_ms > 0 || proposals.overlapped);
     predraft.reset();
@@ -519,8 +546,14 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     // Overlap: with every proposal in, ask for the next round now, as if all of this one were
     // accepted: the pending token becomes x_K and the draft's first token guesses the bonus.
     const int proposed_now = static_cast<int>(proposals.proposals.size());
-    const bool predraft_pays = predraft_use_rate >= kMinPredraftUseRate ||
-                               rounds_without_predraft + 1 >= kPredraftProbeEvery;
+    // An adaptive request also has its acceptance estimate a: a pre-draft is used only when all
+    // k proposals are accepted (about a^k), so below the same threshold it is not even tried
+    // (on a random checkpoint the first rounds' pre-drafts only took CPU from the verifier).
+    const bool predraft_likely =
+        !request_.adaptive || std::pow(policy.acceptance_rate(), k) >= kMinPredraftUseRate;
+    const bool predraft_pays = predraft_likely &&
+                               (predraft_use_rate >= kMinPredraftUseRate ||
+                                rounds_without_predraft + 1 >= kPredraftProbeEvery);
     if (request_.overlap && draft_ != nullptr && k > 0 && proposed_now == k && predraft_pays) {
       DraftLengthPolicy next_policy = policy;
       next_policy.Observe(k, k);
@@ -564,6 +597,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     int tokens_emitted = 0;
     for (int32_t token : emitted) {
       committed_.push_back(token);
+      if (!verdict->scored.empty()) {
+        // Token i of the round stands at verified position i; the last one is the fallback.
+        const bool accepted_draft = tokens_emitted < outcome.num_accepted;
+        *response.add_logprobs() = RoundTokenLogprob(verdict->scored[tokens_emitted], token,
+                                                     accepted_draft, env_.tokenizer);
+      }
       ++generated;
       ++tokens_emitted;
       response.add_token_ids(token);
@@ -579,8 +618,9 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       }
     }
     const int proposed = static_cast<int>(proposals.proposals.size());
+    // Every round, those without proposals too: a paused policy counts them towards its probe.
+    policy.Observe(proposed, outcome.num_accepted);
     if (proposed > 0) {
-      policy.Observe(proposed, outcome.num_accepted);
       // An overlapped round's draft work was hidden behind the previous verification; its cost
       // still counts, or K would grow as if drafting were free.
       const double draft_ms = proposals.overlapped ? proposals.compute_ms : proposals.wall_ms;
@@ -617,7 +657,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       env_.trace->OnRound(record, round_start, proposals.wall_ms, verdict->wall_ms);
     }
     if (request_.include_rounds) *response.add_rounds() = record;
-    if (round == 0) response.set_request_id(request_.request_id);
+    if (round == 0) {
+      response.set_request_id(request_.request_id);
+      for (v1::TokenLogprob& entry : prompt_logprobs_) {
+        *response.add_prompt_logprobs() = std::move(entry);
+      }
+    }
     ++round;
     if (!emit(response)) {
       status = absl::CancelledError("the client went away");
@@ -636,7 +681,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     last.set_text(text.Finish(&stopped));
     if (stopped) finish_reason_ = v1::FINISH_REASON_STOP;
   }
-  if (round == 0) last.set_request_id(request_.request_id);
+  if (round == 0) {
+    last.set_request_id(request_.request_id);
+    for (v1::TokenLogprob& entry : prompt_logprobs_) {
+      *last.add_prompt_logprobs() = std::move(entry);
+    }
+  }
   last.set_finish_reason(finish_reason_);
   usage_.set_generated_tokens(static_cast<int32_t>(generated));
   usage_.set_total_ms(MsSince(run_start));

@@ -94,6 +94,8 @@ class GenerationSession {
   };
   struct Verdict {
     std::vector<VerifiedPosition> positions;
+    // The verifier's answer as sent, for its log-probabilities (only when the request asks).
+    std::vector<v1::VerifiedPosition> scored;
     double wall_ms = 0;
     double compute_ms = 0;
   };
@@ -128,13 +130,17 @@ class GenerationSession {
   absl::Status CheckClient() const;
   // Numbered with the next draft_seq_.
   v1::DraftRequest DraftPrefillRequest();
-  v1::VerifierRequest VerifierPrefillRequest(int64_t round) const;
+  // `score_prompt`: ask for the prompt's log-probabilities (the first prefill of a request
+  // with logprobs.prompt).
+  v1::VerifierRequest VerifierPrefillRequest(int64_t round, bool score_prompt = false) const;
   void CloseStreams(bool release);
 
   std::string session_id_;
   const GenerationRequest& request_;
   SessionEnvironment env_;
   const grpc::ServerContext* context_;
+  // W3C trace context sent with the draft and verifier streams (empty: none).
+  const std::string traceparent_;
   std::unique_ptr<VerifierStream> verifier_;
   std::shared_ptr<Replica> verifier_replica_;
   absl::flat_hash_set<std::string> tried_verifiers_;
@@ -151,6 +157,9 @@ class GenerationSession {
   // Committed positions each side is known to hold (the speculative tail beyond is stale).
   int64_t verifier_valid_ = 0;
   int64_t draft_valid_ = 0;
+  // With logprobs.prompt: the prompt's entries, sent with the first message.
+  std::vector<v1::TokenLogprob> prompt_logprobs_;
+  bool prompt_scored_ = false;
   v1::Usage usage_;
   v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
 };

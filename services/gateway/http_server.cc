@@ -12,12 +12,16 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/base/log.h"
+#include "common/tracing/trace_context.h"
 #include "nlohmann/json.hpp"
+#include "services/gateway/openai_completions.h"
 
 namespace specdec {
 namespace {
 
-using nlohmann::json;
+// Responses keep their fields in the order written (id, object, ... as OpenAI sends them;
+// top_logprobs most likely first), not sorted by key.
+using json = nlohmann::ordered_json;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;
 
@@ -98,164 +102,6 @@ std::string RandomHex() {
   static std::mt19937_64* rng = new std::mt19937_64(std::random_device{}());
   absl::MutexLock lock(mu);
   return absl::StrFormat("%016x", (*rng)());
-}
-
-const char* OpenAiFinishReason(v1::FinishReason reason) {
-  switch (reason) {
-    case v1::FINISH_REASON_EOS:
-    case v1::FINISH_REASON_STOP:
-      return "stop";
-    case v1::FINISH_REASON_LENGTH:
-    case v1::FINISH_REASON_CONTEXT:
-      return "length";
-    default:
-      return nullptr;
-  }
-}
-
-// A JSON number that must be an integer (OpenAI sends max_tokens: 16, never 16.0).
-bool GetInt(const json& body, const char* key, int64_t* out, std::string* error) {
-  if (!body.contains(key) || body[key].is_null()) return true;
-  if (!body[key].is_number_integer()) {
-    *error = absl::StrCat("'", key, "' must be an integer");
-    return false;
-  }
-  // nlohmann keeps large positive integers as uint64: they would wrap to negative int64.
-  if (body[key].is_number_unsigned() && body[key].get<uint64_t>() > INT64_MAX) {
-    *error = absl::StrCat("'", key, "' is out of range");
-    return false;
-  }
-  *out = body[key].get<int64_t>();
-  return true;
-}
-
-bool GetNumber(const json& body, const char* key, double* out, std::string* error) {
-  if (!body.contains(key) || body[key].is_null()) return true;
-  if (!body[key].is_number()) {
-    *error = absl::StrCat("'", key, "' must be a number");
-    return false;
-  }
-  *out = body[key].get<double>();
-  return true;
-}
-
-// The OpenAI request -> GenerateRequest; false with `error` for a 400.
-bool ToGenerateRequest(const json& body, int default_k, v1::GenerateRequest* request, bool* stream,
-                       std::string* error) {
-  if (!body.is_object()) {
-    *error = "the request body must be a JSON object";
-    return false;
-  }
-  if (!body.contains("prompt")) {
-    *error = "'prompt' is required";
-    return false;
-  }
-  const json& prompt = body["prompt"];
-  if (prompt.is_string()) {
-    request->set_prompt(prompt.get<std::string>());
-  } else if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
-    request->set_prompt(prompt[0].get<std::string>());
-  } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
-    for (const json& id : prompt) {
-      // Checked before narrowing: 2^32 + 5 must not become token 5. The vocabulary bound is
-      // the gateway's check.
-      const bool fits =
-          id.is_number_unsigned()
-              ? id.get<uint64_t>() <= INT32_MAX
-              : id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= INT32_MAX;
-      if (!fits) {
-        *error = "'prompt' as token ids must hold non-negative 32-bit integers only";
-        return false;
-      }
-      request->add_prompt_ids(static_cast<int32_t>(id.get<int64_t>()));
-    }
-  } else {
-    *error =
-        "'prompt' must be a string, a list of one string, or a list of token ids "
-        "(batches of prompts are not supported)";
-    return false;
-  }
-  int64_t max_tokens = 16;  // OpenAI's default
-  int64_t seed = -1;
-  int64_t n = 1;
-  int64_t top_k = 0;
-  int64_t k = default_k;
-  double temperature = 1.0;  // OpenAI's default
-  double top_p = 1.0;
-  if (!GetInt(body, "max_tokens", &max_tokens, error) || !GetInt(body, "seed", &seed, error) ||
-      !GetInt(body, "n", &n, error) || !GetInt(body, "top_k", &top_k, error) ||
-      !GetInt(body, "num_draft_tokens", &k, error) ||
-      !GetNumber(body, "temperature", &temperature, error) ||
-      !GetNumber(body, "top_p", &top_p, error)) {
-    return false;
-  }
-  if (max_tokens < 1 || max_tokens > INT32_MAX) {
-    *error = "'max_tokens' must be in [1, 2147483647] (and at most the gateway's cap)";
-    return false;
-  }
-  if (n != 1) {
-    *error = "only n = 1 is supported";
-    return false;
-  }
-  if (body.contains("best_of") && !body["best_of"].is_null() && body["best_of"] != 1) {
-    *error = "best_of is not supported";
-    return false;
-  }
-  if (body.contains("echo") && body["echo"] == true) {
-    *error = "echo is not supported";
-    return false;
-  }
-  if (body.contains("logprobs") && !body["logprobs"].is_null()) {
-    *error = "logprobs are not supported";
-    return false;
-  }
-  if (k < 0 || k > 64 || top_k < 0 || top_k > INT32_MAX) {
-    *error = "'num_draft_tokens' must be in [0, 64] and 'top_k' >= 0";
-    return false;
-  }
-  request->set_max_new_tokens(static_cast<int32_t>(max_tokens));
-  v1::SamplingParameters* sampling = request->mutable_sampling();
-  sampling->set_temperature(static_cast<float>(temperature));
-  sampling->set_top_p(static_cast<float>(top_p));
-  sampling->set_top_k(static_cast<int32_t>(top_k));
-  // Without a seed, sampled completions differ from call to call, as OpenAI's do.
-  uint64_t chosen_seed = seed >= 0 ? static_cast<uint64_t>(seed) : 0;
-  if (seed < 0 && temperature > 0) chosen_seed = std::random_device{}();
-  sampling->set_seed(chosen_seed);
-  request->mutable_speculation()->set_num_draft_tokens(static_cast<int32_t>(k));
-  if (body.contains("adaptive")) {
-    if (!body["adaptive"].is_boolean()) {
-      *error = "'adaptive' must be a boolean";
-      return false;
-    }
-    request->mutable_speculation()->set_adaptive(body["adaptive"].get<bool>());
-  }
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& stop = body["stop"];
-    if (stop.is_string()) {
-      request->add_stop(stop.get<std::string>());
-    } else if (stop.is_array()) {
-      for (const json& s : stop) {
-        if (!s.is_string()) {
-          *error = "'stop' must be a string or a list of strings";
-          return false;
-        }
-        request->add_stop(s.get<std::string>());
-      }
-    } else {
-      *error = "'stop' must be a string or a list of strings";
-      return false;
-    }
-  }
-  *stream = false;
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) {
-      *error = "'stream' must be a boolean";
-      return false;
-    }
-    *stream = body["stream"].get<bool>();
-  }
-  return true;
 }
 
 }  // namespace
@@ -417,9 +263,9 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
                      "model_not_found");
   }
   v1::GenerateRequest request;
-  bool stream = false;
+  CompletionOptions options;
   std::string error;
-  if (!ToGenerateRequest(body, options_.num_draft_tokens, &request, &stream, &error)) {
+  if (!ToGenerateRequest(body, options_.num_draft_tokens, &request, &options, &error)) {
     return SendError(conn, 400, error);
   }
   const std::string id = absl::StrCat("cmpl-", RandomHex());
@@ -427,7 +273,7 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-  auto chunk = [&](const std::string& text, v1::FinishReason reason) {
+  auto chunk = [&](const std::string& text, v1::FinishReason reason, json logprobs) {
     const char* finish = OpenAiFinishReason(reason);
     return json{
         {"id", id},
@@ -436,7 +282,7 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
         {"model", options_.model_name},
         {"choices", json::array({{{"text", text},
                                   {"index", 0},
-                                  {"logprobs", nullptr},
+                                  {"logprobs", std::move(logprobs)},
                                   {"finish_reason", finish ? json(finish) : json(nullptr)}}})}};
   };
   auto usage_json = [](const v1::Usage& usage) {
@@ -446,6 +292,13 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   };
 
   grpc::ClientContext context;
+  // W3C trace context: the request joins the caller's trace (an invalid header is ignored, and
+  // never reaches gRPC metadata, which must be printable ASCII).
+  if (const char* header = mg_get_header(conn, kTraceparentKey)) {
+    if (std::optional<TraceContext> parent = ParseTraceparent(header)) {
+      context.AddMetadata(kTraceparentKey, FormatTraceparent(*parent));
+    }
+  }
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub_->Generate(&context, request);
   v1::GenerateResponse response;
@@ -458,19 +311,35 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
         conn, http,
         status.ok() ? "the gateway ended the stream without an answer" : status.error_message());
   }
-  if (!stream) {
+  CompletionLogprobs logprobs;
+  std::string prompt_text;  // with echo: the prompt as its tokens spell it
+  if (options.echo) {
+    for (const v1::TokenLogprob& entry : response.prompt_logprobs()) logprobs.Add(entry);
+    prompt_text = logprobs.Text();
+  }
+  const size_t prompt_bytes = logprobs.bytes();
+  auto logprobs_json = [&](size_t from) {
+    return options.logprobs >= 0 ? logprobs.ToJson(from) : json(nullptr);
+  };
+  if (!options.stream) {
     std::string text;
     v1::GenerateResponse last;
     bool more = true;
     while (more) {
       text += response.text();
+      for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
       if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
       more = reader->Read(&response);
     }
     const grpc::Status status = reader->Finish();
     if (!status.ok())
       return SendError(conn, HttpStatusFor(status.error_code()), status.error_message());
-    json out = chunk(text, last.finish_reason());
+    // The token that completed a stop string was committed, but the text ends before the stop
+    // string: tokens that start past the text are not part of the answer.
+    if (last.finish_reason() == v1::FINISH_REASON_STOP) {
+      logprobs.TruncateAt(prompt_bytes + text.size());
+    }
+    json out = chunk(prompt_text + text, last.finish_reason(), logprobs_json(0));
     out["usage"] = usage_json(last.usage());
     return Send(conn, 200, out);
   }
@@ -481,8 +350,11 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   bool client_gone = false;
   while (more) {
     const bool last = response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
-    if (last || !response.text().empty()) {
-      json event = chunk(response.text(), response.finish_reason());
+    const size_t from = logprobs.size();
+    for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
+    const bool new_tokens = options.logprobs >= 0 && logprobs.size() > from;
+    if (last || !response.text().empty() || new_tokens) {
+      json event = chunk(response.text(), response.finish_reason(), logprobs_json(from));
       if (last) event["usage"] = usage_json(response.usage());
       if (!WriteEvent(conn, event)) {
         client_gone = true;

@@ -48,6 +48,8 @@ const char* FallbackLabel(v1::Fallback fallback) {
       return "draft_deadline";
     case v1::FALLBACK_BUSY:
       return "busy";
+    case v1::FALLBACK_PAUSED:
+      return "paused";
     default:
       return "none";
   }
@@ -130,6 +132,12 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                                 "rate(accepted_total) / rate(drafted_total))")
                           .Register(registry)
                           .Add({})),
+      acceptance_rate_window(
+          prometheus::BuildGauge()
+              .Name("specdec_gateway_acceptance_rate_window")
+              .Help("Accepted / drafted tokens, each round weighted by exp(-age / window): the "
+                    "recent acceptance rate (window 1m or 5m); absent until something is drafted")
+              .Register(registry)),
       active_sessions(prometheus::BuildGauge()
                           .Name("specdec_gateway_active_sessions")
                           .Help("Generate requests running now")
@@ -178,6 +186,21 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
   }
 }
 
+void GatewayMetrics::ObserveAcceptance(int accepted, int drafted) {
+  if (drafted <= 0) return;
+  const absl::Time now = absl::Now();
+  for (Window& window : windows) {
+    window.ratio.Add(accepted, drafted, now);
+    // Family::Add returns the existing series when it is there: racing rounds agree.
+    prometheus::Gauge* gauge = window.gauge.load();
+    if (gauge == nullptr) {
+      gauge = &acceptance_rate_window.Add({{"window", window.label}});
+      window.gauge.store(gauge);
+    }
+    gauge->Set(window.ratio.Ratio());
+  }
+}
+
 RequestTrace::RequestTrace(const GatewayObservability* obs)
     : obs_(obs), start_(Clock::now()), start_unix_ns_(UnixNanosNow()) {
   request_span_.trace_id = NewTraceId();
@@ -215,6 +238,19 @@ SpanData RequestTrace::Child(const SpanId& parent, std::string name, uint64_t st
   return span;
 }
 
+void RequestTrace::Continue(const TraceContext& parent) {
+  caller_ = parent;
+  request_span_.trace_id = parent.trace_id;
+  request_span_.parent_span_id = parent.span_id;
+}
+
+std::string RequestTrace::traceparent() const {
+  if (obs_ != nullptr && obs_->tracer != nullptr) {
+    return FormatTraceparent({request_span_.trace_id, request_span_.span_id, true});
+  }
+  return caller_.has_value() ? FormatTraceparent(*caller_) : "";
+}
+
 void RequestTrace::Start(const std::string& session_id, const std::string& request_id,
                          int64_t prompt_tokens, int num_draft_tokens, bool adaptive) {
   if (obs_ == nullptr) return;
@@ -242,6 +278,7 @@ void RequestTrace::OnRound(const v1::RoundRecord& record, Clock::time_point roun
     m->generated_tokens.Increment(record.tokens_emitted());
     const double drafted = m->drafted_tokens.Value();
     if (drafted > 0) m->acceptance_rate.Set(m->accepted_tokens.Value() / drafted);
+    m->ObserveAcceptance(record.num_accepted(), record.num_proposed());
     if (record.num_proposed() > 0) {
       m->round_accepted.Observe(record.num_accepted());
       m->phase[0]->Observe(record.draft_ms() / 1000.0);

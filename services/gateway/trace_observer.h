@@ -7,15 +7,19 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/metrics/decaying_ratio.h"
 #include "common/metrics/metrics_server.h"
 #include "common/tracing/span.h"
+#include "common/tracing/trace_context.h"
 #include "common/tracing/tracer.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -37,6 +41,18 @@ class GatewayMetrics {
   prometheus::Counter& accepted_tokens;
   prometheus::Counter& rounds;
   prometheus::Gauge& acceptance_rate;  // accepted / drafted since start
+  // accepted / drafted, exponentially decayed: {window="1m"} and {window="5m"} (time constants),
+  // added at the first round with proposals (no series before: 0 would read as "none accepted").
+  prometheus::Family<prometheus::Gauge>& acceptance_rate_window;
+  struct Window {
+    const char* label;
+    DecayingRatio ratio;
+    std::atomic<prometheus::Gauge*> gauge{nullptr};  // set at the first observation
+  };
+  Window windows[2] = {{"1m", DecayingRatio(absl::Minutes(1))},
+                       {"5m", DecayingRatio(absl::Minutes(5))}};
+  // Feeds one round's drafted and accepted tokens to the windows (thread-safe).
+  void ObserveAcceptance(int accepted, int drafted);
   prometheus::Gauge& active_sessions;
   prometheus::Family<prometheus::Counter>& fallbacks;        // {reason}
   prometheus::Family<prometheus::Histogram>& phase_seconds;  // {phase}
@@ -66,6 +82,12 @@ class RequestTrace {
   explicit RequestTrace(const GatewayObservability* obs);
   ~RequestTrace();
 
+  // The caller's W3C trace context: the request span joins its trace, as a child of its span.
+  // Before Start.
+  void Continue(const TraceContext& parent);
+  // The traceparent for the draft and verifier streams: the request span when spans are
+  // exported, else the caller's own (passed through), else empty.
+  std::string traceparent() const;
   // The request was accepted and runs as `session_id`.
   void Start(const std::string& session_id, const std::string& request_id, int64_t prompt_tokens,
              int num_draft_tokens, bool adaptive);
@@ -88,6 +110,7 @@ class RequestTrace {
   bool started_ = false;
   bool first_token_seen_ = false;
   v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
+  std::optional<TraceContext> caller_;
   SpanData request_span_;  // submitted at Done; round spans go out as each round ends
 };
 

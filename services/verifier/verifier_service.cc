@@ -17,6 +17,8 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/common/session_spans.h"
+#include "services/verifier/scoring.h"
 
 namespace specdec {
 
@@ -52,6 +54,7 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxDraftTokensPerRound,
                                                    " draft tokens, got ", verify.drafts_size()));
   }
+  if (verify.has_logprobs()) RETURN_IF_ERROR(CheckLogprobRequest(verify.logprobs()));
   if (span.start_position() + span.tokens_size() != request.committed_length()) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokens [", span.start_position(), ", +", span.tokens_size(),
@@ -90,6 +93,9 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     out->set_p_prob_of_draft(position.p_prob_of_draft);
     out->set_fallback_token(position.fallback_token);
   }
+  if (verify.has_logprobs()) {
+    AddVerifyLogprobs(logits, draft_tokens, verify.logprobs().top_n(), result);
+  }
   result->set_cache_length(session->length());
   result->set_compute_ms(MsSince(start));
   return absl::OkStatus();
@@ -106,6 +112,7 @@ grpc::Status VerifierServiceImpl::Session(
     grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) {
   std::string id;
   std::unique_ptr<ModelSession> session;
+  SessionSpans spans(tracer_, *context, "specdec.v1.Verifier/Session");
   bool released = false;
   absl::Status status;
   v1::VerifierRequest request;
@@ -122,6 +129,7 @@ grpc::Status VerifierServiceImpl::Session(
       }
       id = request.session_id();
       session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
+      spans.SetSessionId(id);
       SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
     } else if (request.session_id() != id) {
       status = absl::InvalidArgumentError(
@@ -133,28 +141,36 @@ grpc::Status VerifierServiceImpl::Session(
     switch (request.kind_case()) {
       case v1::VerifierRequest::kPrefill: {
         const auto start = Clock::now();
-        status =
-            session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
+        status = request.prefill().has_prompt_logprobs()
+                     ? PrefillScored(request.prefill(), session.get(), response.mutable_prefilled())
+                     : session->Prefill(request.prefill().tokens(),
+                                        FromProto(request.prefill().sampling()));
         response.mutable_prefilled()->set_cache_length(session->length());
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
         if (metrics_ != nullptr && status.ok()) {
           metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
                                 request.prefill().tokens().tokens_size());
         }
+        spans.Step("verifier.prefill", start, request.round(),
+                   request.prefill().tokens().tokens_size(), request.committed_length());
         break;
       }
-      case v1::VerifierRequest::kVerify:
+      case v1::VerifierRequest::kVerify: {
         if (debug_delay_ms_ > 0 && !DebugDelay(context, debug_delay_ms_)) {
           status = absl::CancelledError("the gateway cancelled the stream");
           break;
         }
+        const auto start = Clock::now();
         status = Verify(request, session.get(), &response);
+        const int64_t tokens =
+            request.verify().tokens().tokens_size() + request.verify().drafts_size();
         if (metrics_ != nullptr && status.ok() && response.has_verified()) {
-          metrics_->ObserveStep(
-              ModelStep::kVerify, response.verified().compute_ms() / 1e3,
-              request.verify().tokens().tokens_size() + request.verify().drafts_size());
+          metrics_->ObserveStep(ModelStep::kVerify, response.verified().compute_ms() / 1e3,
+                                tokens);
         }
+        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length());
         break;
+      }
       case v1::VerifierRequest::kRelease:
         released = true;
         response.mutable_released();
@@ -165,6 +181,7 @@ grpc::Status VerifierServiceImpl::Session(
     if (status.ok() && context->IsCancelled()) status = absl::CancelledError("cancelled");
     if (status.ok()) stream->Write(response);
   }
+  spans.Finish(status);
   if (!id.empty()) {
     registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
                                  : SessionRegistry::CloseReason::kAbandoned);
@@ -177,6 +194,12 @@ grpc::Status VerifierServiceImpl::Session(
 v1::GetStatsResponse VerifierServiceImpl::Stats() const {
   v1::GetStatsResponse stats = registry_.Stats();
   AddBatchStats(batcher_.get(), &stats);
+  const KvPoolStats pool = view_->kv_pool_stats();
+  stats.set_kv_pool_blocks_total(pool.total_blocks);
+  stats.set_kv_pool_blocks_used(pool.used_blocks);
+  stats.set_kv_pool_blocks_free(pool.free_blocks);
+  stats.set_kv_pool_blocks_peak(pool.peak_used_blocks);
+  stats.set_kv_pool_block_tokens(pool.block_tokens);
   return stats;
 }
 
@@ -227,6 +250,9 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
                                             [&service] { return SnapshotOf(service.Stats()); }));
     service.set_metrics(metrics.get());
   }
+  const std::unique_ptr<Tracer> tracer = MakeServiceTracer(
+      config.otlp_endpoint, "specdec-verifier", MakeServiceInfo(*model, *view, "", 0).model_name());
+  service.set_tracer(tracer.get());
   ServerOptions options;
   options.listen = config.listen;
   options.name = "verifier";

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "common/batching/forward_batcher.h"
 #include "common/metrics/model_service_metrics.h"
+#include "common/tracing/tracer.h"
 #include "common/model/model.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
@@ -45,10 +46,13 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   void set_batcher(std::unique_ptr<ForwardBatcher> batcher) { batcher_ = std::move(batcher); }
   // Step latencies go to `metrics` (outlives the service); null: not measured.
   void set_metrics(ModelServiceMetrics* metrics) { metrics_ = metrics; }
+  // Spans of streams that carry a traceparent go to `tracer` (outlives the service); null: off.
+  void set_tracer(Tracer* tracer) { tracer_ = tracer; }
   void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
 
  private:
   ModelServiceMetrics* metrics_ = nullptr;
+  Tracer* tracer_ = nullptr;
   int debug_delay_ms_ = 0;
   std::shared_ptr<Model> model_;
   std::shared_ptr<const ModelView> view_;

@@ -91,9 +91,24 @@ for name in ["verifier", "draft", "gateway"]:
         hc = svc[name].get("healthcheck")
         check_that(hc and isinstance(hc.get("test"), list), "no healthcheck")
         port = port_of((flags.get(name) or {}).get("listen"))
-        check_that("specdec-healthcheck" in hc["test"], f"test {json.dumps(hc['test'])}")
-        check_that(port_of(hc["test"][-1]) == port, f"probes {hc['test']}, listens on {port}")
-    checks.check(f"{name} has a health check on its --listen port", health)
+        test = hc["test"]
+        check_that("specdec-healthcheck" in test, f"test {json.dumps(test)}")
+        args = test[test.index("specdec-healthcheck") + 1:]
+        check_that(args and port_of(args[0]) == port, f"probes {test}, listens on {port}")
+        # gRPC health by default, for the service's own name (SERVING once its model is loaded).
+        service = f"specdec.v1.{name.capitalize()}"
+        check_that(args[1:] == [service], f"checks {args[1:]}, not {service}")
+        env = svc[name].get("environment") or {}
+        check_that(str(env.get("SPECDEC_HEALTHCHECK_GRPC")) == "1",
+                   f"SPECDEC_HEALTHCHECK_GRPC={env.get('SPECDEC_HEALTHCHECK_GRPC')}")
+    checks.check(f"{name} has a gRPC health check of its service on its --listen port", health)
+
+
+def tcp_override():
+    cfg0 = yaml.safe_load(compose_config([], env={"SPECDEC_HEALTHCHECK_GRPC": "0"}))
+    env = cfg0["services"]["verifier"].get("environment") or {}
+    check_that(str(env.get("SPECDEC_HEALTHCHECK_GRPC")) == "0", json.dumps(env))
+checks.check("SPECDEC_HEALTHCHECK_GRPC=0 switches the health checks to TCP", tcp_override)
 for name in ["verifier", "draft"]:
     def after_model(name=name):
         d = svc[name].get("depends_on") or {}

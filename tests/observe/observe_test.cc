@@ -2,22 +2,22 @@
 // tiny checkpoint, the three services as child processes on loopback ports, /metrics scraped
 // over HTTP before and after a Generate, spans received by an OTLP collector stand-in (a gRPC
 // TraceService in this process), the Chrome trace file parsed, completions over real HTTP.
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -28,83 +28,28 @@
 #include "nlohmann/json.hpp"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
+#include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
+#include "tests/observe/http_client.h"
 
 namespace specdec {
 namespace {
 
 using ::nlohmann::json;
+using ::specdec::testing::ConnectLoopback;
+using ::specdec::testing::HttpRequest;
+using ::specdec::testing::HttpRequestText;
+using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
 using ::specdec::testing::ServiceProcess;
 namespace otlp = ::opentelemetry::proto;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
 
-// --- a raw HTTP/1.1 client (Connection: close, read to EOF) ---
-
-struct HttpResponse {
-  int status = 0;
-  std::string headers;
-  std::string body;
-};
-
-// A TCP connection to 127.0.0.1:port; -1 when refused.
-int ConnectLoopback(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-std::string HttpRequestText(const std::string& method, const std::string& path,
-                            const std::string& body) {
-  return absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
-                      body.empty() ? "" : "Content-Type: application/json\r\n",
-                      "Content-Length: ", body.size(), "\r\n\r\n", body);
-}
-
-HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
-                         const std::string& body = "") {
-  HttpResponse out;
-  const int fd = ConnectLoopback(port);
-  if (fd < 0) return out;
-  const std::string request = HttpRequestText(method, path, body);
-  (void)!write(fd, request.data(), request.size());
-  std::string raw;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) raw.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  const size_t end = raw.find("\r\n\r\n");
-  if (end == std::string::npos) return out;
-  out.headers = raw.substr(0, end);
-  out.body = raw.substr(end + 4);
-  std::vector<std::string> first =
-      absl::StrSplit(out.headers.substr(0, out.headers.find("\r\n")), ' ');
-  if (first.size() >= 2) (void)absl::SimpleAtoi(first[1], &out.status);
-  return out;
-}
-
-// Prometheus text -> {"name{labels}": value}.
+// Scrapes /metrics, failing the test when the scrape does.
 std::map<std::string, double> Scrape(int port) {
-  std::map<std::string, double> samples;
-  const HttpResponse response = HttpRequest(port, "GET", "/metrics");
-  EXPECT_EQ(response.status, 200);
-  for (absl::string_view line : absl::StrSplit(response.body, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    double value = 0;
-    if (space == absl::string_view::npos || !absl::SimpleAtod(line.substr(space + 1), &value)) {
-      continue;
-    }
-    samples[std::string(line.substr(0, space))] = value;
-  }
+  std::map<std::string, double> samples = ::specdec::testing::Scrape(port);
+  EXPECT_FALSE(samples.empty()) << "GET /metrics on port " << port << " failed";
   return samples;
 }
 
@@ -122,11 +67,15 @@ class Collector final : public otlp::collector::trace::v1::TraceService::Service
                       otlp::collector::trace::v1::ExportTraceServiceResponse*) override {
     absl::MutexLock lock(&mu_);
     for (const auto& resource : request->resource_spans()) {
+      std::map<std::string, std::string> attributes;
       for (const auto& attribute : resource.resource().attributes()) {
-        resource_[attribute.key()] = attribute.value().string_value();
+        attributes[attribute.key()] = attribute.value().string_value();
       }
       for (const auto& scope : resource.scope_spans()) {
-        for (const auto& span : scope.spans()) spans_.push_back(span);
+        for (const auto& span : scope.spans()) {
+          spans_.push_back(span);
+          resource_of_[span.span_id()] = attributes;
+        }
       }
     }
     return grpc::Status::OK;
@@ -135,15 +84,17 @@ class Collector final : public otlp::collector::trace::v1::TraceService::Service
     absl::MutexLock lock(&mu_);
     return spans_;
   }
-  std::map<std::string, std::string> resource() const {
+  // The resource attributes of the process that exported a span (service.name, ...).
+  std::map<std::string, std::string> resource_of(const std::string& span_id) const {
     absl::MutexLock lock(&mu_);
-    return resource_;
+    const auto it = resource_of_.find(span_id);
+    return it == resource_of_.end() ? std::map<std::string, std::string>() : it->second;
   }
 
  private:
   mutable absl::Mutex mu_;
   std::vector<otlp::trace::v1::Span> spans_;
-  std::map<std::string, std::string> resource_;
+  std::map<std::string, std::map<std::string, std::string>> resource_of_;  // by span id
 };
 
 std::map<std::string, otlp::common::v1::AnyValue> Attributes(const otlp::trace::v1::Span& span) {
@@ -180,13 +131,14 @@ class ObserveTest : public ::testing::Test {
       *port = PickFreePort();
     }
     trace_file_ = new std::string(*dir_ + "/trace.json");
+    const std::string otlp = absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port);
     verifier_ = Start("/services/verifier/specdec-verifier",
                       {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
-                       absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_)},
+                       absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_), otlp},
                       "verifier");
     draft_ = Start("/services/draft/specdec-draft",
                    {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--draft_layers=0",
-                    absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_)},
+                    absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_), otlp},
                    "draft");
     ASSERT_NE(verifier_, nullptr);
     ASSERT_NE(draft_, nullptr);
@@ -195,7 +147,7 @@ class ObserveTest : public ::testing::Test {
         {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
          "--draft=" + draft_->address(),
          absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_),
-         absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port), "--trace_file=" + *trace_file_,
+         otlp, "--trace_file=" + *trace_file_,
          absl::StrCat("--http_listen=127.0.0.1:", http_port_)},
         "gateway");
     ASSERT_NE(gateway_, nullptr);
@@ -308,6 +260,14 @@ TEST_F(ObserveTest, MetricsCountersMoveWithAGenerate) {
   EXPECT_EQ(Get(gateway, "specdec_gateway_active_sessions"), 0);
   EXPECT_GE(Get(gateway, "specdec_gateway_acceptance_rate"), 0);
   EXPECT_LE(Get(gateway, "specdec_gateway_acceptance_rate"), 1);
+  // The windowed acceptance rates exist once something was drafted, and are rates.
+  for (const char* window : {"1m", "5m"}) {
+    const std::string key =
+        absl::StrCat("specdec_gateway_acceptance_rate_window{window=\"", window, "\"}");
+    ASSERT_EQ(gateway.count(key), 1u) << key;
+    EXPECT_GE(gateway.at(key), 0) << key;
+    EXPECT_LE(gateway.at(key), 1) << key;
+  }
 
   EXPECT_GE(delta(verifier, verifier_before,
                   "specdec_model_step_seconds_count{role=\"verifier\",step=\"verify\"}"),
@@ -321,6 +281,31 @@ TEST_F(ObserveTest, MetricsCountersMoveWithAGenerate) {
                   "specdec_sessions_closed_total{reason=\"released\",role=\"verifier\"}"),
             1);
   EXPECT_EQ(verifier.count("specdec_kv_cache_bytes{kv_policy=\"full\",role=\"verifier\"}"), 1u);
+  // The verifier's KV block pool, as GetStats reports it: used + free = total, and the peak saw
+  // this request's blocks. The draft (contiguous caches) has no pool series.
+  const std::string pool = "{kv_policy=\"full\",role=\"verifier\"";
+  const double total = Get(verifier, "specdec_kv_pool_blocks_total" + pool + "}");
+  EXPECT_GT(total, 0);
+  EXPECT_EQ(Get(verifier, "specdec_kv_pool_blocks" + pool + ",state=\"used\"}") +
+                Get(verifier, "specdec_kv_pool_blocks" + pool + ",state=\"free\"}"),
+            total);
+  EXPECT_GT(Get(verifier, "specdec_kv_pool_blocks_peak" + pool + "}"), 0);
+  EXPECT_GT(Get(verifier, "specdec_kv_pool_block_tokens" + pool + "}"), 0);
+  auto verifier_stub = v1::Verifier::NewStub(
+      grpc::CreateChannel(verifier_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext stats_context;
+  v1::GetStatsResponse stats;
+  ASSERT_TRUE(verifier_stub->GetStats(&stats_context, v1::GetStatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.kv_pool_blocks_total(), total);
+  EXPECT_EQ(stats.kv_pool_blocks_used() + stats.kv_pool_blocks_free(), total);
+  EXPECT_EQ(draft.count("specdec_kv_pool_blocks_total{kv_policy=\"full\",role=\"draft\"}"), 0u);
+  // Released sessions give their blocks back (the verifier frees them after answering Release).
+  double used = -1;
+  for (int i = 0; i < 100 && used != 0; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    used = Get(Scrape(verifier_metrics_), "specdec_kv_pool_blocks" + pool + ",state=\"used\"}");
+  }
+  EXPECT_EQ(used, 0) << "KV blocks still held after the request ended";
   EXPECT_GE(delta(draft, draft_before,
                   "specdec_model_step_seconds_count{role=\"draft\",step=\"propose\"}"),
             1);
@@ -357,7 +342,8 @@ TEST_F(ObserveTest, RoundSpansReachTheCollectorUnderTheRequestSpan) {
   EXPECT_EQ(attributes["specdec.model"].string_value(), "tinymodel");
   EXPECT_EQ(attributes["specdec.generated_tokens"].int_value(), last.usage().generated_tokens());
   EXPECT_EQ(attributes["rpc.grpc.status_code"].int_value(), 0);
-  EXPECT_EQ(collector_->resource()["service.name"], "specdec-gateway");
+  EXPECT_EQ(collector_->resource_of(request->span_id())["service.name"], "specdec-gateway");
+  EXPECT_EQ(collector_->resource_of(request->span_id())["specdec.model"], "tinymodel");
 
   std::map<std::string, const otlp::trace::v1::Span*> by_id;
   for (const auto& span : spans) {
@@ -395,6 +381,107 @@ TEST_F(ObserveTest, RoundSpansReachTheCollectorUnderTheRequestSpan) {
     }
   }
   for (int i = 0; i < rounds; ++i) EXPECT_TRUE(seen[i]) << "round " << i << " missing";
+}
+
+std::string Hex(const std::string& bytes) {
+  std::string out;
+  for (unsigned char c : bytes) absl::StrAppend(&out, absl::Hex(c, absl::kZeroPad2));
+  return out;
+}
+
+// The spans of trace `trace_hex` once `done` says they are all there (the three processes
+// export in batches every 500 ms; the services' stream spans end after the request).
+std::vector<otlp::trace::v1::Span> WaitForTrace(
+    const Collector& collector, const std::string& trace_hex,
+    const std::function<bool(const std::vector<otlp::trace::v1::Span>&)>& done) {
+  std::vector<otlp::trace::v1::Span> trace;
+  for (int i = 0; i < 100; ++i) {
+    trace.clear();
+    for (const auto& span : collector.spans()) {
+      if (Hex(span.trace_id()) == trace_hex) trace.push_back(span);
+    }
+    if (done(trace)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return trace;
+}
+
+int CountNamed(const std::vector<otlp::trace::v1::Span>& spans, const std::string& name) {
+  return static_cast<int>(std::count_if(spans.begin(), spans.end(),
+                                        [&](const auto& span) { return span.name() == name; }));
+}
+
+// A client's W3C traceparent (gRPC metadata) makes the request, the draft's and the verifier's
+// work one trace: Generate is a child of the client's span, each service's stream span a child
+// of Generate, each model step a child of its stream, exported by the service that did it.
+TEST_F(ObserveTest, TraceContextFlowsToDraftAndVerifier) {
+  const std::string trace_hex = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string parent_hex = "00f067aa0ba902b7";
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(gateway_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.AddMetadata("traceparent", "00-" + trace_hex + "-" + parent_hex + "-01");
+  auto reader = stub->Generate(&context, Request("traced", 8, 2));
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+
+  const auto trace = WaitForTrace(*collector_, trace_hex, [](const auto& spans) {
+    return CountNamed(spans, "Generate") == 1 &&
+           CountNamed(spans, "specdec.v1.Verifier/Session") == 1 &&
+           CountNamed(spans, "specdec.v1.Draft/Session") == 1 &&
+           CountNamed(spans, "verifier.verify") > 0 && CountNamed(spans, "draft.propose") > 0;
+  });
+  std::map<std::string, const otlp::trace::v1::Span*> by_name;
+  for (const auto& span : trace) by_name[span.name()] = &span;
+  ASSERT_EQ(CountNamed(trace, "Generate"), 1) << trace.size() << " spans in the trace";
+  const auto& generate = *by_name["Generate"];
+  EXPECT_EQ(Hex(generate.parent_span_id()), parent_hex);
+  for (const auto& [method, service, steps] :
+       std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>{
+           {"specdec.v1.Verifier/Session", "specdec-verifier",
+            {"verifier.prefill", "verifier.verify"}},
+           {"specdec.v1.Draft/Session", "specdec-draft", {"draft.prefill", "draft.propose"}}}) {
+    ASSERT_EQ(CountNamed(trace, method), 1) << method;
+    const auto& session = *by_name[method];
+    EXPECT_EQ(session.parent_span_id(), generate.span_id()) << method;
+    EXPECT_EQ(session.kind(), otlp::trace::v1::Span::SPAN_KIND_SERVER) << method;
+    EXPECT_EQ(collector_->resource_of(session.span_id())["service.name"], service);
+    for (const std::string& step : steps) {
+      EXPECT_GT(CountNamed(trace, step), 0) << step;
+      for (const auto& span : trace) {
+        if (span.name() != step) continue;
+        EXPECT_EQ(span.parent_span_id(), session.span_id()) << step;
+        EXPECT_EQ(collector_->resource_of(span.span_id())["service.name"], service) << step;
+        EXPECT_GE(span.start_time_unix_nano(), session.start_time_unix_nano()) << step;
+      }
+    }
+  }
+}
+
+// The same through the HTTP door: its traceparent header becomes the Generate span's parent.
+TEST_F(ObserveTest, HttpTraceparentHeaderJoinsTheTrace) {
+  const std::string trace_hex = "0af7651916cd43dd8448eb211c80319c";
+  const std::string parent_hex = "b7ad6b7169203331";
+  const HttpResponse completion = HttpRequest(
+      http_port_, "POST", "/v1/completions", R"({"prompt": "hi", "max_tokens": 3})",
+      "traceparent: 00-" + trace_hex + "-" + parent_hex + "-01\r\n");
+  ASSERT_EQ(completion.status, 200) << completion.body;
+  const auto trace = WaitForTrace(*collector_, trace_hex, [](const auto& spans) {
+    return CountNamed(spans, "Generate") == 1 &&
+           CountNamed(spans, "specdec.v1.Verifier/Session") == 1;
+  });
+  ASSERT_EQ(CountNamed(trace, "Generate"), 1);
+  for (const auto& span : trace) {
+    if (span.name() == "Generate") EXPECT_EQ(Hex(span.parent_span_id()), parent_hex);
+  }
+  EXPECT_EQ(CountNamed(trace, "specdec.v1.Verifier/Session"), 1);
+  // A malformed header is ignored: the request runs in a new trace of its own.
+  EXPECT_EQ(HttpRequest(http_port_, "POST", "/v1/completions",
+                        R"({"prompt": "hi", "max_tokens": 2})", "traceparent: not-a-trace\r\n")
+                .status,
+            200);
 }
 
 TEST_F(ObserveTest, TraceFileIsChromeTraceEventJson) {

@@ -15,11 +15,14 @@
 #include "absl/strings/str_split.h"
 #include "common/kv_cache/kv_cache_config.h"
 #include "common/model/model.h"
+#include "common/sampling/logprobs.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
-ABSL_FLAG(std::string, ids, "", "token ids to score, e.g. 1,2,3");
+ABSL_FLAG(std::string, ids, "",
+          "token ids to score, e.g. 1,2,3 (with --json: per position the logsumexp, the top-k "
+          "and next_logprob, the log-probability of the next id)");
 ABSL_FLAG(std::string, text_file, "", "text file whose perplexity to measure (tokenized with the model's tokenizer.json)");
 ABSL_FLAG(int, top_k, 20, "top-k next tokens reported per position");
 ABSL_FLAG(int64_t, window, 1024, "tokens per scoring window for --text_file (capped at the model's context)");
@@ -41,13 +44,6 @@ namespace {
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "specdec-score: %s\n", status.ToString().c_str());
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-}
-
-double LogSumExp(const float* row, int64_t n) {
-  const float max = *std::max_element(row, row + n);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(row[i]) - max);
-  return max + std::log(sum);
 }
 
 int Main() {
@@ -129,6 +125,8 @@ int Main() {
         nlohmann::json line;
         line["position"] = from + r;
         line["logsumexp"] = lse;
+        // log p(next token): what the gateway's OpenAI logprobs report for it.
+        if (next < end) line["next_logprob"] = row[ids[next]] - lse;
         std::vector<int32_t> top(order.begin(), order.begin() + k);
         std::vector<float> top_logits;
         for (int32_t t : top) top_logits.push_back(row[t]);

@@ -1,0 +1,63 @@
+// The spans a draft or verifier session stream reports, when the process exports spans
+// (--otlp_endpoint) and the gateway sent a sampled W3C traceparent with the stream: one SERVER
+// span for the stream ("specdec.v1.Verifier/Session"), a child of the gateway's request span,
+// and one child of it per model step ("verifier.verify", "draft.propose", ...). They join the
+// gateway's trace, so one request is one trace across the three services.
+#ifndef SPECDEC_SERVICES_COMMON_SESSION_SPANS_H_
+#define SPECDEC_SERVICES_COMMON_SESSION_SPANS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tracing/span.h"
+#include "common/tracing/trace_context.h"
+#include "common/tracing/tracer.h"
+
+namespace specdec {
+
+// The traceparent a stream's caller sent (gRPC metadata), if any and valid.
+std::optional<TraceContext> IncomingTraceContext(const grpc::ServerContext& context);
+
+// A tracer exporting over OTLP/gRPC as `service_name` ("specdec-verifier"); null when
+// `otlp_endpoint` is empty (tracing off).
+std::unique_ptr<Tracer> MakeServiceTracer(const std::string& otlp_endpoint,
+                                          const std::string& service_name,
+                                          const std::string& model_name);
+
+// One session stream. Not thread-safe: used by the stream's thread. Inactive (every call a
+// no-op) without a tracer or a sampled incoming traceparent.
+class SessionSpans {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `rpc_method`: "specdec.v1.Verifier/Session". `tracer` may be null.
+  SessionSpans(Tracer* tracer, const grpc::ServerContext& context, std::string rpc_method);
+  // Submits the stream's span (Finish() sets its status first).
+  ~SessionSpans();
+
+  bool active() const { return tracer_ != nullptr; }
+  void SetSessionId(const std::string& session_id);
+  // A step that ran from `start` to now: `name` ("verifier.verify"), the round it served and
+  // the tokens it ran.
+  void Step(const char* name, Clock::time_point start, int64_t round, int64_t tokens,
+            int64_t committed_length);
+  void Finish(const absl::Status& status);
+
+ private:
+  uint64_t ToUnixNs(Clock::time_point t) const;
+
+  Tracer* tracer_ = nullptr;
+  Clock::time_point start_;
+  uint64_t start_unix_ns_ = 0;
+  SpanData session_;
+};
+
+}  // namespace specdec
+
+#endif  // SPECDEC_SERVICES_COMMON_SESSION_SPANS_H_
