@@ -392,6 +392,33 @@ def build_source(build):
     return None
 
 
+def snapshot_binary(binary, work):
+    """Copies specdec-generate into the work folder once it is complete (executable, size and
+    mtime steady for 2 s), so a rebuild during the benchmark cannot change or break it halfway.
+    Returns (copy, what it is) or (None, why there is none)."""
+    if not os.path.exists(binary):
+        return None, f"{binary} not found"
+    import hashlib
+    deadline = time.time() + 120
+    while True:
+        try:
+            st1 = os.stat(binary)
+            time.sleep(2)
+            st2 = os.stat(binary)
+            if os.access(binary, os.X_OK) and (st1.st_size, st1.st_mtime) == (st2.st_size, st2.st_mtime):
+                copy = os.path.join(work, "specdec-generate")
+                shutil.copy2(binary, copy)
+                if os.stat(binary).st_mtime == st2.st_mtime:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            return None, f"{binary} kept changing (a build is writing it)"
+    digest = hashlib.sha256(open(copy, "rb").read()).hexdigest()[:16]
+    built = datetime.datetime.fromtimestamp(st2.st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return copy, f"`{binary}` (built {built}, sha256 {digest}…, copied once and run from the copy)"
+
+
 def checkpoint_summary(model_dir):
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     dtypes, params = set(), 0
@@ -528,7 +555,7 @@ def run_section(args, model_dir, label, work):
                 conv[f"ct2-{q}"] = (None, f"conversion failed: {type(e).__name__}: {e}")
     print(f"   conversions: " + ", ".join(f"{k}: {'ok' if v[0] else v[1]}" for k, v in conv.items()), flush=True)
 
-    binary = os.path.realpath(os.path.join(args.specdec_build, "tools", "generate", "specdec-generate"))
+    binary, binary_note = args.binary, args.binary_note
     lines = []
     load_start = loadavg()
     loads = [load_start[0]]
@@ -538,9 +565,9 @@ def run_section(args, model_dir, label, work):
         engines = []
         if "ours" in want:
             for dt in args.ours_dtypes.split(","):
-                if not os.path.exists(binary):
+                if binary is None:
                     e = Engine(f"specdec {dt}", dt, "decode_ms of --json", "ours")
-                    e.error = f"{binary} not found (--specdec_build {args.specdec_build})"
+                    e.error = f"{binary_note} (--specdec_build {args.specdec_build})"
                     engines.append(e)
                     continue
                 engines.append(OursEngine(f"specdec {dt}", binary, model_dir, dt, threads, prompt, n))
@@ -577,7 +604,11 @@ def run_section(args, model_dir, label, work):
         for r in range(args.runs):
             for e in list(live):
                 time.sleep(PAUSE_S)
-                if not e.run():
+                try:
+                    ok = e.run()
+                except Exception as ex:  # one engine's trouble never ends the benchmark
+                    e.error, ok = f"{type(ex).__name__}: {ex}", False
+                if not ok:
                     e.stop()
                     live.remove(e)
                     continue
@@ -684,7 +715,7 @@ def main():
     ap.add_argument("--model_dir", action="append",
                     help="Hugging Face GPT-NeoX folder (config.json, model.safetensors); repeat for one "
                          "section per checkpoint")
-    ap.add_argument("--label", action="append", help="section title per --model_dir (default: folder name)")
+    ap.add_argument("--label", action="append", help="section title, one per --model_dir in the same order (default: the folder names)")
     ap.add_argument("--specdec_build", default=os.path.join(ROOT, "build"),
                     help="build folder with tools/generate/specdec-generate")
     ap.add_argument("--threads", default="1,2")
@@ -707,10 +738,14 @@ def main():
     args.to_gguf = os.path.abspath(args.to_gguf)
     args.specdec_build = os.path.abspath(args.specdec_build)
     labels = args.label or []
+    if labels and len(labels) != len(args.model_dir):
+        ap.error("give one --label per --model_dir (in the same order), or none")
     command = os.environ.get("ANCHORS_COMMAND") or shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
 
     work = tempfile.mkdtemp(prefix="specdec_anchors.")
     started = datetime.datetime.now(datetime.timezone.utc)
+    binary = os.path.realpath(os.path.join(args.specdec_build, "tools", "generate", "specdec-generate"))
+    args.binary, args.binary_note = snapshot_binary(binary, work)
     sections = []
     try:
         for i, md in enumerate(args.model_dir):
@@ -725,9 +760,6 @@ def main():
     model, flags, ncpu = cpu_info()
     vers = versions()
     src = build_source(args.specdec_build)
-    binary = os.path.realpath(os.path.join(args.specdec_build, "tools", "generate", "specdec-generate"))
-    mtime = (datetime.datetime.fromtimestamp(os.path.getmtime(binary), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-             if os.path.exists(binary) else "missing")
     doc = ["# Side by side on CPU: specdec against llama.cpp, CTranslate2 and transformers", ""]
     doc.append("Greedy decoding from the same prompt ids on the same checkpoint, one engine at a time, runs "
                "interleaved (every engine's run 1, then every engine's run 2, ...), each engine loaded once per "
@@ -753,7 +785,8 @@ def main():
     doc.append(f"- machine: {model}, {ncpu} CPUs (`lscpu`)")
     doc.append(f"- CPU flags: `{flags}`")
     doc.append(f"- this benchmark's commit: {git_head(ROOT)}")
-    doc.append(f"- specdec-generate: `{binary}` (built {mtime}" + (f" from `{src}` at {git_head(src)}" if src else "") + ")")
+    doc.append(f"- specdec-generate: {args.binary_note}"
+               + (f"; source `{src}` at {git_head(src)} when the report was written" if src else ""))
     doc.append("- packages: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + f"; Python {sys.version.split()[0]}")
     doc.append(f"- command: `{command}`")
     doc.append("")

@@ -39,7 +39,7 @@ for m in "${MODELS[@]}"; do
     "$make_model" --preset pythia-70m --out "$WORK/pythia-70m-random" >/dev/null
     ARGS+=(--model_dir "$WORK/pythia-70m-random" --label "random Pythia-70M shape (specdec-make-model --preset pythia-70m)")
   else
-    ARGS+=(--model_dir "$(abspath "$m")")
+    ARGS+=(--model_dir "$(abspath "$m")" --label "$(basename "$(abspath "$m")")")
   fi
 done
 
