@@ -14,6 +14,7 @@ import datetime
 import importlib.metadata
 import json
 import os
+import resource
 import select
 import shlex
 import shutil
@@ -225,6 +226,19 @@ class Engine:
         self.status = "failed"  # or "refused"
         self.info = {}
 
+    def own_cpu_s(self):
+        return 0.0
+
+    def measured_run(self):
+        """run(), plus how many cores other processes kept busy meanwhile (machine-wide busy CPU
+        time less this engine's own, over the wall time)."""
+        busy0, own0, t0 = cpu_busy_s(), self.own_cpu_s(), time.perf_counter()
+        ok = self.run()
+        busy1, own1, wall = cpu_busy_s(), self.own_cpu_s(), time.perf_counter() - t0
+        if ok and None not in (busy0, busy1, own0, own1) and wall > 0:
+            self.runs[-1]["others_cores"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+        return ok
+
     def rates(self, key="decode_s", steps="decode_steps"):
         return [r[steps] / r[key] for r in self.runs if r.get(key)]
 
@@ -280,6 +294,9 @@ class WorkerEngine(Engine):
         self.runs.append(res)
         return True
 
+    def own_cpu_s(self):
+        return proc_cpu_s(self.proc.pid) if self.proc else None
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             try:
@@ -315,6 +332,10 @@ class OursEngine(Engine):
     def start(self):
         pass
 
+    def own_cpu_s(self):  # the finished specdec-generate processes' CPU time
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
     def wait_ready(self):
         # A short probe: a dtype the binary does not take is "refused" (exit 2, invalid argument).
         probe = list(self.cmd)
@@ -345,6 +366,28 @@ def sh(cmd, **kw):
         return subprocess.run(cmd, capture_output=True, text=True, **kw).stdout.strip()
     except OSError:
         return ""
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy_s():
+    """Seconds of CPU time the whole machine has spent busy (all processes, all CPUs)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # less idle and iowait
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proc_cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def loadavg():
@@ -605,7 +648,7 @@ def run_section(args, model_dir, label, work):
             for e in list(live):
                 time.sleep(PAUSE_S)
                 try:
-                    ok = e.run()
+                    ok = e.measured_run()
                 except Exception as ex:  # one engine's trouble never ends the benchmark
                     e.error, ok = f"{type(ex).__name__}: {ex}", False
                 if not ok:
@@ -648,7 +691,7 @@ def table(engines, threads, n, reference_name):
     out = [f"### {threads} thread{'s' if threads > 1 else ''}", ""]
     hdr = ["engine", "weights / compute", "decode tokens/s min", "median", "max", "prefill ms (median)"]
     hdr += [f"specdec {dt} ÷ this" for dt in cols]
-    hdr += [f"greedy match, first {AGREE_TOKENS} vs {reference_name}", "decode timed by"]
+    hdr += [f"greedy match, first {AGREE_TOKENS} vs {reference_name}", "others' CPU, cores (max)", "decode timed by"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     rows = []
@@ -678,6 +721,8 @@ def table(engines, threads, n, reference_name):
         else:
             k = leading_match(e.runs[0]["ids"], ref.runs[0]["ids"])
             cells.append(f"{k}/{min(AGREE_TOKENS, n)}")
+        others = [r["others_cores"] for r in e.runs if "others_cores" in r]
+        cells.append(fmt(max(others), 2) if others else "—")
         if e.error:  # failed after some runs
             timer += f"; stopped: {e.error}"
         cells.append(timer)
@@ -768,7 +813,10 @@ def main():
                "their time; prefill is excluded and shown apart. Ratios are specdec's median over the other "
                "engine's median, from this same run (> 1: specdec is faster). The greedy-match column counts "
                "how many of the first 32 greedy tokens equal those of transformers f32 eager before the first "
-               "difference (on random weights, tiny float differences can flip a near-tie late; not a failure).")
+               "difference (on random weights, tiny float differences can flip a near-tie late; not a failure). "
+               "\"Others' CPU\" is how many cores other processes kept busy during an engine's runs (the "
+               "machine's busy CPU time from /proc/stat less the engine's own, over the wall time; the worst "
+               "run): where it nears the CPU count less the threads used, the engine shared its cores.")
     doc.append("")
     doc.append("How each engine is timed: specdec: `decode_ms` from `specdec-generate --json` (the loop of "
                "single-token forwards and argmax after prefill). llama.cpp (llama-cpp-python, `Llama.eval` from "
