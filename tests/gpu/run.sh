@@ -40,31 +40,47 @@ else  # the script's own check: small, f32 only (the CPU engine runs f32, bf16 a
   BATCHES="${BATCHES:-1,4}" NEW_TOKENS="${NEW_TOKENS:-16}" RUNS="${RUNS:-1}" DTYPES="${DTYPES:-f32}"
 fi
 PROMPT_LEN="${PROMPT_LEN:-32}"
+DEADLINE_S="${DEADLINE_S:-560}"  # the whole run; the device tool allows 600 s a command
+# CMake 4 (PyPI's cmake) refuses packages' config files that ask for policies older than 3.5.
+export CMAKE_POLICY_VERSION_MINIMUM="${CMAKE_POLICY_VERSION_MINIMUM:-3.5}"
 mkdir -p "$OUT"
 log="$OUT/run.log"
 : >"$log"
+results=()  # pairs of JSON files (ours, Hugging Face's) measured so far
+report_args=()
 say() { echo "gpu/run.sh: $*" | tee -a "$log"; }
 die() {
   echo "gpu/run.sh: FAILED: $*" | tee -a "$log" >&2
+  local partial=""
+  if [[ ${#results[@]} -gt 0 ]] &&
+     "$PYTHON" "$repo/tests/gpu/report.py" --out "$OUT/partial.md" "${report_args[@]}" \
+       "${results[@]}" >>"$log" 2>&1; then
+    partial="$OUT/partial.md"
+  fi
   {
-    echo "# GPU check: FAILED"
+    echo "# GPU check: FAILED (incomplete; what was measured before the failure follows)"
     echo
     echo "$*"
     echo
     echo '```'
     tail -n 60 "$log"
     echo '```'
+    [[ -n "$partial" ]] && sed 's/^# GPU check/## Measured before the failure:/' "$partial"
   } >"$OUT/gpu.md"
   exit 1
 }
-step() {  # step NAME COMMAND...: runs it, its output to the log, dies with the tail on failure
+step() {  # step NAME COMMAND...: runs it within the deadline, output to the log; dies on failure
   local name=$1
   shift
+  local left=$((DEADLINE_S - SECONDS))
+  [[ $left -gt 5 ]] || die "out of time (DEADLINE_S=$DEADLINE_S) before: $name"
   say "$name"
-  local start=$SECONDS
-  if ! "$@" >>"$log" 2>&1; then
+  local start=$SECONDS status=0
+  timeout "$left" "$@" >>"$log" 2>&1 || status=$?
+  if [[ $status -ne 0 ]]; then
     tail -n 40 "$log" >&2
-    die "$name (command: $*)"
+    [[ $status -eq 124 ]] && die "$name ran past the deadline (DEADLINE_S=$DEADLINE_S)"
+    die "$name (exit $status; command: $*)"
   fi
   say "$name: done in $((SECONDS - start)) s"
 }
@@ -141,14 +157,15 @@ else
     --preset pythia-160m --out "$random"
   models+=("$random")
 fi
-results=()
-for model in "${models[@]}"; do
-  name="$(basename "$model")"
-  draft_layers="0,1"
-  draft_vocab=0
-  if [[ "$name" == specdec-tiny-py ]]; then draft_layers=""; draft_vocab=4096; fi  # its calibrated draft
-  for dtype in $DTYPES; do
-    [[ "$device" == cpu && "$dtype" != f32 ]] && continue
+report_args=(--gpu "$gpu_name" --torch "$torch_version (CUDA $torch_cuda)"
+  --transformers "$transformers_version" --tests "$gtest_out" --device "$device"
+  --commit "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)")
+for dtype in $DTYPES; do  # every checkpoint in f32 first: what matters most comes first
+  for model in "${models[@]}"; do
+    name="$(basename "$model")"
+    draft_layers="0,1"
+    draft_vocab=0
+    if [[ "$name" == specdec-tiny-py ]]; then draft_layers=""; draft_vocab=4096; fi  # its calibrated draft
     ours="$OUT/ours-$name-$dtype.json"
     theirs="$OUT/hf-$name-$dtype.json"
     step "ours: $name $dtype" "$BUILD_DIR/tests/gpu/gpu_bench" --model_dir "$model" --device "$device" \
@@ -162,9 +179,7 @@ for model in "${models[@]}"; do
 done
 
 # ---- 4. the report
-step "report" "$PYTHON" "$repo/tests/gpu/report.py" --out "$OUT/gpu.md" --gpu "$gpu_name" \
-  --torch "$torch_version (CUDA $torch_cuda)" --transformers "$transformers_version" \
-  --commit "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  --tests "$gtest_out" --device "$device" "${results[@]}"
+DEADLINE_S=$((DEADLINE_S + 30)) step "report" "$PYTHON" "$repo/tests/gpu/report.py" \
+  --out "$OUT/gpu.md" "${report_args[@]}" "${results[@]}"
 say "wrote $OUT/gpu.md"
 cat "$OUT/gpu.md"
