@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs dependencies, builds, runs CTest.
-# Usage: tests/run.sh            (from anywhere; uses ./build)
+# Usage: tests/run.sh            (from anywhere; uses ./build, and build-cuda/ for tests/cuda_build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +21,11 @@ fi
 ctest --test-dir build --output-on-failure -j2 --timeout 900
 # Every libFuzzer target, bounded (SPECDEC_FUZZ_SECONDS per target, default 20).
 tests/fuzz/run_fuzzers.sh
+# The libtorch 2.x variant (PyPI's CUDA torch, SPECDEC_MODEL_ONLY) in build-cuda/, its CPU tests
+# against libtorch 2.x (docs/gpu.md). Skips itself without the registry or a CUDA toolkit;
+# SPECDEC_SKIP_CUDA_BUILD=1 leaves it out.
+if [[ "${SPECDEC_SKIP_CUDA_BUILD:-0}" == 1 ]]; then
+  echo "tests/run.sh: SPECDEC_SKIP_CUDA_BUILD=1: tests/cuda_build.sh not run"
+else
+  tests/cuda_build.sh
+fi

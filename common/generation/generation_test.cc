@@ -220,3 +220,54 @@ TEST_F(GenerationTest, SampledSpeculativeOutputHasTheTargetDistribution) {
 
 }  // namespace
 }  // namespace specdec
+
+namespace specdec {
+namespace {
+
+// The same losslessness on the libtorch forward (what GPUs run): on the CPU ("cpu-libtorch")
+// everywhere, on CUDA where a GPU is visible (f32, TF32 off). Verification runs K+1 rows where
+// plain decoding runs one; the tokens must still be the same.
+class DeviceGenerationTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DeviceGenerationTest, GreedySpeculativeEqualsPlain) {
+  if (GetParam() == "cuda") {
+    if (!CudaAvailable()) GTEST_SKIP() << "no GPU visible to libtorch (or a CPU-only libtorch)";
+    AllowTf32OnCuda(false);
+  }
+  const std::string dir = ::testing::TempDir() + "/specdec_generation_device_test_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  ModelConfig config = *PresetConfig("tiny");
+  config.vocab_size = 300;
+  config.num_hidden_layers = 3;
+  config.max_position_embeddings = 256;
+  ASSERT_TRUE(WriteRandomCheckpoint(config, CheckpointOptions{11, "f32", 1, ""}, dir).ok());
+  auto model = Model::Load(dir, LoadOptions{GetParam(), "f32"});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto target = (*model)->FullView();
+  LayerPlan plan;
+  plan.layers = {0, 2};
+  plan.vocab_size = 100;
+  auto draft = (*model)->View(plan);
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  for (const auto& prompt : kPrompts) {
+    GenerateOptions options;
+    options.max_new_tokens = 23;
+    auto plain = GeneratePlain(*target, prompt, options);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    for (int k : {1, 4, 7}) {
+      options.num_draft_tokens = k;
+      auto spec = GenerateSpeculative(*target, **draft, prompt, options);
+      ASSERT_TRUE(spec.ok()) << spec.status();
+      EXPECT_EQ(spec->tokens, plain->tokens) << "k=" << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, DeviceGenerationTest, ::testing::Values("cpu-libtorch", "cuda"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "cuda" ? std::string("Cuda") : std::string("CpuLibtorch");
+                         });
+
+}  // namespace
+}  // namespace specdec

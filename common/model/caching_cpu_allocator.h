@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -28,7 +29,12 @@ class CachingCpuAllocator final : public c10::Allocator {
 
   static CachingCpuAllocator& Instance();
 
-  c10::DataPtr allocate(size_t bytes) const override;
+  // libtorch 1.13 declares `allocate(size_t) const`; 2.x declares it non-const and adds a pure
+  // `copy_data`. Both overloads and copy_data are declared (without `override`, which one of
+  // them could not carry) so that the same source overrides whichever the headers have.
+  c10::DataPtr allocate(size_t bytes) const;
+  c10::DataPtr allocate(size_t bytes) { return static_cast<const CachingCpuAllocator*>(this)->allocate(bytes); }
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
   c10::DeleterFnPtr raw_deleter() const override { return &Free; }
   CpuAllocatorStats stats() const;
 

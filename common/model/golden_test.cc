@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "common/model/model.h"
 #include "gtest/gtest.h"
@@ -43,13 +44,20 @@ double MaxDiff(const Logits& logits, const json& rows) {
   return worst;
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::string> {
+// (fixture, device): every fixture on the CPU engine, on libtorch's forward on the CPU (the
+// code path GPUs run) and, where a GPU is visible, on CUDA in f32 with TF32 off.
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
   void SetUp() override {
-    auto model = Model::Load(FixtureDir(GetParam()), LoadOptions{"cpu", "f32"});
+    const auto& [fixture, device] = GetParam();
+    if (device == "cuda") {
+      if (!CudaAvailable()) GTEST_SKIP() << "no GPU visible to libtorch (or a CPU-only libtorch)";
+      AllowTf32OnCuda(false);
+    }
+    auto model = Model::Load(FixtureDir(fixture), LoadOptions{device, "f32"});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *model;
-    golden_ = LoadGolden(GetParam());
+    golden_ = LoadGolden(fixture);
   }
   std::shared_ptr<Model> model_;
   json golden_;
@@ -128,9 +136,16 @@ TEST_P(GoldenTest, GreedyTokensMatchHuggingFace) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest, ::testing::Values("tiny", "tiny-seq"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
+                         ::testing::Combine(::testing::Values("tiny", "tiny-seq"),
+                                            ::testing::Values("cpu", "cpu-libtorch", "cuda")),
                          [](const auto& info) {
-                           return info.param == "tiny" ? std::string("Parallel") : std::string("Sequential");
+                           const std::string fixture = std::get<0>(info.param);
+                           const std::string device = std::get<1>(info.param);
+                           return std::string(fixture == "tiny" ? "Parallel" : "Sequential") +
+                                  (device == "cpu"            ? "_CpuEngine"
+                                   : device == "cpu-libtorch" ? "_CpuLibtorch"
+                                                              : "_Cuda");
                          });
 
 }  // namespace

@@ -12,7 +12,9 @@
 #include <mutex>
 #include <thread>
 
+#include <ATen/Context.h>
 #include <c10/core/CPUAllocator.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
@@ -595,6 +597,13 @@ void ConfigureComputeThreads(int threads) {
   if (auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
     set_blas(1);
   }
+}
+
+bool CudaAvailable() { return torch::cuda::is_available(); }
+
+void AllowTf32OnCuda(bool allow) {
+  at::globalContext().setAllowTF32CuBLAS(allow);
+  at::globalContext().setAllowTF32CuDNN(allow);
 }
 
 void UseCachingCpuAllocator() {

@@ -18,7 +18,9 @@
 namespace specdec {
 
 struct LoadOptions {
-  // "auto" (CUDA when libtorch has it and a GPU is present), "cpu" or "cuda".
+  // "auto" (CUDA when libtorch has it and a GPU is present), "cpu" or "cuda". For tests,
+  // "cpu-libtorch": the CPU running the libtorch forward that GPUs run instead of the CPU
+  // engine (f32 only), so that the GPU's code path is checked on machines without a GPU.
   std::string device = "auto";
   // On the CPU, how the CPU engine stores the linear weights (it computes in f32): "f32"
   // (default; the checkpoint exactly), "bf16" or "int8" (a scale per output row). On a GPU, the
@@ -201,6 +203,13 @@ struct CpuAllocatorStats {
 };
 // Counters of the caching allocator (all zero when it is not in use).
 CpuAllocatorStats GetCpuAllocatorStats();
+
+// Whether this libtorch was built with CUDA and sees a GPU (what device "auto" picks "cuda" on).
+bool CudaAvailable();
+// GPU only: lets f32 matrix products run in TF32 (faster, about 10 bits of mantissa). Off by
+// default, as in libtorch itself; the golden tests hold f32 on a GPU to Hugging Face's logits
+// with it off. Call before running a model; it applies to the whole process.
+void AllowTf32OnCuda(bool allow);
 
 // Sets the CPU engine's compute threads (common/cpu_kernels/parallel.h) and keeps libtorch's
 // and OpenBLAS's own pools at one thread so they do not fight it. `threads` <= 0 picks half the

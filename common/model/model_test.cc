@@ -400,3 +400,113 @@ INSTANTIATE_TEST_SUITE_P(Caches, ForwardBatchTest, ::testing::Bool(),
 
 }  // namespace
 }  // namespace specdec
+
+namespace specdec {
+namespace {
+
+// The libtorch forward (what GPUs run), on the CPU ("cpu-libtorch", every machine) and on CUDA
+// (f32, TF32 off; skipped without a GPU), held to the CPU engine on the same checkpoint: full
+// and cached decoding, rollback, draft views (skipped layers, masked heads, vocabulary subset)
+// and batched passes over contiguous and paged caches.
+class LibtorchForwardTest : public ModelTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "cuda") {
+      if (!CudaAvailable()) GTEST_SKIP() << "no GPU visible to libtorch (or a CPU-only libtorch)";
+      AllowTf32OnCuda(false);
+    }
+    auto model = Model::Load(*dir_, LoadOptions{GetParam(), "f32"});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *model;
+    engine_ = LoadOrDie(*dir_);
+  }
+  std::shared_ptr<Model> model_, engine_;
+};
+
+constexpr double kDeviceTolerance = 1e-4;
+
+TEST_P(LibtorchForwardTest, RunsTheLibtorchPath) {
+  EXPECT_THAT(model_->cpu_kernels(), HasSubstr("libtorch on"));
+  EXPECT_EQ(model_->device().rfind(GetParam() == "cuda" ? "cuda" : "cpu", 0), 0u) << model_->device();
+}
+
+TEST_P(LibtorchForwardTest, AgreesWithTheCpuEngineAndCachedDecodingEqualsRecomputation) {
+  auto ours = model_->FullView()->NewSequence()->Forward(kTokens);
+  auto reference = engine_->FullView()->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(ours.ok()) << ours.status();
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  for (int64_t r = 0; r < ours->rows; ++r) {
+    EXPECT_LT(MaxDiffRows(*ours, r, *reference, r), kDeviceTolerance) << "row " << r;
+  }
+  auto seq = model_->FullView()->NewSequence();
+  for (size_t i = 0; i < kTokens.size(); ++i) {
+    auto step = seq->Forward({kTokens[i]}, LogitsWanted::kLast);
+    ASSERT_TRUE(step.ok()) << step.status();
+    EXPECT_LT(MaxDiffRows(*step, 0, *ours, i), kDeviceTolerance) << "position " << i;
+  }
+  // A rejected speculative tail, rolled back, leaves no trace.
+  ASSERT_TRUE(seq->Forward({11, 12, 13}).ok());
+  ASSERT_TRUE(seq->Truncate(6).ok());
+  auto resumed = seq->Forward(absl::MakeConstSpan(kTokens).subspan(6));
+  ASSERT_TRUE(resumed.ok());
+  for (int64_t r = 0; r < resumed->rows; ++r) {
+    EXPECT_LT(MaxDiffRows(*resumed, r, *ours, 6 + r), kDeviceTolerance) << "row " << r;
+  }
+}
+
+TEST_P(LibtorchForwardTest, DraftViewsAgreeWithTheCpuEngine) {
+  LayerPlan plan;
+  plan.layers = {1};
+  plan.vocab_size = 40;
+  plan.masked_heads[1] = {0, 2};
+  auto ours = (*model_->View(plan))->NewSequence()->Forward(kTokens);
+  auto reference = (*engine_->View(plan))->NewSequence()->Forward(kTokens);
+  ASSERT_TRUE(ours.ok() && reference.ok());
+  ASSERT_EQ(ours->cols, 40);
+  for (int64_t r = 0; r < ours->rows; ++r) {
+    EXPECT_LT(MaxDiffRows(*ours, r, *reference, r), kDeviceTolerance) << "row " << r;
+  }
+}
+
+TEST_P(LibtorchForwardTest, BatchedPassesEqualLoneOnesOnBothCaches) {
+  for (const bool paged : {false, true}) {
+    std::shared_ptr<const ModelView> view = model_->FullView();
+    if (paged) {
+      auto v = model_->View(LayerPlan{}, *ParseKvCacheConfig("full"));
+      ASSERT_TRUE(v.ok()) << v.status();
+      view = *v;
+    }
+    const std::vector<std::vector<int32_t>> prompts = {{5, 17, 42}, {99}, {3, 250, 7, 7, 120}};
+    const std::vector<std::vector<int32_t>> steps = {{1, 2, 3, 4}, {8}, {9, 10}};
+    std::vector<std::unique_ptr<Sequence>> batched, alone;
+    std::vector<Sequence::BatchItem> items;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      batched.push_back(view->NewSequence());
+      alone.push_back(view->NewSequence());
+      items.push_back({batched.back().get(), prompts[i], LogitsWanted::kLast});
+    }
+    for (auto& result : Sequence::ForwardBatch(items)) ASSERT_TRUE(result.ok()) << result.status();
+    for (size_t i = 0; i < prompts.size(); ++i) ASSERT_TRUE(alone[i]->Forward(prompts[i]).ok());
+    items.clear();
+    for (size_t i = 0; i < steps.size(); ++i) items.push_back({batched[i].get(), steps[i], LogitsWanted::kAll});
+    std::vector<absl::StatusOr<Logits>> results = Sequence::ForwardBatch(items);
+    for (size_t i = 0; i < steps.size(); ++i) {
+      ASSERT_TRUE(results[i].ok()) << results[i].status();
+      auto expected = alone[i]->Forward(steps[i]);
+      ASSERT_TRUE(expected.ok());
+      ASSERT_EQ(results[i]->rows, expected->rows);
+      for (int64_t r = 0; r < expected->rows; ++r) {
+        EXPECT_LT(MaxDiffRows(*results[i], r, *expected, r), kDeviceTolerance)
+            << (paged ? "paged" : "contiguous") << " sequence " << i << " row " << r;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, LibtorchForwardTest, ::testing::Values("cpu-libtorch", "cuda"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "cuda" ? std::string("Cuda") : std::string("CpuLibtorch");
+                         });
+
+}  // namespace
+}  // namespace specdec

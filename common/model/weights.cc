@@ -69,6 +69,10 @@ absl::StatusOr<std::vector<std::unique_ptr<SafetensorsFile>>> OpenWeightFiles(co
   return files;
 }
 
+// The CPU running the libtorch forward that GPUs run, instead of the CPU engine: for tests, so
+// that the GPU's code path is checked against the fixtures on machines without a GPU.
+constexpr char kLibtorchOnCpu[] = "cpu-libtorch";
+
 class TensorLoader {
  public:
   TensorLoader(const std::vector<std::unique_ptr<SafetensorsFile>>& files, torch::Device device,
@@ -116,7 +120,7 @@ class TensorLoader {
 };
 
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& device) {
-  if (device == "cpu") return torch::Device(torch::kCPU);
+  if (device == "cpu" || device == kLibtorchOnCpu) return torch::Device(torch::kCPU);
   const bool cuda = torch::cuda::is_available();
   if (device == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
@@ -126,7 +130,8 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& device) {
     }
     return torch::Device(device);
   }
-  return absl::InvalidArgumentError(absl::StrCat("device \"", device, "\" must be auto, cpu or cuda"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("device \"", device, "\" must be auto, cpu or cuda (or cpu-libtorch, for tests)"));
 }
 
 absl::StatusOr<std::pair<torch::ScalarType, std::string>> ResolveDType(const std::string& dtype) {
@@ -198,7 +203,8 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   ASSIGN_OR_RETURN(auto dtype, ResolveDType(options.dtype));
   impl->dtype = dtype.first;
   impl->dtype_name = dtype.second;
-  if (impl->device.is_cpu()) {
+  const bool libtorch_on_cpu = options.device == kLibtorchOnCpu;
+  if (impl->device.is_cpu() && !libtorch_on_cpu) {
     // The CPU engine stores weights as f32, bf16 or int8 and computes in f32.
     if (impl->dtype_name == "f16") {
       return absl::InvalidArgumentError(
@@ -212,6 +218,8 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   } else if (impl->dtype_name == "int8") {
     return absl::InvalidArgumentError(
         "dtype int8 runs on the CPU engine; on a GPU use f32, f16 or bf16");
+  } else if (libtorch_on_cpu && impl->dtype_name != "f32") {
+    return absl::InvalidArgumentError("device cpu-libtorch computes in f32 only");
   }
   const ModelConfig& c = impl->config;
   ASSIGN_OR_RETURN(auto files, OpenWeightFiles(model_dir));
