@@ -31,10 +31,11 @@ elif [[ $status -ne 0 ]]; then
 fi
 venv_s=$((SECONDS - start))
 
+mkdir -p "$build"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPECDEC_MODEL_ONLY=ON \
-  -DSPECDEC_TORCH_PYTHON="$venv/bin/python" >"$build.configure.log" 2>&1 || {
-  tail -n 30 "$build.configure.log" >&2
-  echo "cuda_build: FAILED: cmake configure (log: $build.configure.log)" >&2
+  -DSPECDEC_TORCH_PYTHON="$venv/bin/python" >"$build/configure.log" 2>&1 || {
+  tail -n 30 "$build/configure.log" >&2
+  echo "cuda_build: FAILED: cmake configure (log: $build/configure.log)" >&2
   exit 1
 }
 cmake --build "$build" -j2
