@@ -314,7 +314,7 @@ def section(title, path):
     if os.path.exists(path):
         w(title)
         w("")
-        w(open(path).read().replace("\n## ", "\n### ").strip())
+        w(("\n" + open(path).read()).replace("\n## ", "\n### ").strip())
         w("")
 section("## Equal CPU budget: the three services against plain decoding (`tests/bench/services_bench.sh`)",
         f"{work}/services.md")
