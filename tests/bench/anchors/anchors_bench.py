@@ -418,11 +418,14 @@ def cpu_info():
     return model, flags, os.cpu_count()
 
 
-def git_head(path):
+def git_head(path, ignore=None):
+    """HEAD, and whether tracked files differ from it (ignore: a file that does not count, the
+    report itself when it is tracked and left modified by an earlier run)."""
     head = sh(["git", "-C", path, "rev-parse", "HEAD"])
     if not head:
         return "unknown"
-    dirty = sh(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"])
+    spec = ["--", "."] + ([f":(exclude){os.path.relpath(ignore, path)}"] if ignore else [])
+    dirty = sh(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"] + spec)
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
@@ -844,7 +847,7 @@ def main():
     doc.append(f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}")
     doc.append(f"- machine: {model}, {ncpu} CPUs (`lscpu`)")
     doc.append(f"- CPU flags: `{flags}`")
-    doc.append(f"- this benchmark's commit: {git_head(ROOT)}")
+    doc.append(f"- this benchmark's commit: {git_head(ROOT, ignore=os.path.abspath(args.out))}")
     doc.append(f"- specdec-generate: {args.binary_note}"
                + (f"; source `{src}` at {git_head(src)} when the report was written" if src else ""))
     doc.append("- packages: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + f"; Python {sys.version.split()[0]}")
