@@ -29,6 +29,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DEFAULT_PROMPT = "11735,757,310,247,1959,6498,985,326"
 AGREE_TOKENS = 32
 RUN_TIMEOUT_S = 600  # one generation of one engine
+BUSY_CORES = 0.5  # others' CPU above this (in cores, worst run) puts a caveat atop the report
 PAUSE_S = 0.5  # between engines: idle OpenMP / ggml threads of the previous one stop spinning
 PACKAGES = ["llama_cpp_python", "ctranslate2", "transformers", "torch", "numpy", "safetensors"]
 
@@ -417,11 +418,14 @@ def cpu_info():
     return model, flags, os.cpu_count()
 
 
-def git_head(path):
+def git_head(path, ignore=None):
+    """HEAD, and whether tracked files differ from it (ignore: a file that does not count, the
+    report itself when it is tracked and left modified by an earlier run)."""
     head = sh(["git", "-C", path, "rev-parse", "HEAD"])
     if not head:
         return "unknown"
-    dirty = sh(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"])
+    spec = ["--", "."] + ([f":(exclude){os.path.relpath(ignore, path)}"] if ignore else [])
+    dirty = sh(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"] + spec)
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
@@ -661,6 +665,8 @@ def run_section(args, model_dir, label, work):
         for e in live:
             e.stop()
         lines += table(engines, threads, n, reference_name)
+        args.others_max = max([args.others_max] + [r["others_cores"] for e in engines for r in e.runs
+                                                    if "others_cores" in r])
     load_end = loadavg()
 
     head = [f"## {label}", ""]
@@ -791,6 +797,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     binary = os.path.realpath(os.path.join(args.specdec_build, "tools", "generate", "specdec-generate"))
     args.binary, args.binary_note = snapshot_binary(binary, work)
+    args.others_max = 0.0
     sections = []
     try:
         for i, md in enumerate(args.model_dir):
@@ -818,6 +825,14 @@ def main():
                "machine's busy CPU time from /proc/stat less the engine's own, over the wall time; the worst "
                "run): where it nears the CPU count less the threads used, the engine shared its cores.")
     doc.append("")
+    if args.others_max > BUSY_CORES:
+        doc.append(f"**Caveat: measured on a shared machine.** Other processes kept up to {args.others_max:.1f} of "
+                   f"its {os.cpu_count()} CPUs busy during the runs (column \"others' CPU\"). Every engine ran in "
+                   "the same conditions, interleaved, but the figures are lower and noisier than on a quiet "
+                   "machine, and runs with as many threads as CPUs mostly measure how each engine's thread pool "
+                   "copes with preemption (pools that spin at barriers suffer most). Re-run on a quiet machine "
+                   "before drawing conclusions from the absolute figures or the multi-thread ratios.")
+        doc.append("")
     doc.append("How each engine is timed: specdec: `decode_ms` from `specdec-generate --json` (the loop of "
                "single-token forwards and argmax after prefill). llama.cpp (llama-cpp-python, `Llama.eval` from "
                "token ids, argmax over the last logits in numpy, EOS ignored, `n_threads` = `n_threads_batch` = "
@@ -832,7 +847,7 @@ def main():
     doc.append(f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}")
     doc.append(f"- machine: {model}, {ncpu} CPUs (`lscpu`)")
     doc.append(f"- CPU flags: `{flags}`")
-    doc.append(f"- this benchmark's commit: {git_head(ROOT)}")
+    doc.append(f"- this benchmark's commit: {git_head(ROOT, ignore=os.path.abspath(args.out))}")
     doc.append(f"- specdec-generate: {args.binary_note}"
                + (f"; source `{src}` at {git_head(src)} when the report was written" if src else ""))
     doc.append("- packages: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + f"; Python {sys.version.split()[0]}")
