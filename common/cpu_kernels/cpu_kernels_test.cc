@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/cpu_kernels/cpu_isa.h"
+#include "common/cpu_kernels/isa_kernels.h"
 #include "common/cpu_kernels/matmul.h"
 #include "common/cpu_kernels/ops.h"
 #include "common/cpu_kernels/packed_matrix.h"
@@ -15,19 +16,6 @@
 #include "gtest/gtest.h"
 
 namespace specdec {
-#define SPECDEC_DECLARE(ns)                                                          \
-  namespace ns {                                                                     \
-  float MaxLogit(const float* logits, int64_t n);                                    \
-  double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, \
-                        float* w);                                                   \
-  void CausalAttention(const float*, int64_t, int64_t, const float* const*,          \
-                       const float* const*, int64_t, int64_t, int64_t, int64_t,      \
-                       int64_t, float*, int64_t, float*, float*);                    \
-  }
-SPECDEC_DECLARE(isa_generic)
-SPECDEC_DECLARE(isa_avx2)
-SPECDEC_DECLARE(isa_avx512)
-#undef SPECDEC_DECLARE
 namespace {
 
 std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale = 1.0f) {

@@ -3,22 +3,10 @@
 
 #include <algorithm>
 
+#include "common/cpu_kernels/isa_kernels.h"
 #include "common/cpu_kernels/parallel.h"
 
 namespace specdec {
-
-namespace isa_generic {
-void MatMulPanels(const PackedMatrix&, const float*, int64_t, int64_t, float*, int64_t, Epilogue,
-                  int64_t, int64_t);
-}
-namespace isa_avx2 {
-void MatMulPanels(const PackedMatrix&, const float*, int64_t, int64_t, float*, int64_t, Epilogue,
-                  int64_t, int64_t);
-}
-namespace isa_avx512 {
-void MatMulPanels(const PackedMatrix&, const float*, int64_t, int64_t, float*, int64_t, Epilogue,
-                  int64_t, int64_t);
-}
 
 namespace internal {
 void MatMulPanels(const PackedMatrix& w, const float* x, int64_t rows, int64_t x_stride, float* y,

@@ -3,6 +3,7 @@
 #include "common/cpu_kernels/ops.h"
 
 #include "common/cpu_kernels/cpu_isa.h"
+#include "common/cpu_kernels/isa_kernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -41,18 +42,6 @@ void ApplyRotaryInPlace(float* x, int64_t heads, int64_t head_stride, int64_t ro
   }
 }
 
-#define SPECDEC_DECLARE(ns)                                                                     \
-  namespace ns {                                                                                \
-  void CausalAttention(const float* q, int64_t q_stride, int64_t q_head_stride,                 \
-                       const float* const* key_rows, const float* const* value_rows,            \
-                       int64_t kv_head_stride, int64_t n, int64_t past, int64_t heads,          \
-                       int64_t head_dim, float* out, int64_t out_stride, float* scratch,        \
-                       float* probs);                                                           \
-  }
-SPECDEC_DECLARE(isa_generic)
-SPECDEC_DECLARE(isa_avx2)
-SPECDEC_DECLARE(isa_avx512)
-#undef SPECDEC_DECLARE
 
 void CausalAttention(const float* q, int64_t q_stride, int64_t q_head_stride,
                      const float* const* key_rows, const float* const* value_rows,

@@ -2,19 +2,10 @@
 #include "common/cpu_kernels/softmax.h"
 
 #include "common/cpu_kernels/cpu_isa.h"
+#include "common/cpu_kernels/isa_kernels.h"
 
 namespace specdec {
 
-#define SPECDEC_DECLARE(ns)                                                          \
-  namespace ns {                                                                     \
-  float MaxLogit(const float* logits, int64_t n);                                    \
-  double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, \
-                        float* w);                                                   \
-  }
-SPECDEC_DECLARE(isa_generic)
-SPECDEC_DECLARE(isa_avx2)
-SPECDEC_DECLARE(isa_avx512)
-#undef SPECDEC_DECLARE
 
 float MaxLogit(const float* logits, int64_t n) {
   switch (ActiveCpuIsa()) {
