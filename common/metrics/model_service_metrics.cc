@@ -65,6 +65,10 @@ class SnapshotCollectable : public prometheus::Collectable {
     family("specdec_sessions_evicted_total", "Sessions whose cache was dropped by EvictSession",
            MetricType::Counter,
            {Sample({service}, static_cast<double>(s.sessions_evicted), MetricType::Counter)});
+    family("specdec_sessions_refused_total",
+           "Sessions refused with RESOURCE_EXHAUSTED because --max_sessions were open",
+           MetricType::Counter,
+           {Sample({service}, static_cast<double>(s.sessions_refused), MetricType::Counter)});
     family("specdec_tokens_processed_total", "Tokens run through the model (prefill and decode)",
            MetricType::Counter,
            {Sample({service}, static_cast<double>(s.tokens_processed), MetricType::Counter)});

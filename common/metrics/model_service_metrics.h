@@ -27,6 +27,7 @@ struct ModelServiceSnapshot {
   int64_t sessions_released = 0;
   int64_t sessions_abandoned = 0;
   int64_t sessions_evicted = 0;
+  int64_t sessions_refused = 0;  // over --max_sessions
   int64_t tokens_processed = 0;
   // The paged KV cache's shared block pool; total 0: no pool (contiguous caches, the draft).
   int64_t kv_pool_blocks_total = 0;

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/affinity/cpu_affinity.h"
 #include "common/base/log.h"
@@ -26,6 +27,10 @@ absl::Status PinCpusAndConfigureThreads(const std::string& cpus, int threads,
 }
 
 absl::Status SetUpModelServiceProcess(const ModelServiceOptions& options, const std::string& role) {
+  if (options.max_sessions < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_sessions must be >= 1, got ", options.max_sessions));
+  }
   RETURN_IF_ERROR(PinCpusAndConfigureThreads(options.cpus, options.threads, role));
   KeepLargeBuffersOnTheHeap();
   UseCachingCpuAllocator();

@@ -12,6 +12,8 @@ ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpu
 ABSL_FLAG(std::string, cpus, "",
           "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
+ABSL_FLAG(int, max_sessions, 256,
+          "session streams served at once; more are refused with RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
 ABSL_FLAG(std::string, otlp_endpoint, "",
           "HOST:PORT of an OTLP/gRPC collector: spans of the session streams that carry a W3C "
@@ -38,6 +40,7 @@ void ReadModelServiceFlags(ModelServiceOptions* options) {
   options->threads = absl::GetFlag(FLAGS_threads);
   options->cpus = absl::GetFlag(FLAGS_cpus);
   options->shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  options->max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options->otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
   options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);

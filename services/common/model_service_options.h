@@ -14,6 +14,10 @@ struct ModelServiceOptions {
   int threads = 0;   // 0: half the cores, or one per --cpus CPU
   std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   int shutdown_grace_ms = 5000;
+  // Session streams served at once; one more is refused with RESOURCE_EXHAUSTED (the gateway
+  // treats it as back-pressure, not as a failed replica). Bounds the threads and KV caches a
+  // burst of sessions can take.
+  int max_sessions = 256;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // OTLP/gRPC collector for the spans of streams that carry a traceparent; empty: off.
   std::string otlp_endpoint;

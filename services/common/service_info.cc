@@ -36,6 +36,7 @@ ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
   s.sessions_released = stats.sessions_released();
   s.sessions_abandoned = stats.sessions_abandoned();
   s.sessions_evicted = stats.sessions_evicted();
+  s.sessions_refused = stats.sessions_refused();
   s.tokens_processed = stats.tokens_processed();
   s.kv_pool_blocks_total = stats.kv_pool_blocks_total();
   s.kv_pool_blocks_used = stats.kv_pool_blocks_used();

@@ -7,6 +7,13 @@ namespace specdec {
 
 absl::StatusOr<std::shared_ptr<SessionSlot>> SessionRegistry::Open(const std::string& id) {
   absl::MutexLock lock(&mu_);
+  if (max_sessions_ > 0 && static_cast<int64_t>(sessions_.size()) >= max_sessions_ &&
+      !sessions_.contains(id)) {
+    ++refused_;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the ", service_, " is serving its limit of ", max_sessions_,
+        " sessions (--max_sessions); retry later or add a replica"));
+  }
   auto [it, inserted] = sessions_.try_emplace(id);
   if (!inserted) {
     return absl::AlreadyExistsError(absl::StrCat("session ", id, " is served by another stream"));
@@ -52,6 +59,7 @@ v1::GetStatsResponse SessionRegistry::Stats() const {
   stats.set_sessions_released(released_);
   stats.set_sessions_abandoned(abandoned_);
   stats.set_sessions_evicted(evicted_);
+  stats.set_sessions_refused(refused_);
   stats.set_tokens_processed(tokens_processed_);
   return stats;
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -28,7 +29,13 @@ class SessionRegistry {
  public:
   enum class CloseReason { kReleased, kAbandoned };
 
-  // Registers a session for the calling stream. ALREADY_EXISTS when another stream holds it.
+  // `service` names the process in messages ("draft", "verifier"); at most `max_sessions`
+  // sessions are open at once (0: no limit).
+  explicit SessionRegistry(std::string service = "service", int max_sessions = 0)
+      : service_(std::move(service)), max_sessions_(max_sessions) {}
+
+  // Registers a session for the calling stream. ALREADY_EXISTS when another stream holds it;
+  // RESOURCE_EXHAUSTED when max_sessions are open.
   absl::StatusOr<std::shared_ptr<SessionSlot>> Open(const std::string& id);
   // Unregisters a session (idempotent).
   void Close(const std::string& id, CloseReason reason);
@@ -38,12 +45,15 @@ class SessionRegistry {
   v1::GetStatsResponse Stats() const;
 
  private:
+  const std::string service_;
+  const int max_sessions_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<SessionSlot>> sessions_ ABSL_GUARDED_BY(mu_);
   int64_t opened_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t released_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t abandoned_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evicted_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int64_t> tokens_processed_{0};
 };
 

@@ -93,8 +93,12 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
 }  // namespace
 
 DraftServiceImpl::DraftServiceImpl(std::shared_ptr<Model> model,
-                                   std::shared_ptr<const ModelView> view, int32_t max_support)
-    : model_(std::move(model)), view_(std::move(view)), max_support_(max_support) {}
+                                   std::shared_ptr<const ModelView> view, int32_t max_support,
+                                   int max_sessions)
+    : model_(std::move(model)),
+      view_(std::move(view)),
+      max_support_(max_support),
+      registry_("draft", max_sessions) {}
 
 grpc::Status DraftServiceImpl::Session(
     grpc::ServerContext* context,
@@ -217,7 +221,7 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   SPECDEC_LOG(Info) << "draft: model " << model->config().Summary() << ", plan "
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
-  DraftServiceImpl service(model, view, config.draft_top_k);
+  DraftServiceImpl service(model, view, config.draft_top_k, config.max_sessions);
   service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms

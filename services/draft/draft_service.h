@@ -31,8 +31,9 @@ struct DraftServerConfig : ModelServiceOptions {
 
 class DraftServiceImpl final : public v1::Draft::Service {
  public:
+  // At most `max_sessions` session streams at once (0: no limit).
   DraftServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
-                   int32_t max_support);
+                   int32_t max_support, int max_sessions = 0);
 
   grpc::Status Session(
       grpc::ServerContext* context,

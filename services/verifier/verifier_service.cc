@@ -104,8 +104,9 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
 }  // namespace
 
 VerifierServiceImpl::VerifierServiceImpl(std::shared_ptr<Model> model,
-                                         std::shared_ptr<const ModelView> view)
-    : model_(std::move(model)), view_(std::move(view)) {}
+                                         std::shared_ptr<const ModelView> view,
+                                         int max_sessions)
+    : model_(std::move(model)), view_(std::move(view)), registry_("verifier", max_sessions) {}
 
 grpc::Status VerifierServiceImpl::Session(
     grpc::ServerContext* context,
@@ -236,7 +237,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
-  VerifierServiceImpl service(model, view);
+  VerifierServiceImpl service(model, view, config.max_sessions);
   service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms

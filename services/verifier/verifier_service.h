@@ -29,7 +29,9 @@ struct VerifierServerConfig : ModelServiceOptions {
 
 class VerifierServiceImpl final : public v1::Verifier::Service {
  public:
-  VerifierServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view);
+  // At most `max_sessions` session streams at once (0: no limit).
+  VerifierServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
+                      int max_sessions = 0);
 
   grpc::Status Session(
       grpc::ServerContext* context,
