@@ -50,31 +50,6 @@ const char* Reason(int status) {
   }
 }
 
-const char* ErrorType(int status) {
-  switch (status) {
-    case 400:
-    case 404:
-    case 405:
-    case 413:
-      return "invalid_request_error";
-    case 429:
-      return "rate_limit_exceeded";
-    case 503:
-    case 504:
-      return "service_unavailable";
-    default:
-      return "server_error";
-  }
-}
-
-json ErrorBody(int status, const std::string& message, const char* code = nullptr) {
-  return {{"error",
-           {{"message", message},
-            {"type", ErrorType(status)},
-            {"param", nullptr},
-            {"code", code == nullptr ? json(nullptr) : json(code)}}}};
-}
-
 // Writes a whole response (Connection: close: civetweb runs without keep-alive).
 int Send(mg_connection* conn, int status, const json& body) {
   const std::string text = body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -88,7 +63,7 @@ int Send(mg_connection* conn, int status, const json& body) {
 
 int SendError(mg_connection* conn, int status, const std::string& message,
               const char* code = nullptr) {
-  return Send(conn, status, ErrorBody(status, message, code));
+  return Send(conn, status, OpenAiError(status, message, code));
 }
 
 bool WriteEvent(mg_connection* conn, const json& event) {
@@ -255,41 +230,24 @@ int HttpServer::Models(mg_connection* conn) {
 int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   const json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return SendError(conn, 400, "the request body is not valid JSON");
-  if (body.is_object() && body.contains("model") && !body["model"].is_null() &&
-      (!body["model"].is_string() || body["model"].get<std::string>() != options_.model_name)) {
-    return SendError(conn, 404,
-                     absl::StrCat("the model '", body["model"].dump(), "' does not exist; this ",
-                                  "gateway serves '", options_.model_name, "'"),
-                     "model_not_found");
-  }
   v1::GenerateRequest request;
   CompletionOptions options;
   std::string error;
+  int http_status = 0;
+  if (!CheckModel(body, options_.model_name, &http_status, &error)) {
+    return SendError(conn, http_status, error, http_status == 404 ? "model_not_found" : nullptr);
+  }
   if (!ToGenerateRequest(body, options_.num_draft_tokens, &request, &options, &error)) {
     return SendError(conn, 400, error);
   }
   const std::string id = absl::StrCat("cmpl-", RandomHex());
   request.set_request_id(id);
-  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-  auto chunk = [&](const std::string& text, v1::FinishReason reason, json logprobs) {
-    const char* finish = OpenAiFinishReason(reason);
-    return json{
-        {"id", id},
-        {"object", "text_completion"},
-        {"created", created},
-        {"model", options_.model_name},
-        {"choices", json::array({{{"text", text},
-                                  {"index", 0},
-                                  {"logprobs", std::move(logprobs)},
-                                  {"finish_reason", finish ? json(finish) : json(nullptr)}}})}};
-  };
-  auto usage_json = [](const v1::Usage& usage) {
-    return json{{"prompt_tokens", usage.prompt_tokens()},
-                {"completion_tokens", usage.generated_tokens()},
-                {"total_tokens", usage.prompt_tokens() + usage.generated_tokens()}};
-  };
+  CompletionHeader header;
+  header.id = id;
+  header.created = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  header.model = options_.model_name;
 
   grpc::ClientContext context;
   // W3C trace context: the request joins the caller's trace (an invalid header is ignored, and
@@ -339,8 +297,8 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
     if (last.finish_reason() == v1::FINISH_REASON_STOP) {
       logprobs.TruncateAt(prompt_bytes + text.size());
     }
-    json out = chunk(prompt_text + text, last.finish_reason(), logprobs_json(0));
-    out["usage"] = usage_json(last.usage());
+    json out = CompletionChunk(header, prompt_text + text, last.finish_reason(), logprobs_json(0));
+    out["usage"] = UsageJson(last.usage());
     return Send(conn, 200, out);
   }
   mg_printf(conn,
@@ -354,8 +312,9 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
     for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
     const bool new_tokens = options.logprobs >= 0 && logprobs.size() > from;
     if (last || !response.text().empty() || new_tokens) {
-      json event = chunk(response.text(), response.finish_reason(), logprobs_json(from));
-      if (last) event["usage"] = usage_json(response.usage());
+      json event = CompletionChunk(header, response.text(), response.finish_reason(),
+                                   logprobs_json(from));
+      if (last) event["usage"] = UsageJson(response.usage());
       if (!WriteEvent(conn, event)) {
         client_gone = true;
         context.TryCancel();  // the gateway releases the session
@@ -372,7 +331,7 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
   if (client_gone) return 499;
   if (!status.ok()) {
     // Headers are gone: the error travels as an event, as OpenAI's streams do.
-    WriteEvent(conn, ErrorBody(HttpStatusFor(status.error_code()), status.error_message()));
+    WriteEvent(conn, OpenAiError(HttpStatusFor(status.error_code()), status.error_message()));
     return 200;
   }
   static constexpr char kDone[] = "data: [DONE]\n\n";

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -36,6 +37,7 @@ bool GetInt(const json& body, const char* key, int64_t* out, std::string* error)
   return true;
 }
 
+// A number that becomes a float field: beyond float's range the conversion would be undefined.
 bool GetNumber(const json& body, const char* key, double* out, std::string* error) {
   if (!body.contains(key) || body[key].is_null()) return true;
   if (!body[key].is_number()) {
@@ -43,6 +45,10 @@ bool GetNumber(const json& body, const char* key, double* out, std::string* erro
     return false;
   }
   *out = body[key].get<double>();
+  if (!(std::fabs(*out) <= std::numeric_limits<float>::max())) {
+    *error = absl::StrCat("'", key, "' is out of range");
+    return false;
+  }
   return true;
 }
 
@@ -205,6 +211,71 @@ bool ToGenerateRequest(const json& body, int default_num_draft_tokens, v1::Gener
     request->mutable_logprobs()->set_prompt(options->echo);
   }
   return true;
+}
+
+bool CheckModel(const json& body, const std::string& served_model, int* http_status,
+                std::string* error) {
+  if (!body.is_object() || !body.contains("model") || body["model"].is_null()) return true;
+  // The message never echoes a non-string "model": a deeply nested one would be costly (and
+  // deep) to print.
+  if (!body["model"].is_string()) {
+    *http_status = 400;
+    *error = "'model' must be a string";
+    return false;
+  }
+  if (body["model"].get<std::string>() == served_model) return true;
+  *http_status = 404;
+  *error = absl::StrCat("the model '", body["model"].get<std::string>(),
+                        "' does not exist; this gateway serves '", served_model, "'");
+  return false;
+}
+
+json CompletionChunk(const CompletionHeader& header, const std::string& text,
+                     v1::FinishReason reason, json logprobs) {
+  const char* finish = OpenAiFinishReason(reason);
+  return json{{"id", header.id},
+              {"object", "text_completion"},
+              {"created", header.created},
+              {"model", header.model},
+              {"choices", json::array({{{"text", text},
+                                        {"index", 0},
+                                        {"logprobs", std::move(logprobs)},
+                                        {"finish_reason", finish ? json(finish) : json(nullptr)}}})}};
+}
+
+json UsageJson(const v1::Usage& usage) {
+  return json{{"prompt_tokens", usage.prompt_tokens()},
+              {"completion_tokens", usage.generated_tokens()},
+              {"total_tokens", usage.prompt_tokens() + usage.generated_tokens()}};
+}
+
+namespace {
+
+const char* ErrorType(int http_status) {
+  switch (http_status) {
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_exceeded";
+    case 503:
+    case 504:
+      return "service_unavailable";
+    default:
+      return "server_error";
+  }
+}
+
+}  // namespace
+
+json OpenAiError(int http_status, const std::string& message, const char* code) {
+  return {{"error",
+           {{"message", message},
+            {"type", ErrorType(http_status)},
+            {"param", nullptr},
+            {"code", code == nullptr ? json(nullptr) : json(code)}}}};
 }
 
 const char* OpenAiFinishReason(v1::FinishReason reason) {

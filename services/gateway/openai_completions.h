@@ -1,7 +1,9 @@
-// OpenAI's legacy /v1/completions in terms of the gateway's gRPC API: the request body becomes a
-// GenerateRequest (with OpenAI's defaults and limits), and the gateway's TokenLogprob entries
-// become `choices[0].logprobs` ({tokens, token_logprobs, top_logprobs, text_offset}). No I/O:
-// http_server.cc does the HTTP.
+// The OpenAI JSON codec (library specdec_openai): OpenAI's legacy /v1/completions in terms of
+// the gateway's gRPC API. The request body becomes a GenerateRequest (with OpenAI's defaults and
+// limits); the gateway's answers become completion objects and stream chunks, its TokenLogprob
+// entries `choices[0].logprobs` ({tokens, token_logprobs, top_logprobs, text_offset}), and its
+// errors OpenAI's error objects. No I/O: http_server.cc does the HTTP. Request bodies are
+// untrusted: every function here is fuzzed (services/gateway/fuzz).
 #ifndef SPECDEC_SERVICES_GATEWAY_OPENAI_COMPLETIONS_H_
 #define SPECDEC_SERVICES_GATEWAY_OPENAI_COMPLETIONS_H_
 
@@ -26,8 +28,32 @@ bool ToGenerateRequest(const nlohmann::ordered_json& body, int default_num_draft
                        v1::GenerateRequest* request, CompletionOptions* options,
                        std::string* error);
 
+// The request's "model", when present, must be the served model's name: false with the HTTP
+// status (400 when it is not a string, 404 for another model) and the message.
+bool CheckModel(const nlohmann::ordered_json& body, const std::string& served_model,
+                int* http_status, std::string* error);
+
 // "stop" or "length" (null for a message that is not the last).
 const char* OpenAiFinishReason(v1::FinishReason reason);
+
+// What every chunk of one completion repeats.
+struct CompletionHeader {
+  std::string id;       // "cmpl-..."
+  int64_t created = 0;  // unix seconds
+  std::string model;
+};
+
+// A text_completion object (the whole answer, or one chunk of a stream): one choice with `text`,
+// `logprobs` (null or CompletionLogprobs::ToJson) and the finish reason (null until the last).
+nlohmann::ordered_json CompletionChunk(const CompletionHeader& header, const std::string& text,
+                                       v1::FinishReason reason, nlohmann::ordered_json logprobs);
+
+// {"prompt_tokens", "completion_tokens", "total_tokens"}.
+nlohmann::ordered_json UsageJson(const v1::Usage& usage);
+
+// OpenAI's error object for an HTTP status: {"error": {message, type, param, code}}.
+nlohmann::ordered_json OpenAiError(int http_status, const std::string& message,
+                                   const char* code = nullptr);
 
 // choices[0].logprobs, built as the tokens arrive. text_offset counts Unicode characters of the
 // choice's text (prompt included with echo), the text being the tokens' bytes decoded as UTF-8.

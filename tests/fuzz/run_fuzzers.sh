@@ -11,7 +11,8 @@ if ! command -v clang++ >/dev/null; then
   exit 1
 fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DSPECDEC_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=(safetensors_fuzzer config_fuzzer tokenizer_encode_fuzzer tokenizer_load_fuzzer)
+targets=(safetensors_fuzzer config_fuzzer tokenizer_encode_fuzzer tokenizer_load_fuzzer
+         openai_request_fuzzer)
 cmake --build build-fuzz --target "${targets[@]}" -j2
 
 declare -A corpus=(
@@ -19,6 +20,7 @@ declare -A corpus=(
   [config_fuzzer]=common/model/fuzz/corpus
   [tokenizer_encode_fuzzer]=common/tokenizer/fuzz/corpus/encode
   [tokenizer_load_fuzzer]=common/tokenizer/fuzz/corpus/load
+  [openai_request_fuzzer]=services/gateway/fuzz/corpus
 )
 failed=0
 for target in "${targets[@]}"; do
