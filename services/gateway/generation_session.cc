@@ -13,6 +13,7 @@
 #include "common/base/status_macros.h"
 #include "common/speculative/draft_length.h"
 #include "services/common/proto_convert.h"
+#include "services/gateway/replica_failure.h"
 #include "services/gateway/text_output.h"
 #include "services/gateway/token_logprobs.h"
 #include "services/gateway/trace_observer.h"
@@ -29,23 +30,6 @@ double MsSince(Clock::time_point start) {
 void SetSpan(const std::vector<int32_t>& committed, int64_t start, v1::TokenSpan* span) {
   span->set_start_position(start);
   for (size_t i = static_cast<size_t>(start); i < committed.size(); ++i) span->add_tokens(committed[i]);
-}
-
-// Failures that say the replica (or the way to it) is broken: another replica may serve the
-// session. INVALID_ARGUMENT and the like are bugs on our side and would fail anywhere.
-bool IsReplicaFailure(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kCancelled:  // the replica shut down and cancelled its calls
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // Overlap pays only when the draft's next-round work is used: all of a round accepted and its
@@ -252,11 +236,11 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
     verifier_->Close(false, session_id_);
     verifier_.reset();
   }
-  const std::string why = absl::StrCat("no verifier replica could serve the session (",
-                                       tried_verifiers_.size(), " tried): ", last.message());
-  // Every replica being full (KV pool) is back-pressure the client can act on, not an outage.
-  if (last.code() == absl::StatusCode::kResourceExhausted) return absl::ResourceExhaustedError(why);
-  return absl::UnavailableError(why);
+  // A full replica (RESOURCE_EXHAUSTED) returned above with its own code: back-pressure the
+  // client can act on, not an outage.
+  return absl::UnavailableError(absl::StrCat("no verifier replica could serve the session (",
+                                             tried_verifiers_.size(), " tried): ",
+                                             last.message()));
 }
 
 absl::Status GenerationSession::FailOver(int64_t round, const absl::Status& status) {
