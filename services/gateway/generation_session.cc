@@ -11,8 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
-#include "common/speculative/draft_length.h"
+#include "common/speculative/round_planner.h"
 #include "services/common/proto_convert.h"
+#include "services/gateway/finish_reason.h"
 #include "services/gateway/replica_failure.h"
 #include "services/gateway/text_output.h"
 #include "services/gateway/token_logprobs.h"
@@ -32,26 +33,8 @@ void SetSpan(const std::vector<int32_t>& committed, int64_t start, v1::TokenSpan
   for (size_t i = static_cast<size_t>(start); i < committed.size(); ++i) span->add_tokens(committed[i]);
 }
 
-// Overlap pays only when the draft's next-round work is used: all of a round accepted and its
-// guess at the bonus token right. Below this rate of use (a moving average) the gateway stops
-// asking for it, except one probe every kPredraftProbeEvery rounds to notice when it pays again:
-// a wasted pre-draft delays the draft's next real request and takes CPU from the verifier
-// (measured: 0.94x of sequential rounds with a draft whose rounds never fully accepted).
-constexpr double kMinPredraftUseRate = 0.25;
-constexpr int kPredraftProbeEvery = 8;
-
 constexpr absl::Duration kMinDraftBackoff = absl::Milliseconds(200);
 constexpr absl::Duration kMaxDraftBackoff = absl::Seconds(5);
-
-const char* FinishName(v1::FinishReason reason) {
-  switch (reason) {
-    case v1::FINISH_REASON_LENGTH: return "length";
-    case v1::FINISH_REASON_EOS: return "eos";
-    case v1::FINISH_REASON_STOP: return "stop";
-    case v1::FINISH_REASON_CONTEXT: return "context";
-    default: return "none";
-  }
-}
 
 }  // namespace
 
@@ -464,45 +447,29 @@ absl::Status GenerationSession::Run(const Emit& emit) {
   const bool speculate = request_.num_draft_tokens > 0 || request_.adaptive;
   const int max_k =
       request_.num_draft_tokens > 0 ? request_.num_draft_tokens : env_.max_adaptive_draft_tokens;
-  DraftLengthPolicy policy = request_.adaptive ? DraftLengthPolicy::ExpectedThroughput(max_k)
-                                               : DraftLengthPolicy::Constant(request_.num_draft_tokens);
+  RoundPlanner planner(RoundPlanner::PolicyFor(request_.num_draft_tokens, request_.adaptive, max_k),
+                       request_.max_new_tokens, env_.max_positions);
   TextOutput text(env_.tokenizer, request_.stop);
   int64_t generated = 0;
   int64_t round = 0;
-  double cost_ratio_ema = -1;
   absl::Status status;
   // Round r+1's proposals, asked for while round r is verified (overlapped rounds); usable
   // once PredraftGuessedBonus says so.
   std::optional<PendingProposal> predraft;
   bool predraft_usable = false;
-  double predraft_use_rate = 1.0;  // moving average of predrafts used; starts hopeful
-  int rounds_without_predraft = 0;
 
-  while (finish_reason_ == v1::FINISH_REASON_UNSPECIFIED) {
+  while (finish_reason_ == FinishReason::kNone) {
     status = CheckClient();
     if (!status.ok()) break;
     const int64_t length = static_cast<int64_t>(committed_.size());  // L, pending included
-    const int64_t remaining = request_.max_new_tokens - generated;
-    if (remaining <= 0) {
-      finish_reason_ = v1::FINISH_REASON_LENGTH;
-      break;
-    }
-    if (length >= env_.max_positions) {
-      finish_reason_ = v1::FINISH_REASON_CONTEXT;
-      break;
-    }
+    finish_reason_ = planner.BeforeRound(length, generated);
+    if (finish_reason_ != FinishReason::kNone) break;
     // A saturated gateway stops speculating: the draft's passes would cost the others more
     // than they save this session (docs/benchmarks/summary.md).
     const bool busy = speculate && env_.speculation_max_sessions > 0 &&
                       env_.active_sessions != nullptr &&
                       env_.active_sessions->load() > env_.speculation_max_sessions;
-    // A round commits accepted + 1 tokens: K stays inside the budget and the context (for this
-    // round, and for the next one when it is drafted ahead).
-    auto fit_k = [&](int64_t wanted, int64_t at_length, int64_t budget) {
-      return std::max<int64_t>(
-          0, std::min<int64_t>({wanted, budget - 1, env_.max_positions - at_length - 1}));
-    };
-    int k = static_cast<int>(fit_k(speculate && !busy ? policy.NextK() : 0, length, remaining));
+    int k = planner.PlanK(length, generated, speculate && !busy);
 
     const auto round_start = Clock::now();
     Proposals proposals;
@@ -521,7 +488,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       proposals.fallback = v1::FALLBACK_BUSY;
     } else if (draft_failed_) {
       proposals.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
-    } else if (policy.paused()) {
+    } else if (planner.paused()) {
       proposals.fallback = v1::FALLBACK_PAUSED;
     }  // else K was cut to 0 by the token budget or the context: not a fallback
     const bool draft_asked = k > 0 && (proposals.wall_ms > 0 || proposals.overlapped);
@@ -529,23 +496,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     predraft_usable = false;
     // Overlap: with every proposal in, ask for the next round now, as if all of this one were
     // accepted: the pending token becomes x_K and the draft's first token guesses the bonus.
-    const int proposed_now = static_cast<int>(proposals.proposals.size());
-    // An adaptive request also has its acceptance estimate a: a pre-draft is used only when all
-    // k proposals are accepted (about a^k), so below the same threshold it is not even tried
-    // (on a random checkpoint the first rounds' pre-drafts only took CPU from the verifier).
-    const bool predraft_likely =
-        !request_.adaptive || std::pow(policy.acceptance_rate(), k) >= kMinPredraftUseRate;
-    const bool predraft_pays = predraft_likely &&
-                               (predraft_use_rate >= kMinPredraftUseRate ||
-                                rounds_without_predraft + 1 >= kPredraftProbeEvery);
-    if (request_.overlap && draft_ != nullptr && k > 0 && proposed_now == k && predraft_pays) {
-      DraftLengthPolicy next_policy = policy;
-      next_policy.Observe(k, k);
-      const int64_t next_k = fit_k(next_policy.NextK(), length + k + 1, remaining - (k + 1));
-      if (next_k > 0) {
-        predraft = SendProposal(length + k - 1, {proposals.proposals.back().token},
-                                static_cast<int>(next_k) + 1);
-      }
+    const int next_k = request_.overlap && draft_ != nullptr
+                           ? planner.PredraftK(k, static_cast<int>(proposals.proposals.size()),
+                                               length, generated)
+                           : 0;
+    if (next_k > 0) {
+      predraft = SendProposal(length + k - 1, {proposals.proposals.back().token}, next_k + 1);
     }
     absl::StatusOr<Verdict> verdict = Verify(round, proposals);
     if (!verdict.ok()) {
@@ -567,12 +523,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       draft_valid_ = length + k;
       predraft_usable = PredraftGuessedBonus(round, outcome.next_token, &*predraft);
     }
-    if (predraft.has_value()) {
-      predraft_use_rate = 0.8 * predraft_use_rate + 0.2 * (predraft_usable ? 1.0 : 0.0);
-      rounds_without_predraft = 0;
-    } else {
-      ++rounds_without_predraft;
-    }
+    planner.ObservePredraft(predraft.has_value(), predraft_usable);
 
     std::vector<int32_t> emitted;
     for (int i = 0; i < outcome.num_accepted; ++i) emitted.push_back(proposals.proposals[i].token);
@@ -591,27 +542,22 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       ++tokens_emitted;
       response.add_token_ids(token);
       if (token == env_.eos_token_id) {
-        finish_reason_ = v1::FINISH_REASON_EOS;
+        finish_reason_ = FinishReason::kEos;
         break;
       }
       bool stopped = false;
       response.mutable_text()->append(text.Add(token, &stopped));
       if (stopped) {
-        finish_reason_ = v1::FINISH_REASON_STOP;
+        finish_reason_ = FinishReason::kStop;
         break;
       }
     }
     const int proposed = static_cast<int>(proposals.proposals.size());
-    // Every round, those without proposals too: a paused policy counts them towards its probe.
-    policy.Observe(proposed, outcome.num_accepted);
-    if (proposed > 0) {
-      // An overlapped round's draft work was hidden behind the previous verification; its cost
-      // still counts, or K would grow as if drafting were free.
-      const double draft_ms = proposals.overlapped ? proposals.compute_ms : proposals.wall_ms;
-      const double c = (draft_ms / proposed) / std::max(verdict->wall_ms, 1e-3);
-      cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;
-      policy.SetCostRatio(cost_ratio_ema);
-    }
+    // An overlapped round's draft work was hidden behind the previous verification; its cost
+    // still counts, or K would grow as if drafting were free.
+    planner.ObserveRound(proposed, outcome.num_accepted,
+                         proposals.overlapped ? proposals.compute_ms : proposals.wall_ms,
+                         verdict->wall_ms);
     usage_.set_rounds(usage_.rounds() + 1);
     if (proposals.overlapped) usage_.set_overlapped_rounds(usage_.overlapped_rounds() + 1);
     usage_.set_drafted_tokens(usage_.drafted_tokens() + proposed);
@@ -660,10 +606,10 @@ absl::Status GenerationSession::Run(const Emit& emit) {
   // Release both sides before the last message, so a client that saw it sees no live session.
   CloseStreams(true);
   v1::GenerateResponse last;
-  if (finish_reason_ != v1::FINISH_REASON_STOP) {
+  if (finish_reason_ != FinishReason::kStop) {
     bool stopped = false;
     last.set_text(text.Finish(&stopped));
-    if (stopped) finish_reason_ = v1::FINISH_REASON_STOP;
+    if (stopped) finish_reason_ = FinishReason::kStop;
   }
   if (round == 0) {
     last.set_request_id(request_.request_id);
@@ -671,12 +617,12 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       *last.add_prompt_logprobs() = std::move(entry);
     }
   }
-  last.set_finish_reason(finish_reason_);
+  last.set_finish_reason(ToProto(finish_reason_));
   usage_.set_generated_tokens(static_cast<int32_t>(generated));
   usage_.set_total_ms(MsSince(run_start));
   *last.mutable_usage() = usage_;
   if (!emit(last)) return absl::CancelledError("the client went away");
-  SPECDEC_LOG(Debug) << "session " << session_id_ << " finished: " << FinishName(finish_reason_);
+  SPECDEC_LOG(Debug) << "session " << session_id_ << " finished: " << FinishReasonName(finish_reason_);
   return absl::OkStatus();
 }
 

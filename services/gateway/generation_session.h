@@ -29,6 +29,7 @@
 #include "common/speculative/acceptance.h"
 #include "common/tokenizer/tokenizer.h"
 #include "services/gateway/backend_streams.h"
+#include "services/gateway/finish_reason.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/replica_set.h"
 #include "specdec/v1/gateway.pb.h"
@@ -72,7 +73,7 @@ class GenerationSession {
   absl::Status Run(const Emit& emit);
 
   const v1::Usage& usage() const { return usage_; }
-  v1::FinishReason finish_reason() const { return finish_reason_; }
+  v1::FinishReason finish_reason() const { return ToProto(finish_reason_); }
 
  private:
   struct Proposals {
@@ -161,7 +162,7 @@ class GenerationSession {
   std::vector<v1::TokenLogprob> prompt_logprobs_;
   bool prompt_scored_ = false;
   v1::Usage usage_;
-  v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
+  FinishReason finish_reason_ = FinishReason::kNone;
 };
 
 }  // namespace specdec
