@@ -353,15 +353,21 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
                    GatewayTelemetry::Start(telemetry_options));
   service.set_observability(telemetry->observability());
   std::unique_ptr<HttpServer> http;
-  if (!config.http_listen.empty()) {
-    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
-                               config, telemetry_options.model_name, telemetry->observability())));
-  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "gateway";
   options.health_service_names = {"specdec.v1.Gateway"};
   options.shutdown_grace_ms = config.shutdown_grace_ms;
+  // The HTTP API calls the gRPC server on the port it bound (with --listen=HOST:0, the one the
+  // kernel chose), so it starts once that server listens.
+  options.on_started = [&](int port) -> absl::Status {
+    if (config.http_listen.empty()) return absl::OkStatus();
+    GatewayConfig bound = config;
+    bound.listen = absl::StrCat(config.listen.substr(0, config.listen.rfind(':') + 1), port);
+    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
+                               bound, telemetry_options.model_name, telemetry->observability())));
+    return absl::OkStatus();
+  };
   return ServeUntilSignal(options, {&service}, [&http] {
     if (http != nullptr) http->Drain();  // new HTTP requests get 503 while gRPC drains
   });
