@@ -118,13 +118,13 @@ TEST_F(GenerationTest, EosInsideARoundStopsAtTheEos) {
   options.eos_token_id = plain->tokens[5];
   auto expected = GeneratePlain(*target, kPrompts[2], options);
   ASSERT_TRUE(expected.ok());
-  EXPECT_EQ(expected->finish_reason, "eos");
+  EXPECT_EQ(expected->finish_reason, FinishReason::kEos);
   for (int k : {3, 4, 8}) {
     options.num_draft_tokens = k;
     auto spec = GenerateSpeculative(*target, *target, kPrompts[2], options);
     ASSERT_TRUE(spec.ok());
     EXPECT_EQ(spec->tokens, expected->tokens) << "k=" << k;
-    EXPECT_EQ(spec->finish_reason, "eos");
+    EXPECT_EQ(spec->finish_reason, FinishReason::kEos);
   }
 }
 

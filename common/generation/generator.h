@@ -15,6 +15,7 @@
 #include "common/model/model.h"
 #include "common/sampling/sampling.h"
 #include "common/speculative/acceptance.h"
+#include "common/speculative/round_planner.h"
 
 namespace specdec {
 
@@ -46,7 +47,8 @@ struct RoundRecord {
 struct GenerateResult {
   std::vector<int32_t> tokens;  // new tokens only
   std::vector<RoundRecord> rounds;
-  std::string finish_reason;    // "length", "eos", or "stop" (callback)
+  // kLength, kEos, kContext, or kStop (the callback asked to stop).
+  FinishReason finish_reason = FinishReason::kLength;
   double prefill_ms = 0;
   double decode_ms = 0;
 };

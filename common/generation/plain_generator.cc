@@ -20,7 +20,7 @@ absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
   RETURN_IF_ERROR(options.sampling.Validate());
   GenerateResult result;
-  result.finish_reason = "length";
+  result.finish_reason = FinishReason::kLength;
   auto seq = target.NewSequence();
   auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(Logits logits, seq->Forward(prompt, LogitsWanted::kLast));
@@ -34,16 +34,16 @@ absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
                                     options.sampling, position, RandomPurpose::kTarget);
     result.tokens.push_back(token);
     if (on_tokens && !on_tokens({token})) {
-      result.finish_reason = "stop";
+      result.finish_reason = FinishReason::kStop;
       break;
     }
     if (token == options.eos_token_id) {
-      result.finish_reason = "eos";
+      result.finish_reason = FinishReason::kEos;
       break;
     }
     if (i + 1 == options.max_new_tokens) break;
     if (seq->length() + 1 > max_positions) {
-      result.finish_reason = "context";
+      result.finish_reason = FinishReason::kContext;
       break;
     }
     ASSIGN_OR_RETURN(logits, seq->Forward({token}, LogitsWanted::kLast));

@@ -9,7 +9,7 @@
 #include "common/base/status_macros.h"
 #include "common/generation/generator.h"
 #include "common/speculative/acceptance.h"
-#include "common/speculative/draft_length.h"
+#include "common/speculative/round_planner.h"
 
 namespace specdec {
 namespace {
@@ -24,7 +24,6 @@ const int32_t* IdsOf(const Logits& logits) {
   return logits.vocab_ids ? logits.vocab_ids->data() : nullptr;
 }
 
-
 }  // namespace
 
 absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, const ModelView& draft,
@@ -37,13 +36,11 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     return GeneratePlain(target, prompt, options, on_tokens);
   }
   const SamplingParams& params = options.sampling;
-  const int64_t max_positions = target.model().config().max_position_embeddings;
-  DraftLengthPolicy policy =
-      options.adaptive ? DraftLengthPolicy::ExpectedThroughput(options.max_draft_tokens)
-                       : DraftLengthPolicy::Constant(options.num_draft_tokens);
+  RoundPlanner planner(
+      RoundPlanner::PolicyFor(options.num_draft_tokens, options.adaptive, options.max_draft_tokens),
+      options.max_new_tokens, target.model().config().max_position_embeddings);
 
   GenerateResult result;
-  result.finish_reason = "length";
   auto target_seq = target.NewSequence();
   auto draft_seq = draft.NewSequence();
   std::vector<int32_t> committed(prompt.begin(), prompt.end());
@@ -57,19 +54,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
   result.prefill_ms = MsSince(start);
   start = Clock::now();
 
-  double cost_ratio_ema = -1;
   int64_t round = 0;
-  while (static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
+  while (true) {
     const int64_t length = static_cast<int64_t>(committed.size());  // L, pending included
-    const int64_t remaining = options.max_new_tokens - static_cast<int64_t>(result.tokens.size());
-    if (length >= max_positions) {
-      result.finish_reason = "context";
-      break;
-    }
-    // A round commits accepted + 1 tokens: keep K inside the budget and the context.
-    int k = std::max(0, policy.NextK());
-    k = static_cast<int>(std::min<int64_t>({k, remaining - 1, max_positions - length - 1}));
-    k = std::max(k, 0);
+    const int64_t generated = static_cast<int64_t>(result.tokens.size());
+    result.finish_reason = planner.BeforeRound(length, generated);
+    if (result.finish_reason != FinishReason::kNone) break;
+    const int k = planner.PlanK(length, generated);
 
     RoundRecord record;
     record.round = round++;
@@ -116,31 +107,19 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     emitted.push_back(outcome.next_token);
     // EOS inside the round ends generation at the EOS token.
     bool eos = false;
-    for (size_t i = 0; i < emitted.size(); ++i) {
-      if (emitted[i] == options.eos_token_id) {
-        emitted.resize(i + 1);
-        eos = true;
-        break;
-      }
-    }
+    emitted.resize(RoundPlanner::CutAtEos(emitted, options.eos_token_id, &eos));
     committed.insert(committed.end(), emitted.begin(), emitted.end());
     result.tokens.insert(result.tokens.end(), emitted.begin(), emitted.end());
     record.tokens_emitted = static_cast<int>(emitted.size());
-    policy.Observe(k, outcome.num_accepted);  // k = 0 too: a paused policy counts it
-    if (k > 0) {
-      // c = draft cost per token / verify cost per round, smoothed.
-      const double c = (record.draft_ms / k) / std::max(record.verify_ms, 1e-3);
-      cost_ratio_ema = cost_ratio_ema < 0 ? c : 0.8 * cost_ratio_ema + 0.2 * c;
-      policy.SetCostRatio(cost_ratio_ema);
-    }
+    planner.ObserveRound(k, outcome.num_accepted, record.draft_ms, record.verify_ms);
     record.accept_ms = MsSince(phase);
     result.rounds.push_back(record);
     if (on_tokens && !on_tokens(emitted)) {
-      result.finish_reason = "stop";
+      result.finish_reason = FinishReason::kStop;
       break;
     }
     if (eos) {
-      result.finish_reason = "eos";
+      result.finish_reason = FinishReason::kEos;
       break;
     }
   }

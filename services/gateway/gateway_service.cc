@@ -2,9 +2,11 @@
 // round loop on the thread gRPC gives the call (docs/pipeline.md, "Threading").
 #include "services/gateway/gateway_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +18,9 @@
 #include "common/sampling/logprobs.h"
 #include "common/tracing/trace_context.h"
 #include "services/common/proto_convert.h"
+#include "services/gateway/backend_streams.h"
 #include "services/gateway/generation_session.h"
+#include "services/gateway/grpc_backends.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/trace_observer.h"
 
@@ -180,16 +184,15 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   } release{&active_sessions_};
 
   SessionEnvironment env;
-  env.verifiers = verifiers_.get();
-  env.drafts = drafts_.get();
   // The client's deadline propagates to every backend call; a request without one gets the
   // gateway's default, so no session can live forever.
   const bool client_deadline =
       context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365);
+  if (client_deadline) env.client_deadline = absl::FromChrono(context->deadline());
   if (!client_deadline && config_.default_deadline_ms > 0) {
     env.deadline = absl::Now() + absl::Milliseconds(config_.default_deadline_ms);
   }
-  env.verifier_timeout = absl::Milliseconds(config_.verifier_timeout_ms);
+  env.client_cancelled = [context] { return context->IsCancelled(); };
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
@@ -202,7 +205,24 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   trace.Start(session_id, validated->request_id, static_cast<int64_t>(validated->prompt.size()),
               validated->num_draft_tokens, validated->adaptive);
   env.trace = &trace;
-  GenerationSession session(session_id, *validated, env, context);
+
+  GrpcBackendsOptions links;
+  links.verifiers = verifiers_.get();
+  links.drafts = drafts_.get();
+  links.parent = context;
+  links.deadline = env.deadline;
+  links.verifier_timeout = absl::Milliseconds(config_.verifier_timeout_ms);
+  // Opening a draft stream and sending to it are bounded like the round's wait for proposals.
+  links.draft_op_timeout = absl::Milliseconds(std::max(config_.draft_deadline_ms, 100));
+  links.traceparent = trace.traceparent();
+  GrpcSessionBackends backends(std::move(links));
+  // The rounds check the session's deadline, but a client that stops reading blocks Write: past
+  // the deadline the call is cancelled, which unblocks it (no session outlives its deadline).
+  std::optional<Watchdog::Scoped> overdue;
+  if (env.deadline != absl::InfiniteFuture()) {
+    overdue.emplace(env.deadline + absl::Seconds(1), [context] { context->TryCancel(); });
+  }
+  GenerationSession session(session_id, *validated, env, &backends, SessionClock::Real());
   const absl::Status status = session.Run(
       [writer](const v1::GenerateResponse& response) { return writer->Write(response); });
   const v1::Usage& usage = session.usage();
@@ -333,15 +353,21 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
                    GatewayTelemetry::Start(telemetry_options));
   service.set_observability(telemetry->observability());
   std::unique_ptr<HttpServer> http;
-  if (!config.http_listen.empty()) {
-    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
-                               config, telemetry_options.model_name, telemetry->observability())));
-  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "gateway";
   options.health_service_names = {"specdec.v1.Gateway"};
   options.shutdown_grace_ms = config.shutdown_grace_ms;
+  // The HTTP API calls the gRPC server on the port it bound (with --listen=HOST:0, the one the
+  // kernel chose), so it starts once that server listens.
+  options.on_started = [&](int port) -> absl::Status {
+    if (config.http_listen.empty()) return absl::OkStatus();
+    GatewayConfig bound = config;
+    bound.listen = absl::StrCat(config.listen.substr(0, config.listen.rfind(':') + 1), port);
+    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
+                               bound, telemetry_options.model_name, telemetry->observability())));
+    return absl::OkStatus();
+  };
   return ServeUntilSignal(options, {&service}, [&http] {
     if (http != nullptr) http->Drain();  // new HTTP requests get 503 while gRPC drains
   });

@@ -1,6 +1,8 @@
-// One Generate request on the gateway: the session's committed tokens, its streams to the
-// verifier and the draft, and the round loop (propose, verify, accept, commit) with rollback by
-// committed length, re-prefill of a side that lost the session, and the verifier-alone fallback.
+// One Generate request on the gateway: the round loop (plan, propose, verify, accept, commit,
+// report) over a SessionState that its backend connections share. The loop decides what to do;
+// VerifierConnection and DraftConnection carry it out against the backends (open, fail over,
+// back off, re-prefill), and SessionBackends / SessionClock (session_backends.h) are the only
+// ways out, so the whole state machine runs in unit tests against fakes.
 // Overlapped rounds (docs/pipeline.md): once round r's proposals are in, the draft is asked for
 // round r+1 at once, as if all of round r were accepted; its first token is its guess at the
 // verifier's bonus token. The gateway uses that work only when all of round r is accepted and
@@ -12,25 +14,25 @@
 #ifndef SPECDEC_SERVICES_GATEWAY_GENERATION_SESSION_H_
 #define SPECDEC_SERVICES_GATEWAY_GENERATION_SESSION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <atomic>
-#include <chrono>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/speculative/acceptance.h"
+#include "common/speculative/round_planner.h"
 #include "common/tokenizer/tokenizer.h"
-#include "services/gateway/backend_streams.h"
+#include "services/gateway/draft_connection.h"
+#include "services/gateway/finish_reason.h"
 #include "services/gateway/gateway_service.h"
-#include "services/gateway/replica_set.h"
+#include "services/gateway/session_backends.h"
+#include "services/gateway/session_state.h"
+#include "services/gateway/text_output.h"
+#include "services/gateway/verifier_connection.h"
 #include "specdec/v1/gateway.pb.h"
 
 namespace specdec {
@@ -38,8 +40,6 @@ namespace specdec {
 class RequestTrace;  // services/gateway/trace_observer.h
 
 struct SessionEnvironment {
-  ReplicaSet* verifiers = nullptr;
-  ReplicaSet* drafts = nullptr;  // null: no draft configured
   const Tokenizer* tokenizer = nullptr;
   int draft_deadline_ms = 500;
   int max_adaptive_draft_tokens = 16;
@@ -50,21 +50,23 @@ struct SessionEnvironment {
   int32_t eos_token_id = -1;
   int64_t max_positions = 0;
   RequestTrace* trace = nullptr;  // metrics and spans of the rounds; may be null
-  // The session's own deadline (the gateway's default when the client set none); the client's
-  // deadline applies besides.
+  // The session's own deadline (the gateway's default when the client set none), and the
+  // client's; SessionClock time.
   absl::Time deadline = absl::InfiniteFuture();
-  // The longest one verifier call may take before its replica counts as failed.
-  absl::Duration verifier_timeout = absl::Seconds(30);
+  absl::Time client_deadline = absl::InfiniteFuture();
+  // Whether the client cancelled the call (null: it cannot).
+  std::function<bool()> client_cancelled;
 };
 
 class GenerationSession {
  public:
-  using Clock = std::chrono::steady_clock;
   // Sends one message to the client; false when the client is gone.
   using Emit = std::function<bool(const v1::GenerateResponse&)>;
 
+  // `backends` and `clock` outlive the session.
   GenerationSession(std::string session_id, const GenerationRequest& request,
-                    const SessionEnvironment& env, const grpc::ServerContext* context);
+                    const SessionEnvironment& env, SessionBackends* backends,
+                    const SessionClock* clock);
   ~GenerationSession();
 
   // Runs the request to its end; every message, the last with finish_reason and usage, goes
@@ -72,26 +74,9 @@ class GenerationSession {
   absl::Status Run(const Emit& emit);
 
   const v1::Usage& usage() const { return usage_; }
-  v1::FinishReason finish_reason() const { return finish_reason_; }
+  v1::FinishReason finish_reason() const { return ToProto(finish_reason_); }
 
  private:
-  struct Proposals {
-    std::vector<DraftProposal> proposals;
-    std::vector<TokenDistribution> dists;
-    v1::Fallback fallback = v1::FALLBACK_UNSPECIFIED;
-    double wall_ms = 0;
-    double compute_ms = 0;
-    bool overlapped = false;  // drafted while the previous round was verified
-  };
-  // A DraftPropose sent and not yet fully read.
-  struct PendingProposal {
-    int64_t seq = 0;               // the request's number; its answers echo it
-    int64_t committed_length = 0;  // of the request: proposal i is at this position + i
-    int num_tokens = 0;            // asked for
-    int next_index = 0;            // the first token not read yet
-    absl::Time deadline;           // for its proposals
-    Clock::time_point sent;
-  };
   struct Verdict {
     std::vector<VerifiedPosition> positions;
     // The verifier's answer as sent, for its log-probabilities (only when the request asks).
@@ -99,69 +84,57 @@ class GenerationSession {
     double wall_ms = 0;
     double compute_ms = 0;
   };
+  // One round as it goes: the plan, the proposals, the verdict and what it committed.
+  struct Round {
+    int64_t number = 0;
+    int64_t length = 0;  // committed length at its start, the pending token included
+    int k = 0;
+    absl::Time start;
+    Proposals proposals;
+    Verdict verdict;
+    RoundOutcome outcome;
+    int tokens_emitted = 0;
+  };
 
   absl::Status Prefill();
-  // Opens a stream to the best verifier replica not yet tried by this session and prefills it
-  // with every committed token; UNAVAILABLE when no replica is left.
-  absl::Status OpenVerifier(int64_t round);
-  // After a failed verifier call: the client's own status if it is gone, `status` when it is
-  // not a replica failure, else moves the session to another replica (OpenVerifier).
-  absl::Status FailOver(int64_t round, const absl::Status& status);
-  // Opens a stream to the best healthy draft replica and sends it a prefill; false when there
-  // is none or it fails at once.
-  bool OpenDraft(int64_t round);
-  // Asks the draft for k tokens; never fails (a failing draft becomes a fallback).
-  Proposals Propose(int64_t round, int k);
-  // Sends a DraftPropose whose span is `tokens` from `start_position`; nullopt (and the draft
-  // dropped) when it cannot be sent.
-  std::optional<PendingProposal> SendProposal(int64_t start_position,
-                                              const std::vector<int32_t>& tokens, int k);
-  // Reads up to `k` more proposals of `pending` into `out` (until its deadline); re-prefills
-  // once when the draft lost the session and `may_re_prefill`, else leaves `out` short.
-  void ReadProposals(int64_t round, int k, bool may_re_prefill, PendingProposal* pending,
-                     Proposals* out);
-  // After round r committed all of its k proposals and `bonus`: whether the draft's guess for
-  // the bonus (the overlapped request's first token) is right, so its other tokens are round
-  // r+1's proposals.
-  bool PredraftGuessedBonus(int64_t round, int32_t bonus, PendingProposal* predraft);
-  absl::StatusOr<Verdict> Verify(int64_t round, const Proposals& proposals);
-  // `replica_failed`: the draft's stream broke (the replica is reported to the set).
-  void DropDraft(const std::string& why, bool replica_failed = true);
-  absl::Status CheckClient() const;
-  // Numbered with the next draft_seq_.
-  v1::DraftRequest DraftPrefillRequest();
-  // `score_prompt`: ask for the prompt's log-probabilities (the first prefill of a request
-  // with logprobs.prompt).
-  v1::VerifierRequest VerifierPrefillRequest(int64_t round, bool score_prompt = false) const;
+  // Plans round `number`, runs it and sends its message.
+  absl::Status RunRound(int64_t number, const Emit& emit);
+  // The round's proposals: the pre-draft's when the previous round made it usable, else asked
+  // for now, else none with the reason (a fallback).
+  Proposals Draft(Round* round, bool busy);
+  // With every proposal in, asks the draft for the next round (planner_.PredraftK).
+  void MaybePredraft(const Round& round);
+  absl::StatusOr<Verdict> Verify(const Round& round);
+  // Rollback by committed length and the pre-draft's fate.
+  void Settle(const Round& round);
+  // Appends the round's tokens to the committed ones and `response`, up to EOS or a stop string.
+  void Commit(Round* round, v1::GenerateResponse* response);
+  // Usage, the round record (trace, log, response) and the planner's feedback.
+  void Report(const Round& round, v1::GenerateResponse* response);
+  absl::Status Finish(int64_t rounds, const Emit& emit);
   void CloseStreams(bool release);
+  double MsSince(absl::Time start) const;
 
-  std::string session_id_;
   const GenerationRequest& request_;
   SessionEnvironment env_;
-  const grpc::ServerContext* context_;
-  // W3C trace context sent with the draft and verifier streams (empty: none).
-  const std::string traceparent_;
-  std::unique_ptr<VerifierStream> verifier_;
-  std::shared_ptr<Replica> verifier_replica_;
-  absl::flat_hash_set<std::string> tried_verifiers_;
-  std::unique_ptr<DraftStream> draft_;
-  std::shared_ptr<Replica> draft_replica_;
-  bool draft_failed_ = false;
-  int64_t draft_seq_ = 0;  // number of the last request sent to the draft
-  // A dropped draft is asked again from this time on (backoff doubles per failure).
-  absl::Time draft_retry_at_ = absl::InfinitePast();
-  absl::Duration draft_backoff_ = absl::ZeroDuration();
-  // Every committed token: the prompt and what was generated. The last one is "pending": the
-  // caches hold positions before it, and it is the first input of the next round.
-  std::vector<int32_t> committed_;
-  // Committed positions each side is known to hold (the speculative tail beyond is stale).
-  int64_t verifier_valid_ = 0;
-  int64_t draft_valid_ = 0;
-  // With logprobs.prompt: the prompt's entries, sent with the first message.
+  const SessionClock* clock_;
+  ClientWatch client_;
+  SessionState state_;
+  VerifierConnection verifier_;
+  DraftConnection draft_;
+  RoundPlanner planner_;
+  TextOutput text_;
+  const bool speculate_;
+  const bool backends_has_drafts_;
+  absl::Time run_start_;
+  int64_t generated_ = 0;
+  // Round r+1's proposals, asked for while round r is verified (overlapped rounds); usable
+  // once the draft's guess at round r's bonus is known to be right.
+  std::optional<PendingProposal> predraft_;
+  bool predraft_usable_ = false;
   std::vector<v1::TokenLogprob> prompt_logprobs_;
-  bool prompt_scored_ = false;
   v1::Usage usage_;
-  v1::FinishReason finish_reason_ = v1::FINISH_REASON_UNSPECIFIED;
+  FinishReason finish_reason_ = FinishReason::kNone;
 };
 
 }  // namespace specdec

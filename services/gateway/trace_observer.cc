@@ -9,6 +9,7 @@
 #include "common/metrics/metrics_server.h"
 #include "common/tracing/chrome_trace_writer.h"
 #include "common/tracing/otlp_exporter.h"
+#include "services/gateway/finish_reason.h"
 
 namespace specdec {
 namespace {
@@ -24,18 +25,7 @@ std::vector<double> AcceptedBuckets() { return {0, 1, 2, 3, 4, 5, 6, 8, 12, 16, 
 }  // namespace
 
 const char* FinishReasonLabel(v1::FinishReason reason) {
-  switch (reason) {
-    case v1::FINISH_REASON_LENGTH:
-      return "length";
-    case v1::FINISH_REASON_EOS:
-      return "eos";
-    case v1::FINISH_REASON_STOP:
-      return "stop";
-    case v1::FINISH_REASON_CONTEXT:
-      return "context";
-    default:
-      return "none";
-  }
+  return FinishReasonName(FromProto(reason));
 }
 
 const char* FallbackLabel(v1::Fallback fallback) {

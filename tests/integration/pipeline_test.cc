@@ -768,6 +768,18 @@ TEST_F(PipelineTest, CompressedKvPolicyServesAndAFullPoolIsResourceExhausted) {
   GenerateResult full = Generate((*small_gateway)->address(), GreedyRequest(long_prompt, 4, 0));
   EXPECT_EQ(full.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
       << full.status.error_message();
+  {
+    // Back-pressure is not an outage: the full verifier stays healthy in the gateway's set
+    // (no failure reported; the prober would only re-admit it after 100 ms or more).
+    auto stub = v1::Gateway::NewStub(
+        grpc::CreateChannel((*small_gateway)->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::GetInfoResponse info;
+    ASSERT_TRUE(stub->GetInfo(&context, v1::GetInfoRequest(), &info).ok());
+    ASSERT_EQ(info.verifier_replicas_size(), 1);
+    EXPECT_TRUE(info.verifier_replicas(0).healthy());
+    EXPECT_EQ(info.verifier_replicas(0).failures(), 0);
+  }
   GenerateResult fits = Generate((*small_gateway)->address(), GreedyRequest(kPrompts[0], 4, 0));
   EXPECT_TRUE(fits.status.ok()) << fits.status.error_message();
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -81,22 +82,54 @@ absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Launch(
   return process;
 }
 
+namespace {
+
+int64_t FileSize(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  return in ? static_cast<int64_t>(in.tellg()) : 0;
+}
+
+// The port in common/rpc's "NAME serving on ADDRESS (port N)" line, written after `offset` of
+// the log (earlier lines belong to earlier processes on the same log); 0 while there is none.
+int ServingPort(const std::string& log_path, int64_t offset) {
+  std::ifstream in(log_path, std::ios::binary);
+  in.seekg(offset);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t at = line.find(" serving on ");
+    const size_t port = line.find("(port ", at == std::string::npos ? line.size() : at);
+    if (at != std::string::npos && port != std::string::npos) {
+      return std::atoi(line.c_str() + port + 6);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ServiceProcess>> ServiceProcess::Start(
     const std::string& binary, const std::vector<std::string>& args, const std::string& log_path,
     absl::Duration timeout, int port) {
-  const std::string address = absl::StrCat("127.0.0.1:", port > 0 ? port : PickFreePort());
-  std::vector<std::string> argv = {"--listen=" + address};
+  // Port 0: the service binds a port of the kernel's choosing and logs it; nothing can take it
+  // between the choice and the bind (bind-close-reuse could race with other tests).
+  std::vector<std::string> argv = {absl::StrCat("--listen=127.0.0.1:", port)};
   argv.insert(argv.end(), args.begin(), args.end());
+  const int64_t log_offset = FileSize(log_path);
   absl::StatusOr<std::unique_ptr<ServiceProcess>> process = Launch(binary, argv, log_path);
   if (!process.ok()) return process;
-  (*process)->address_ = address;
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     if (!(*process)->running()) {
       return absl::FailedPreconditionError(
           absl::StrCat(binary, " exited during startup:\n", (*process)->Log()));
     }
-    if (WaitServing(address, absl::Milliseconds(200)).ok()) return process;
+    if (port == 0) port = ServingPort(log_path, log_offset);
+    if (port != 0) {
+      (*process)->address_ = absl::StrCat("127.0.0.1:", port);
+      if (WaitServing((*process)->address_, absl::Milliseconds(200)).ok()) return process;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     if (absl::Now() > deadline) {
       return absl::FailedPreconditionError(
           absl::StrCat(binary, " not SERVING in time:\n", (*process)->Log()));

@@ -1,5 +1,6 @@
-// Test helper: runs a service binary as a child process on a loopback port (a free one, or one the
-// test chooses so that it can kill and restart the service on the same address), waits until
+// Test helper: runs a service binary as a child process on a loopback port (port 0, read back
+// from the service's log, or one the test chooses so that it can kill and restart the service on
+// the same address), waits until
 // its gRPC health service says SERVING, and stops it (SIGTERM, then SIGKILL) when destroyed. A
 // plain child (a client to kill mid-stream) is started without a port.
 #ifndef SPECDEC_TESTS_INTEGRATION_SERVICE_PROCESS_H_
@@ -19,6 +20,8 @@
 namespace specdec::testing {
 
 // A free TCP port on 127.0.0.1 (bound and released; the OS will not hand it out again soon).
+// Only for a port a test must know before the service starts (a restart on the same address,
+// an HTTP or metrics port): it can race with another process; Start(port = 0) cannot.
 int PickFreePort();
 
 // Waits until the server at `address` reports SERVING on the standard health service.
@@ -26,8 +29,9 @@ absl::Status WaitServing(const std::string& address, absl::Duration timeout);
 
 class ServiceProcess {
  public:
-  // Starts `binary` with `args` plus --listen=127.0.0.1:PORT (`port`, or a free one when 0),
-  // stdout and stderr appended to `log_path`, and waits for SERVING. FAILED_PRECONDITION (with
+  // Starts `binary` with `args` plus --listen=127.0.0.1:PORT (`port`; 0: the kernel picks one
+  // and the service's "serving on ... (port N)" log line tells it), stdout and stderr appended
+  // to `log_path`, and waits for SERVING. FAILED_PRECONDITION (with
   // the log's tail) when the process dies or never gets there.
   static absl::StatusOr<std::unique_ptr<ServiceProcess>> Start(
       const std::string& binary, const std::vector<std::string>& args, const std::string& log_path,

@@ -128,7 +128,7 @@ int Main() {
     nlohmann::json out;
     out["ids"] = result->tokens;
     if (tokenizer) out["text"] = tokenizer->Decode(result->tokens);
-    out["finish_reason"] = result->finish_reason;
+    out["finish_reason"] = FinishReasonName(result->finish_reason);
     out["prompt_tokens"] = prompt.size();
     out["prefill_ms"] = result->prefill_ms;
     out["decode_ms"] = result->decode_ms;
@@ -144,7 +144,7 @@ int Main() {
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   } else {
     std::fprintf(stderr, "[%zu tokens, %.1f tokens/s, finish: %s]\n", result->tokens.size(),
-                 tokens_per_s, result->finish_reason.c_str());
+                 tokens_per_s, FinishReasonName(result->finish_reason));
   }
   return 0;
 }
