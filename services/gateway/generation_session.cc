@@ -231,6 +231,8 @@ absl::Status GenerationSession::OpenVerifier(int64_t round) {
         prompt_scored_ = true;
       }
       verifier_valid_ = static_cast<int64_t>(committed_.size()) - 1;
+      verifier_kv_boundaries_ = KvBoundaries{response->prefilled().kv_boundary_first(),
+                                             response->prefilled().kv_boundary_period()};
       if (round > 0) {
         SPECDEC_LOG(Info) << "session " << session_id_ << ": moved to verifier "
                           << replica->address() << " (re-prefilled at round " << round << ")";
@@ -513,10 +515,13 @@ absl::Status GenerationSession::Run(const Emit& emit) {
                       env_.active_sessions != nullptr &&
                       env_.active_sessions->load() > env_.speculation_max_sessions;
     // A round commits accepted + 1 tokens: K stays inside the budget and the context (for this
-    // round, and for the next one when it is drafted ahead).
+    // round, and for the next one when it is drafted ahead), and the verification (pending
+    // token at at_length - 1, then K drafts) never crosses a KV compression boundary of the
+    // verifier (docs/kv_cache.md, "Exactness"; cutting drafts is lossless).
     auto fit_k = [&](int64_t wanted, int64_t at_length, int64_t budget) {
       return std::max<int64_t>(
-          0, std::min<int64_t>({wanted, budget - 1, env_.max_positions - at_length - 1}));
+          0, std::min<int64_t>({wanted, budget - 1, env_.max_positions - at_length - 1,
+                                verifier_kv_boundaries_.MaxDraftTokens(at_length - 1)}));
     };
     int k = static_cast<int>(fit_k(speculate && !busy ? policy.NextK() : 0, length, remaining));
 

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/speculative/acceptance.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "common/tokenizer/tokenizer.h"
 #include "services/gateway/backend_streams.h"
 #include "services/gateway/gateway_service.h"
@@ -157,6 +158,8 @@ class GenerationSession {
   // Committed positions each side is known to hold (the speculative tail beyond is stale).
   int64_t verifier_valid_ = 0;
   int64_t draft_valid_ = 0;
+  // Where the verifier's KV policy compresses (from its Prefilled answer; none by default).
+  KvBoundaries verifier_kv_boundaries_;
   // With logprobs.prompt: the prompt's entries, sent with the first message.
   std::vector<v1::TokenLogprob> prompt_logprobs_;
   bool prompt_scored_ = false;
