@@ -23,7 +23,7 @@ absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
   result.finish_reason = FinishReason::kLength;
   auto seq = target.NewSequence();
   auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(Logits logits, seq->Forward(prompt, LogitsWanted::kLast));
+  ASSIGN_OR_RETURN(Logits logits, ForwardCommitted(*seq, prompt, LogitsWanted::kLast));
   result.prefill_ms = MsSince(start);
   start = std::chrono::steady_clock::now();
   const int64_t max_positions = target.model().config().max_position_embeddings;
@@ -32,6 +32,7 @@ absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
     const int32_t token = PickToken(logits.row(logits.rows - 1), logits.cols,
                                     logits.vocab_ids ? logits.vocab_ids->data() : nullptr,
                                     options.sampling, position, RandomPurpose::kTarget);
+    if (options.on_target_row) options.on_target_row(position, logits, logits.rows - 1);
     result.tokens.push_back(token);
     if (on_tokens && !on_tokens({token})) {
       result.finish_reason = FinishReason::kStop;
@@ -46,7 +47,7 @@ absl::StatusOr<GenerateResult> GeneratePlain(const ModelView& target,
       result.finish_reason = FinishReason::kContext;
       break;
     }
-    ASSIGN_OR_RETURN(logits, seq->Forward({token}, LogitsWanted::kLast));
+    ASSIGN_OR_RETURN(logits, ForwardCommitted(*seq, {token}, LogitsWanted::kLast));
   }
   result.decode_ms = MsSince(start);
   return result;

@@ -39,6 +39,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
   RoundPlanner planner(
       RoundPlanner::PolicyFor(options.num_draft_tokens, options.adaptive, options.max_draft_tokens),
       options.max_new_tokens, target.model().config().max_position_embeddings);
+  // No verification may cross one of the target's KV compression boundaries.
+  const KvBoundaries bounds =
+      target.kv_cache_config() ? target.kv_cache_config()->Boundaries() : KvBoundaries{};
 
   GenerateResult result;
   auto target_seq = target.NewSequence();
@@ -48,8 +51,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
   auto start = Clock::now();
   if (committed.size() > 1) {
     auto head = absl::MakeConstSpan(committed).subspan(0, committed.size() - 1);
-    RETURN_IF_ERROR(target_seq->Forward(head, LogitsWanted::kLast).status());
-    RETURN_IF_ERROR(draft_seq->Forward(head, LogitsWanted::kLast).status());
+    RETURN_IF_ERROR(ForwardCommitted(*target_seq, head, LogitsWanted::kLast).status());
+    RETURN_IF_ERROR(ForwardCommitted(*draft_seq, head, LogitsWanted::kLast).status());
   }
   result.prefill_ms = MsSince(start);
   start = Clock::now();
@@ -60,11 +63,17 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     const int64_t generated = static_cast<int64_t>(result.tokens.size());
     result.finish_reason = planner.BeforeRound(length, generated);
     if (result.finish_reason != FinishReason::kNone) break;
-    const int k = planner.PlanK(length, generated);
+    // The policy's K within the budget and the context, then cut to the KV boundaries
+    // (lossless: fewer proposals).
+    const int requested = planner.PlanK(length, generated);
+    const int k = planner.PlanK(
+        length, generated, true,
+        static_cast<int>(std::min<int64_t>(RoundPlanner::kNoCap, bounds.MaxDraftTokens(length - 1))));
 
     RoundRecord record;
     record.round = round++;
     record.num_draft_tokens = k;
+    record.requested_draft_tokens = requested;
 
     // Draft: catch up on committed tokens it has not seen, then propose k tokens.
     auto phase = Clock::now();
@@ -72,9 +81,12 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
     std::vector<TokenDistribution> draft_dists;
     std::vector<DraftProposal> proposals;
     if (k > 0) {
+      // The catch-up ends at the pending token: all committed (a draft view with a KV policy
+      // commits them); the draft's own tokens after it are speculative.
       std::vector<int32_t> feed(committed.begin() + draft_seq->length(), committed.end());
       for (int i = 0; i < k; ++i) {
-        ASSIGN_OR_RETURN(Logits logits, draft_seq->Forward(feed, LogitsWanted::kLast));
+        ASSIGN_OR_RETURN(Logits logits, i == 0 ? ForwardCommitted(*draft_seq, feed, LogitsWanted::kLast)
+                                               : draft_seq->Forward(feed, LogitsWanted::kLast));
         const int64_t position = length + i;
         TokenDistribution q = ToDistribution(logits.row(0), logits.cols, IdsOf(logits), params,
                                              options.draft_max_support);
@@ -97,12 +109,17 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
                                            IdsOf(target_logits), params, length, proposals,
                                            draft_dists);
     record.verify_ms = MsSince(phase);
+    if (options.on_target_row) {
+      for (int i = 0; i <= outcome.num_accepted; ++i) options.on_target_row(length + i, target_logits, i);
+    }
 
     phase = Clock::now();
     record.num_accepted = outcome.num_accepted;
     // Roll back what was not accepted; both caches keep all but the new pending token.
     RETURN_IF_ERROR(target_seq->Truncate(length + outcome.num_accepted));
     RETURN_IF_ERROR(draft_seq->Truncate(std::min(draft_seq->length(), length + outcome.num_accepted)));
+    // Everything the target holds now is committed: the policy may compress it (at a boundary).
+    RETURN_IF_ERROR(target_seq->Commit(target_seq->length()));
     std::vector<int32_t> emitted(draft_tokens.begin(), draft_tokens.begin() + outcome.num_accepted);
     emitted.push_back(outcome.next_token);
     // EOS inside the round ends generation at the EOS token.

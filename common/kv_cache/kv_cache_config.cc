@@ -1,6 +1,8 @@
 // Parsing and printing of KvCacheConfig (see kv_cache_config.h).
 #include "common/kv_cache/kv_cache_config.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -40,7 +42,34 @@ int64_t KvCacheConfig::CommittedLimit() const {
   }
 }
 
+KvBoundaries KvCacheConfig::Boundaries() const {
+  if (!Evicts()) return {};
+  return KvBoundaries{CommittedLimit() + block_tokens, block_tokens};
+}
+
+int64_t KvBoundaries::Next(int64_t position) const {
+  if (period <= 0) return std::numeric_limits<int64_t>::max();
+  if (position < first) return first;
+  return first + ((position - first) / period + 1) * period;
+}
+
+int64_t KvBoundaries::ForwardLimit(int64_t first_position) const {
+  if (period <= 0) return std::numeric_limits<int64_t>::max();
+  return std::max<int64_t>(1, Next(first_position) - first_position);
+}
+
+int64_t KvBoundaries::MaxDraftTokens(int64_t pending_position) const {
+  if (period <= 0) return std::numeric_limits<int64_t>::max();
+  return ForwardLimit(pending_position) - 1;
+}
+
 std::string KvCacheConfig::ToString() const {
+  std::string text = ToStringWithoutBlock();
+  if (block_tokens == KvCacheConfig().block_tokens) return text;
+  return absl::StrCat(text, text.find(':') == std::string::npos ? ":" : ",", "block=", block_tokens);
+}
+
+std::string KvCacheConfig::ToStringWithoutBlock() const {
   std::string s = int8 ? "int8+" : "";
   switch (policy) {
     case KvPolicy::kFull:

@@ -5,6 +5,7 @@
 #define SPECDEC_COMMON_KV_CACHE_KV_CACHE_CONFIG_H_
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,27 @@ enum class KvPolicy {
   kH2o,           // heavy hitters (accumulated attention) plus a recent window, within `budget`
   kHierarchical,  // hot (sinks + recent), warm (by attention), cold (evicted tokens pooled)
   kQueryAware,    // Quest: keep everything, attend to the top `pages` pages per head
+};
+
+// Where an evicting policy compresses: at the committed positions first, first + period,
+// first + 2 * period, ... (a function of the position alone). The cache that a query at position
+// p sees has been compressed at every boundary <= p and at none above, so it depends only on the
+// committed tokens before p, never on how positions were grouped into forwards or rounds. A
+// forward must therefore not hold a position at or above the next boundary before the sequence
+// is committed up to it. period 0: no boundaries (full, int8, query_aware).
+struct KvBoundaries {
+  int64_t first = 0;
+  int64_t period = 0;
+
+  bool any() const { return period > 0; }
+  // The smallest boundary > position; INT64_MAX when there is none.
+  int64_t Next(int64_t position) const;
+  // Most positions a forward starting at `first_position` (with every position before it
+  // committed) may hold: Next(first_position) - first_position, at least 1.
+  int64_t ForwardLimit(int64_t first_position) const;
+  // Most draft tokens a verification may carry when its pending token (the first input of the
+  // forward) stands at `pending_position`: ForwardLimit - 1. Cutting drafts is lossless.
+  int64_t MaxDraftTokens(int64_t pending_position) const;
 };
 
 struct KvCacheConfig {
@@ -47,11 +69,19 @@ struct KvCacheConfig {
   bool RerotatesKeys() const { return policy == KvPolicy::kSinkWindow; }
   // Committed tokens kept after an eviction; -1 when every token is kept.
   int64_t CommittedLimit() const;
-  // Canonical flag spelling, e.g. "int8+h2o:budget=256,recent=64" (GetInfo, metrics, logs).
+  // Compression boundaries: first = CommittedLimit() + block_tokens, period = block_tokens for
+  // the evicting policies; none for the others.
+  KvBoundaries Boundaries() const;
+  // Canonical flag spelling, e.g. "int8+h2o:budget=256,recent=64" (GetInfo, metrics, logs);
+  // block=N is added when it is not the default 16, so that the string parses back to the same
+  // boundaries.
   std::string ToString() const;
   // Bytes one cached token takes in every layer (K and V, scales included), for `layers`
   // layers of `heads` heads of `head_dim`, with `float_bytes` per unquantised value.
   int64_t BytesPerToken(int64_t layers, int64_t heads, int64_t head_dim, int64_t float_bytes) const;
+
+ private:
+  std::string ToStringWithoutBlock() const;
 };
 
 // A snapshot of a view's shared block pool, for metrics and GetInfo.

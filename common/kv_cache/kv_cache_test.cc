@@ -64,7 +64,8 @@ double MaxDiff(const Logits& a, const Logits& b) {
 TEST(KvCacheConfigTest, ParsesEveryPolicyAndPrintsItBack) {
   for (const char* text : {"full", "int8", "sink_window:sink=4,window=1020", "h2o:budget=256,recent=64",
                            "int8+h2o:budget=256,recent=64", "hierarchical:sink=4,recent=64,budget=256,pool=4",
-                           "query_aware:pages=8", "int8+sink_window:sink=2,window=30"}) {
+                           "query_aware:pages=8", "int8+sink_window:sink=2,window=30",
+                           "int8:block=4", "h2o:budget=16,recent=4,block=8"}) {
     auto config = ParseKvCacheConfig(text);
     ASSERT_TRUE(config.ok()) << text << ": " << config.status();
     EXPECT_EQ(config->ToString(), text);
@@ -74,6 +75,31 @@ TEST(KvCacheConfigTest, ParsesEveryPolicyAndPrintsItBack) {
   EXPECT_THAT(std::string(ParseKvCacheConfig("h2o:budget=x").status().message()), HasSubstr("integer"));
   EXPECT_THAT(std::string(ParseKvCacheConfig("h2o:size=3").status().message()), HasSubstr("budget"));
   EXPECT_FALSE(ParseKvCacheConfig("h2o:budget=10,recent=10").ok());
+}
+
+// Boundaries are a function of the position alone: limit + block, then every block.
+TEST(KvCacheConfigTest, BoundariesAndForwardLimits) {
+  const KvBoundaries none = ParseKvCacheConfig("int8+query_aware:pages=2")->Boundaries();
+  EXPECT_FALSE(none.any());
+  EXPECT_GT(none.ForwardLimit(12345), int64_t{1} << 40);
+  EXPECT_GT(none.MaxDraftTokens(7), 1000);
+  const KvBoundaries b = ParseKvCacheConfig("sink_window:sink=2,window=14,block=8")->Boundaries();
+  EXPECT_EQ(b.first, 24);
+  EXPECT_EQ(b.period, 8);
+  EXPECT_EQ(b.Next(0), 24);
+  EXPECT_EQ(b.Next(23), 24);
+  EXPECT_EQ(b.Next(24), 32);
+  EXPECT_EQ(b.Next(31), 32);
+  EXPECT_EQ(b.ForwardLimit(20), 4);
+  EXPECT_EQ(b.ForwardLimit(24), 8);
+  EXPECT_EQ(b.ForwardLimit(31), 1);
+  EXPECT_EQ(b.MaxDraftTokens(31), 0);  // the pending token alone reaches the boundary
+  EXPECT_EQ(b.MaxDraftTokens(24), 7);
+  EXPECT_EQ(ParseKvCacheConfig("h2o:budget=16,recent=4")->Boundaries().first, 32);
+  // The canonical string parses back to the same boundaries (the gateway may log or parse it).
+  EXPECT_EQ(ParseKvCacheConfig(ParseKvCacheConfig("int8+h2o:budget=16,recent=4,block=4")->ToString())
+                ->Boundaries().first,
+            20);
 }
 
 TEST(KvBlockPoolTest, AllocatesAllOrNothingAndReuses) {
@@ -144,6 +170,7 @@ class KvPolicyTest : public KvCacheTest, public ::testing::WithParamInterface<co
 // of 4 and alone with different kernels, which changes the last bits).
 TEST_P(KvPolicyTest, RollbackAfterARejectedRoundIsExact) {
   auto view = ViewOf(GetParam());
+  const KvBoundaries bounds = view->kv_cache_config()->Boundaries();
   const std::vector<int32_t> t = Tokens(200, 3);
   auto a = view->NewSequence(), b = view->NewSequence(), c = view->NewSequence();
   auto span = absl::MakeConstSpan(t);
@@ -154,22 +181,29 @@ TEST_P(KvPolicyTest, RollbackAfterARejectedRoundIsExact) {
   int64_t length = 20;
   for (int round = 0; length < 110; ++round) {
     const int32_t pending = t[length];
-    auto ra = a->Forward({pending, 7, 8, 9});
-    auto rb = b->Forward({pending, 200, 201, 202});
+    // As a verifier does on each message: every position before the pending token is committed.
+    for (auto* s : {a.get(), b.get(), c.get()}) ASSERT_TRUE(s->Commit(length).ok());
+    // As many drafts as fit before the next compression boundary (at most 3).
+    const size_t drafts = static_cast<size_t>(std::min<int64_t>(3, bounds.MaxDraftTokens(length)));
+    std::vector<int32_t> ia = {pending, 7, 8, 9}, ib = {pending, 200, 201, 202};
+    ia.resize(1 + drafts), ib.resize(1 + drafts);
+    auto ra = a->Forward(ia);
+    auto rb = b->Forward(ib);
     ASSERT_TRUE(ra.ok() && rb.ok()) << ra.status();
     ASSERT_TRUE(a->Truncate(length + 1).ok());
     ASSERT_TRUE(b->Truncate(length + 1).ok());
     ASSERT_TRUE(c->Forward({pending}).ok());
     ++length;
     for (auto* s : {a.get(), b.get(), c.get()}) ASSERT_TRUE(s->Commit(length).ok());
-    // Two real tokens in one forward (an accepted draft), not yet committed.
-    auto la = a->Forward(span.subspan(length, 2));
-    auto lb = b->Forward(span.subspan(length, 2));
-    auto lc = c->Forward(span.subspan(length, 2));
-    ASSERT_TRUE(la.ok() && lb.ok() && lc.ok());
+    // Up to two real tokens in one forward (an accepted draft), not yet committed.
+    const int64_t n = std::min<int64_t>(2, bounds.ForwardLimit(length));
+    auto la = a->Forward(span.subspan(length, n));
+    auto lb = b->Forward(span.subspan(length, n));
+    auto lc = c->Forward(span.subspan(length, n));
+    ASSERT_TRUE(la.ok() && lb.ok() && lc.ok()) << la.status();
     ASSERT_EQ(la->values, lb->values) << GetParam() << " round " << round;
     ASSERT_LT(MaxDiff(*la, *lc), 1e-4) << GetParam() << " round " << round;
-    length += 2;
+    length += n;
     for (auto* s : {a.get(), b.get(), c.get()}) ASSERT_TRUE(s->Commit(length - 1).ok());
   }
   EXPECT_EQ(a->cached_tokens(), b->cached_tokens());
@@ -181,6 +215,72 @@ TEST_P(KvPolicyTest, RollbackAfterARejectedRoundIsExact) {
     EXPECT_EQ(a->cached_tokens(), a->length());
     EXPECT_TRUE(a->Truncate(5).ok());
   }
+}
+
+// The cache a position sees does not depend on how positions were grouped into forwards and
+// commits: one token at a time, committed at once (plain decoding), against forwards of
+// irregular sizes committed late (speculative rounds, prefill chunks). Every position's logits
+// agree within the float noise of batching (1e-4; before int8 stored first and eviction ran at
+// fixed boundaries they differed by 1e-2 and more), and the caches hold the same slots.
+TEST_P(KvPolicyTest, GroupingOfForwardsAndCommitsDoesNotChangeTheCache) {
+  auto view = ViewOf(GetParam());
+  const KvBoundaries bounds = view->kv_cache_config()->Boundaries();
+  const std::vector<int32_t> t = Tokens(110, 9);
+  auto one = view->NewSequence(), grouped = view->NewSequence();
+  std::vector<std::vector<float>> rows_one;
+  for (int32_t token : t) {
+    ASSERT_TRUE(one->Commit(one->length()).ok());
+    auto logits = one->Forward({token});
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    rows_one.emplace_back(logits->values);
+  }
+  const int sizes[] = {7, 1, 3, 12, 2, 5, 9, 4};
+  size_t i = 0;
+  for (int step = 0; i < t.size(); ++step) {
+    // Commit lags one token behind (the pending token of a round), unless that leaves no room
+    // before the next boundary; then run what fits.
+    ASSERT_TRUE(grouped->Commit(std::max<int64_t>(grouped->committed_length(), grouped->length() - 1)).ok());
+    if (bounds.Next(grouped->committed_length()) <= grouped->length()) {
+      ASSERT_TRUE(grouped->Commit(grouped->length()).ok());
+    }
+    const int64_t room = bounds.Next(grouped->committed_length()) - grouped->length();
+    const int64_t n = std::min<int64_t>({sizes[step % 8], room, static_cast<int64_t>(t.size() - i)});
+    ASSERT_GE(n, 1);
+    auto logits = grouped->Forward(absl::MakeConstSpan(t).subspan(i, n));
+    ASSERT_TRUE(logits.ok()) << GetParam() << " at " << i << ": " << logits.status();
+    for (int64_t r = 0; r < n; ++r) {
+      double worst = 0;
+      for (int64_t col = 0; col < logits->cols; ++col) {
+        worst = std::max<double>(worst, std::abs(logits->row(r)[col] - rows_one[i + r][col]));
+      }
+      ASSERT_LT(worst, 1e-4) << GetParam() << " position " << i + r;
+    }
+    i += n;
+  }
+  ASSERT_TRUE(grouped->Commit(grouped->length()).ok());
+  EXPECT_EQ(grouped->cached_tokens(), one->cached_tokens());
+}
+
+// A forward that would hold a position at or past the next compression boundary before the
+// sequence is committed up to it is refused, and the sequence is unchanged.
+TEST_F(KvCacheTest, AForwardCrossingABoundaryIsRefused) {
+  auto view = ViewOf("h2o:budget=16,recent=4,block=8");  // boundaries 24, 32, ...
+  auto seq = view->NewSequence();
+  const std::vector<int32_t> t = Tokens(40, 2);
+  auto crossing = seq->Forward(t);
+  ASSERT_FALSE(crossing.ok());
+  EXPECT_EQ(crossing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(crossing.status().message()), HasSubstr("boundary at 24"));
+  EXPECT_EQ(seq->length(), 0);
+  ASSERT_TRUE(seq->Forward(absl::MakeConstSpan(t).subspan(0, 24)).ok());
+  EXPECT_FALSE(seq->Forward({1}).ok());  // position 24 needs the commit at 24 first
+  ASSERT_TRUE(seq->Commit(24).ok());
+  EXPECT_EQ(seq->cached_tokens(), 16);  // compressed at the boundary
+  auto logits = ForwardCommitted(*seq, absl::MakeConstSpan(t).subspan(24, 16), LogitsWanted::kAll);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  EXPECT_EQ(logits->rows, 16);  // run as 8 + 8, committed between
+  EXPECT_EQ(seq->committed_length(), 40);
+  EXPECT_EQ(seq->cached_tokens(), 16);  // 32 and 40 are boundaries too
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, KvPolicyTest,
@@ -211,10 +311,11 @@ TEST(KvSinkWindowTest, GeneratesFarPastMaxPositionsInConstantMemory) {
     if (i < 1000) max_bytes_first_1000 = max_bytes;
   }
   EXPECT_EQ(seq->length(), kTokens);
-  // Sinks + window + one block of eviction slack, plus the token being run: 4 blocks of 16.
+  // Sinks + window + at most one block of committed tokens until the next boundary (the token
+  // being run included): 3 blocks of 16.
   EXPECT_LE(seq->cached_tokens(), 4 + 28 + 16);
   EXPECT_EQ(max_bytes, max_bytes_first_1000);  // memory stopped growing
-  EXPECT_EQ((*view)->kv_pool_stats().peak_used_blocks, 4);
+  EXPECT_EQ((*view)->kv_pool_stats().peak_used_blocks, 3);
   // The plain cache stops at the model's positions.
   auto plain = (*model)->FullView()->NewSequence();
   EXPECT_FALSE(plain->Forward(std::vector<int32_t>(65, 1)).ok());

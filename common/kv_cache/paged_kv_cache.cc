@@ -118,6 +118,14 @@ int64_t PagedKvCache::PositionEnd(int64_t n) const {
 }
 
 absl::Status PagedKvCache::BeginForward(int64_t n) {
+  const KvBoundaries bounds = config_.Boundaries();
+  if (bounds.any() && length_ + n > bounds.Next(committed_)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a forward over positions [", length_, ", ", length_ + n, ") would cross the KV compression "
+        "boundary at ", bounds.Next(committed_), " of policy ", config_.ToString(), " with ",
+        committed_, " positions committed: commit up to the boundary first and split the forward "
+        "there (KvBoundaries::ForwardLimit)"));
+  }
   const int64_t needed = CeilDiv(slots_ + n, store_->block()) - static_cast<int64_t>(blocks_.size());
   reserved_ = 0;
   if (needed > 0) {
@@ -143,7 +151,7 @@ void PagedKvCache::EndForward(int64_t n) {
 void PagedKvCache::AbortForward() {
   // Whatever Attend wrote past slots_ is garbage that nothing reads.
   for (auto& q : queries_) {
-    if (q.defined()) q = q.slice(1, 0, slots_ - committed_slots_);
+    if (q.defined()) q = q.slice(1, 0, length_ - segment_start_);
   }
   ReleaseBlocksBeyond(slots_);
   reserved_ = 0;
@@ -224,8 +232,7 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
   torch::Tensor cos = s.cos.slice(0, pos0, pos0 + n).to(q.scalar_type());
   torch::Tensor sin = s.sin.slice(0, pos0, pos0 + n).to(q.scalar_type());
   q = ApplyRotary(q, cos, sin, s.rotary_dims);
-  torch::Tensor k_rot = ApplyRotary(k, cos, sin, s.rotary_dims);
-  Write(layer, true, past, rerotate ? k : k_rot);
+  Write(layer, true, past, rerotate ? k : ApplyRotary(k, cos, sin, s.rotary_dims));
   Write(layer, false, past, v);
 
   const bool tracks_queries =
@@ -234,48 +241,74 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
     queries_[layer] = queries_[layer].defined() ? torch::cat({queries_[layer], q}, 1) : q.clone();
   }
 
-  torch::Tensor keys, values;
-  const bool bias = log_count_[layer].defined() && committed_slots_ > 0;
-  if (!config_.int8 && !rerotate && config_.policy != KvPolicy::kQueryAware) {
-    // The stored values are the fresh ones: read everything back (as the contiguous cache does).
-    keys = ReadSlots(layer, true, past + n);
-    values = ReadSlots(layer, false, past + n);
-  } else {
-    torch::Tensor old_k = ReadSlots(layer, true, past);
-    torch::Tensor old_v = ReadSlots(layer, false, past);
-    if (rerotate && past > 0) {
-      old_k = ApplyRotary(old_k, s.cos.slice(0, 0, past).to(q.scalar_type()),
-                          s.sin.slice(0, 0, past).to(q.scalar_type()), s.rotary_dims);
-    }
-    keys = torch::cat({old_k, k_rot.to(old_k.scalar_type())}, 1);
-    values = torch::cat({old_v, v.to(old_v.scalar_type())}, 1);
+  // Store first, then read: every query sees the stored (for int8: dequantised) keys and values
+  // of every slot, its own forward's included, so that a token computed in a forward of n
+  // tokens sees exactly what it would see computed alone (docs/kv_cache.md, "Exactness").
+  torch::Tensor keys = ReadSlots(layer, true, past + n);
+  torch::Tensor values = ReadSlots(layer, false, past + n);
+  if (rerotate) {
+    keys = ApplyRotary(keys, s.cos.slice(0, 0, past + n).to(keys.scalar_type()),
+                       s.sin.slice(0, 0, past + n).to(keys.scalar_type()), s.rotary_dims);
   }
   const int64_t total = keys.size(1);
   torch::Tensor scores = torch::matmul(q, keys.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  if (bias) {
+  if (log_count_[layer].defined() && log_count_[layer].size(1) > 0) {
+    // Merged slots stand for `count` tokens. Slots after the last compression hold one token
+    // each (log 1 = 0), so only the slots the last compression left carry a bias.
     scores = scores.clone();
-    scores.slice(-1, 0, committed_slots_).add_(log_count_[layer].unsqueeze(1).to(scores.scalar_type()));
+    scores.slice(-1, 0, log_count_[layer].size(1))
+        .add_(log_count_[layer].unsqueeze(1).to(scores.scalar_type()));
   }
-  const int64_t b = store_->block();
-  const int64_t full_pages = committed_slots_ / b;
-  if (config_.policy == KvPolicy::kQueryAware && full_pages > config_.pages) {
-    // Quest: an upper bound of q.k per page from the page's per-dimension key min and max; each
-    // query attends to its top pages of committed keys, plus every later slot. Applied as a mask
-    // (all keys are read), per query, so a token's output never depends on later tokens.
-    torch::Tensor qf = q.to(torch::kFloat).unsqueeze(2);  // [heads, n, 1, hd]
-    torch::Tensor bound = torch::maximum(qf * page_min_[layer].unsqueeze(1),
-                                         qf * page_max_[layer].unsqueeze(1))
-                              .sum(-1);  // [heads, n, pages]
-    torch::Tensor top = std::get<1>(bound.topk(config_.pages, -1));
-    torch::Tensor drop = torch::ones_like(bound, torch::kBool).scatter(-1, top, false);
-    drop = drop.unsqueeze(-1).expand({heads, n, full_pages, b}).reshape({heads, n, full_pages * b});
-    scores = scores.clone();
-    scores.slice(-1, 0, full_pages * b).masked_fill_(drop, -std::numeric_limits<float>::infinity());
-  }
+  if (config_.policy == KvPolicy::kQueryAware) MaskUnselectedPages(layer, q, keys, &scores);
   if (n > 1) scores = scores.masked_fill(CausalMask(n, total, q.device()), -std::numeric_limits<float>::infinity());
   torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);
   if (probs_out) *probs_out = probs;
   return torch::matmul(probs.to(values.scalar_type()), values);
+}
+
+// Quest, per query position p (slots are positions under query_aware): the eligible pages are
+// those lying entirely below p (pages j with (j + 1) * block <= p), committed or not; when more
+// than `pages` are eligible, p attends to the top `pages` of them by the bound
+// sum_d max(q_d min_d, q_d max_d) plus every slot from floor(p / block) * block to p. The
+// summaries of committed pages are kept; those of pages of the uncommitted tail are computed
+// here from the same stored keys, so they are the same numbers. Applied as a mask over a full
+// read (the selection, not the saving).
+void PagedKvCache::MaskUnselectedPages(size_t layer, const torch::Tensor& q, const torch::Tensor& keys,
+                                       torch::Tensor* scores) {
+  const int64_t b = store_->block(), n = q.size(1), heads = q.size(0), past = length_;
+  const int64_t eligible_last = (past + n - 1) / b;  // eligible pages of the forward's last query
+  if (eligible_last <= config_.pages) return;
+  const int64_t have = page_min_[layer].defined() ? std::min(page_min_[layer].size(1), eligible_last) : 0;
+  torch::Tensor mn, mx;
+  if (have > 0) {
+    mn = page_min_[layer].slice(1, 0, have);
+    mx = page_max_[layer].slice(1, 0, have);
+  }
+  if (have < eligible_last) {
+    torch::Tensor k = keys.slice(1, have * b, eligible_last * b).to(torch::kFloat);
+    k = k.reshape({k.size(0), eligible_last - have, b, k.size(2)});
+    mn = have > 0 ? torch::cat({mn, k.amin(2)}, 1) : k.amin(2);
+    mx = have > 0 ? torch::cat({mx, k.amax(2)}, 1) : k.amax(2);
+  }
+  const int64_t pages = eligible_last;
+  torch::Tensor qf = q.to(torch::kFloat).unsqueeze(2);  // [heads, n, 1, hd]
+  torch::Tensor bound = torch::maximum(qf * mn.unsqueeze(1), qf * mx.unsqueeze(1)).sum(-1);  // [heads, n, pages]
+  // Row i (position past + i) may choose among its first (past + i) / b pages.
+  std::vector<int64_t> eligible_rows(n);
+  for (int64_t i = 0; i < n; ++i) eligible_rows[i] = (past + i) / b;
+  torch::Tensor eligible_count = torch::tensor(eligible_rows, torch::kLong).to(q.device());
+  torch::Tensor eligible =
+      torch::arange(pages, torch::TensorOptions().dtype(torch::kLong).device(q.device())).unsqueeze(0) <
+      eligible_count.unsqueeze(1);  // [n, pages]
+  bound = bound.masked_fill(eligible.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
+  torch::Tensor top = std::get<1>(bound.topk(config_.pages, -1));
+  torch::Tensor unselected = torch::ones_like(bound, torch::kBool).scatter(-1, top, false);
+  // Only rows with more eligible pages than `pages` select; the others attend to every page.
+  torch::Tensor selects = (eligible_count > config_.pages).unsqueeze(0).unsqueeze(-1);  // [1, n, 1]
+  torch::Tensor drop = unselected.logical_and(eligible.unsqueeze(0)).logical_and(selects);
+  drop = drop.unsqueeze(-1).expand({heads, n, pages, b}).reshape({heads, n, pages * b});
+  *scores = scores->clone();
+  scores->slice(-1, 0, pages * b).masked_fill_(drop, -std::numeric_limits<float>::infinity());
 }
 
 absl::Status PagedKvCache::Truncate(int64_t length) {
@@ -295,17 +328,17 @@ absl::Status PagedKvCache::Truncate(int64_t length) {
     for (size_t l = 0; l < scores_.size(); ++l) {
       if (scores_[l].defined()) scores_[l] = scores_[l].slice(1, 0, length);
       if (log_count_[l].defined()) log_count_[l] = log_count_[l].slice(1, 0, length);
-      if (queries_[l].defined()) queries_[l] = queries_[l].slice(1, 0, 0);
       const int64_t pages = length / store_->block();
       if (page_min_[l].defined() && page_min_[l].size(1) > pages) {
         page_min_[l] = page_min_[l].slice(1, 0, pages);
         page_max_[l] = page_max_[l].slice(1, 0, pages);
       }
     }
-  } else {
-    for (auto& q : queries_) {
-      if (q.defined()) q = q.slice(1, 0, length - committed_);
-    }
+  }
+  // queries_ holds the queries of positions [segment_start_, length_) (segment_start_ is 0
+  // while truncating below the committed length is allowed).
+  for (auto& q : queries_) {
+    if (q.defined()) q = q.slice(1, 0, length - segment_start_);
   }
   slots_ = committed_slots_ + (length - committed_);
   length_ = length;
@@ -319,17 +352,23 @@ absl::Status PagedKvCache::Commit(int64_t length) {
                                                    length_, " with ", committed_, " committed"));
   }
   if (length == committed_) return absl::OkStatus();
+  // BeginForward keeps length_ at or below the next boundary, so one commit reaches at most one.
+  const KvBoundaries bounds = config_.Boundaries();
+  const bool at_boundary = bounds.any() && length == bounds.Next(committed_);
   const int64_t new_committed_slots = committed_slots_ + (length - committed_);
-  if (config_.policy == KvPolicy::kH2o || config_.policy == KvPolicy::kHierarchical) {
-    AccumulateScores(new_committed_slots);
-  }
   if (config_.policy == KvPolicy::kQueryAware) {
     for (size_t l = 0; l < page_min_.size(); ++l) UpdatePageSummaries(l, committed_slots_, new_committed_slots);
   }
   committed_ = length;
   committed_slots_ = new_committed_slots;
-  const int64_t limit = config_.CommittedLimit();
-  if (config_.Evicts() && committed_slots_ > limit + store_->block()) Evict();
+  if (at_boundary) {
+    if (config_.policy == KvPolicy::kH2o || config_.policy == KvPolicy::kHierarchical) {
+      AccumulateScores();
+    }
+    Evict();
+    segment_start_ = committed_;
+    segment_slots_ = committed_slots_;
+  }
   return absl::OkStatus();
 }
 
@@ -345,14 +384,17 @@ void PagedKvCache::UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t 
   page_max_[layer] = have ? torch::cat({page_max_[layer], mx}, 1) : mx;
 }
 
-// Attention mass that the newly committed queries give to each committed slot, recomputed from
-// their stored queries so that a rolled-back speculative query never counts.
-void PagedKvCache::AccumulateScores(int64_t new_committed_slots) {
-  const int64_t first = committed_slots_, m = new_committed_slots - committed_slots_;
+// Attention mass that the queries of the segment [segment_start_, committed_) (all committed:
+// this runs at the boundary that ends it) give to each slot, recomputed from their stored
+// queries. One pass per boundary in chunks of rows fixed relative to the segment's start, so
+// the float sums never depend on how the segment's positions were grouped into forwards or
+// rounds; and a rolled-back speculative query never counts.
+void PagedKvCache::AccumulateScores() {
+  const int64_t first = segment_slots_, m = committed_ - segment_start_;
   const double scale = 1.0 / std::sqrt(static_cast<double>(store_->shape().head_dim));
   for (size_t l = 0; l < queries_.size(); ++l) {
-    torch::Tensor keys = ReadSlots(l, true, new_committed_slots);
-    torch::Tensor acc = torch::zeros({keys.size(0), new_committed_slots},
+    torch::Tensor keys = ReadSlots(l, true, committed_slots_);
+    torch::Tensor acc = torch::zeros({keys.size(0), committed_slots_},
                                      torch::TensorOptions().dtype(torch::kFloat).device(keys.device()));
     if (scores_[l].defined()) acc.slice(1, 0, first).copy_(scores_[l]);
     torch::Tensor bias;

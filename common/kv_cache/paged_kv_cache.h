@@ -97,7 +97,10 @@ class PagedKvCache {
   // Drops positions >= `length`. FAILED_PRECONDITION below the committed length once the
   // policy has evicted or merged a committed token.
   absl::Status Truncate(int64_t length);
-  // Marks positions < `length` committed and applies the policy's eviction to them.
+  // Marks positions < `length` committed; when `length` is a compression boundary of the policy
+  // (KvCacheConfig::Boundaries), compresses the committed slots. A forward may not hold a
+  // position at or past the next boundary before it is committed (FAILED_PRECONDITION in
+  // BeginForward), so the cache a position sees never depends on how positions were grouped.
   absl::Status Commit(int64_t length);
 
  private:
@@ -110,7 +113,9 @@ class PagedKvCache {
   void Write(size_t layer, bool keys, int64_t first, const torch::Tensor& x);  // quantises
   torch::Tensor SlotIndex(int64_t first, int64_t count, bool block_part);
   void ReleaseBlocksBeyond(int64_t slots);
-  void AccumulateScores(int64_t new_committed_slots);
+  void AccumulateScores();
+  void MaskUnselectedPages(size_t layer, const torch::Tensor& q, const torch::Tensor& keys,
+                           torch::Tensor* scores);
   void Evict();
   torch::Tensor KeepIndex(size_t layer, int64_t committed_slots, std::vector<std::vector<int64_t>>* groups);
   void UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots);
@@ -124,13 +129,17 @@ class PagedKvCache {
   int64_t slots_ = 0;            // cached tokens
   int64_t committed_slots_ = 0;  // slots holding committed tokens
   bool evicted_ = false;         // a committed token was evicted or merged
+  // The last compression boundary (0 before the first) and the committed slots it left.
+  int64_t segment_start_ = 0;
+  int64_t segment_slots_ = 0;
   int64_t reserved_ = 0;         // blocks taken by BeginForward
   bool direct_rows_ = false;     // see DirectRows()
 
   // h2o / hierarchical, per layer.
   std::vector<torch::Tensor> scores_;     // [heads, slots] attention mass from committed queries
   std::vector<torch::Tensor> log_count_;  // [heads, slots] log(tokens merged into the slot)
-  std::vector<torch::Tensor> queries_;    // [heads, tail, hd] rotated queries of uncommitted tokens
+  // [heads, length - segment_start_, hd] rotated queries of the positions since the last boundary
+  std::vector<torch::Tensor> queries_;
   // query_aware, per layer: per full page of keys, [heads, pages, hd] min and max.
   std::vector<torch::Tensor> page_min_, page_max_;
 };

@@ -563,6 +563,34 @@ absl::Status Sequence::Commit(int64_t length) {
 
 int64_t Sequence::committed_length() const { return state_->committed; }
 
+absl::StatusOr<Logits> ForwardCommitted(Sequence& sequence, absl::Span<const int32_t> tokens,
+                                        LogitsWanted wanted, const ChunkForward& forward) {
+  auto run = [&](absl::Span<const int32_t> chunk) {
+    return forward ? forward(chunk, wanted) : sequence.Forward(chunk, wanted);
+  };
+  const KvCacheConfig* kv = sequence.view().kv_cache_config();
+  if (kv == nullptr) return run(tokens);
+  if (tokens.empty()) return absl::InvalidArgumentError("Forward needs at least one token");
+  const KvBoundaries bounds = kv->Boundaries();
+  Logits out;
+  size_t done = 0;
+  while (done < tokens.size()) {
+    RETURN_IF_ERROR(sequence.Commit(sequence.length()));
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size() - done),
+                                        bounds.ForwardLimit(sequence.length()));
+    ASSIGN_OR_RETURN(Logits logits, run(tokens.subspan(done, n)));
+    done += n;
+    if (wanted == LogitsWanted::kLast || out.rows == 0) {
+      out = std::move(logits);
+    } else {
+      out.values.insert(out.values.end(), logits.values.begin(), logits.values.end());
+      out.rows += logits.rows;
+    }
+  }
+  RETURN_IF_ERROR(sequence.Commit(sequence.length()));
+  return out;
+}
+
 int64_t Sequence::cached_tokens() const {
   return state_->paged ? state_->paged->slots() : state_->length;
 }

@@ -5,6 +5,7 @@
 #define SPECDEC_COMMON_MODEL_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -190,6 +191,17 @@ class Sequence {
   std::unique_ptr<State> state_;
   AttentionStats* attention_stats_ = nullptr;
 };
+
+// Runs `tokens` that are all committed (a prompt, a re-prefill, committed tokens the cache has
+// not seen yet) after `sequence`'s cache. Under a KV policy everything before them is committed
+// first, and they run in forwards that never cross the policy's compression boundaries
+// (KvCacheConfig::Boundaries), each committed when it is done, so the cache never depends on
+// how a prefix was grouped. A contiguous cache runs one Forward. `forward` runs one chunk
+// (default: sequence.Forward; a service passes its batcher). kAll returns every chunk's rows.
+using ChunkForward = std::function<absl::StatusOr<Logits>(absl::Span<const int32_t>, LogitsWanted)>;
+absl::StatusOr<Logits> ForwardCommitted(Sequence& sequence, absl::Span<const int32_t> tokens,
+                                        LogitsWanted wanted = LogitsWanted::kLast,
+                                        const ChunkForward& forward = nullptr);
 
 // Makes libtorch allocate CPU tensors from a caching allocator (common/model/
 // caching_cpu_allocator.h): freed blocks are reused, so a steady-state decode loop makes no

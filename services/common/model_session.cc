@@ -22,7 +22,7 @@ absl::Status ModelSession::Prefill(const v1::TokenSpan& span, const SamplingPara
   sequence_ = view_->NewSequence();
   slot_->cache_bytes = 0;
   if (span.tokens_size() > 0) {
-    RETURN_IF_ERROR(Forward(span.tokens(), LogitsWanted::kLast).status());
+    RETURN_IF_ERROR(ForwardCommitted(span.tokens(), LogitsWanted::kLast).status());
   }
   return absl::OkStatus();
 }
@@ -76,6 +76,18 @@ absl::StatusOr<Logits> ModelSession::Forward(absl::Span<const int32_t> tokens,
                                       : sequence_->Forward(tokens, wanted));
   slot_->cache_bytes = sequence_->cache_bytes();
   registry_->AddTokens(static_cast<int64_t>(tokens.size()));
+  return logits;
+}
+
+absl::StatusOr<Logits> ModelSession::ForwardCommitted(absl::Span<const int32_t> tokens,
+                                                      LogitsWanted wanted) {
+  if (sequence_ == nullptr) return absl::FailedPreconditionError("the session has no cache");
+  absl::StatusOr<Logits> logits = specdec::ForwardCommitted(
+      *sequence_, tokens, wanted,
+      [this](absl::Span<const int32_t> chunk, LogitsWanted chunk_wanted) {
+        return Forward(chunk, chunk_wanted);
+      });
+  slot_->cache_bytes = sequence_->cache_bytes();
   return logits;
 }
 

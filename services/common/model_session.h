@@ -31,6 +31,9 @@ class ModelSession {
   std::optional<v1::SessionLost> Rewind(int64_t start_position);
   // Runs `tokens` after the cache. Only after a successful Prefill/Rewind.
   absl::StatusOr<Logits> Forward(absl::Span<const int32_t> tokens, LogitsWanted wanted);
+  // The same for tokens that are all committed (prefill, catch-up): under a KV policy they run
+  // in chunks that never cross a compression boundary, committed as they go (ForwardCommitted).
+  absl::StatusOr<Logits> ForwardCommitted(absl::Span<const int32_t> tokens, LogitsWanted wanted);
 
   int64_t length() const { return sequence_ ? sequence_->length() : 0; }
   const SamplingParams& sampling() const { return sampling_; }

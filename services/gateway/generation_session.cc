@@ -41,6 +41,11 @@ GenerationSession::GenerationSession(std::string session_id, const GenerationReq
 
 GenerationSession::~GenerationSession() { CloseStreams(false); }
 
+int GenerationSession::MaxDraftTokensAt(int64_t pending_position) const {
+  return static_cast<int>(std::min<int64_t>(
+      RoundPlanner::kNoCap, state_.verifier_kv_boundaries.MaxDraftTokens(pending_position)));
+}
+
 double GenerationSession::MsSince(absl::Time start) const {
   return absl::ToDoubleMilliseconds(clock_->Now() - start);
 }
@@ -93,7 +98,10 @@ absl::Status GenerationSession::RunRound(int64_t number, const Emit& emit) {
   const bool busy = speculate_ && env_.speculation_max_sessions > 0 &&
                     env_.active_sessions != nullptr &&
                     env_.active_sessions->load() > env_.speculation_max_sessions;
-  round.k = planner_.PlanK(round.length, generated_, speculate_ && !busy);
+  // The verification (pending token at length - 1, then K drafts) never crosses a KV
+  // compression boundary of the verifier; cutting drafts is lossless.
+  round.k = planner_.PlanK(round.length, generated_, speculate_ && !busy,
+                           MaxDraftTokensAt(round.length - 1));
   round.proposals = Draft(&round, busy);
   MaybePredraft(round);
   ASSIGN_OR_RETURN(round.verdict, Verify(round));
@@ -150,7 +158,7 @@ void GenerationSession::MaybePredraft(const Round& round) {
   if (!request_.overlap || !draft_.connected()) return;
   const int next_k =
       planner_.PredraftK(round.k, static_cast<int>(round.proposals.proposals.size()),
-                         round.length, generated_);
+                         round.length, generated_, MaxDraftTokensAt(round.length + round.k));
   if (next_k <= 0) return;
   predraft_ = draft_.Send(round.length + round.k - 1, {round.proposals.proposals.back().token},
                           next_k + 1);

@@ -114,6 +114,9 @@ class GenerationSession {
   absl::Status Finish(int64_t rounds, const Emit& emit);
   void CloseStreams(bool release);
   double MsSince(absl::Time start) const;
+  // The most drafts a verification whose pending token is at `pending_position` may carry
+  // without crossing one of the verifier's KV compression boundaries.
+  int MaxDraftTokensAt(int64_t pending_position) const;
 
   const GenerationRequest& request_;
   SessionEnvironment env_;

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/kv_cache/kv_cache_config.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/session_backends.h"
 
@@ -26,6 +27,9 @@ struct SessionState {
   // Committed positions each side is known to hold (the speculative tail beyond is stale).
   int64_t verifier_valid = 0;
   int64_t draft_valid = 0;
+  // Where the verifier's KV policy compresses (from its Prefilled answer; none by default): no
+  // verification may cross a boundary (docs/kv_cache.md, "Exactness under speculation").
+  KvBoundaries verifier_kv_boundaries;
 
   int64_t length() const { return static_cast<int64_t>(committed.size()); }
 };

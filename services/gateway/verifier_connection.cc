@@ -41,6 +41,14 @@ v1::VerifierRequest VerifierConnection::PrefillRequest(int64_t round, bool score
   return out;
 }
 
+namespace {
+
+KvBoundaries BoundariesOf(const v1::Prefilled& prefilled) {
+  return KvBoundaries{prefilled.kv_boundary_first(), prefilled.kv_boundary_period()};
+}
+
+}  // namespace
+
 absl::Status VerifierConnection::Open(int64_t round) {
   absl::Status last = absl::UnavailableError(
       absl::StrCat("no verifier replica is known for --verifier=", backends_->verifier_target()));
@@ -58,6 +66,7 @@ absl::Status VerifierConnection::Open(int64_t round) {
         prompt_scored_ = true;
       }
       state_->verifier_valid = state_->length() - 1;
+      state_->verifier_kv_boundaries = BoundariesOf(response->prefilled());
       if (round > 0) {
         SPECDEC_LOG(Info) << "session " << state_->session_id << ": moved to verifier " << address
                           << " (re-prefilled at round " << round << ")";
@@ -100,6 +109,7 @@ absl::Status VerifierConnection::RePrefill(int64_t round, const std::string& rea
     return absl::InternalError("the verifier did not acknowledge the re-prefill");
   }
   state_->verifier_valid = state_->length() - 1;
+  state_->verifier_kv_boundaries = BoundariesOf(prefilled->prefilled());
   return absl::OkStatus();
 }
 

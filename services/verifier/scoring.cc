@@ -66,8 +66,8 @@ absl::Status PrefillScored(const v1::VerifierPrefill& prefill, ModelSession* ses
   for (int64_t begin = 0; begin < n; begin += kScoreChunk) {
     const int64_t end = std::min(n, begin + kScoreChunk);
     ASSIGN_OR_RETURN(Logits logits,
-                     session->Forward(absl::MakeConstSpan(tokens.data() + begin, end - begin),
-                                      LogitsWanted::kAll));  // [end - begin, cols]
+                     session->ForwardCommitted(absl::MakeConstSpan(tokens.data() + begin, end - begin),
+                                               LogitsWanted::kAll));  // [end - begin, cols]
     const int32_t* vocab_ids = logits.vocab_ids ? logits.vocab_ids->data() : nullptr;
     for (int64_t r = 0; r < logits.rows; ++r) {
       const int64_t next = begin + r + 1;

@@ -74,12 +74,24 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     *response->mutable_session_lost() = *std::move(lost);
     return absl::OkStatus();
   }
-  // Catch-up tokens need no logits; the pending token and the drafts need one row each.
+  // Catch-up tokens need no logits; the pending token and the drafts need one row each. All
+  // but the drafts are committed: the catch-up is committed as it runs, so that the
+  // verification starts with everything before the pending token committed.
   const int n = span.tokens_size();
   if (n > 1) {
-    RETURN_IF_ERROR(
-        session->Forward(absl::MakeConstSpan(span.tokens().data(), n - 1), LogitsWanted::kLast)
-            .status());
+    RETURN_IF_ERROR(session
+                        ->ForwardCommitted(absl::MakeConstSpan(span.tokens().data(), n - 1),
+                                           LogitsWanted::kLast)
+                        .status());
+  }
+  if (const KvCacheConfig* kv = session->view().kv_cache_config()) {
+    const int64_t most = kv->Boundaries().MaxDraftTokens(session->length());
+    if (static_cast<int64_t>(draft_tokens.size()) > most) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          draft_tokens.size(), " draft tokens after the pending token at position ", session->length(),
+          " would cross a compression boundary of KV policy ", kv->ToString(), ": at most ", most,
+          " here (Prefilled.kv_boundary_first/period say where they are)"));
+    }
   }
   std::vector<int32_t> input = {span.tokens(n - 1)};
   input.insert(input.end(), draft_tokens.begin(), draft_tokens.end());
@@ -147,6 +159,11 @@ grpc::Status VerifierServiceImpl::Session(
                      : session->Prefill(request.prefill().tokens(),
                                         FromProto(request.prefill().sampling()));
         response.mutable_prefilled()->set_cache_length(session->length());
+        if (const KvCacheConfig* kv = view_->kv_cache_config()) {
+          const KvBoundaries bounds = kv->Boundaries();
+          response.mutable_prefilled()->set_kv_boundary_first(bounds.first);
+          response.mutable_prefilled()->set_kv_boundary_period(bounds.period);
+        }
         response.mutable_prefilled()->set_compute_ms(MsSince(start));
         if (metrics_ != nullptr && status.ok()) {
           metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,

@@ -49,11 +49,9 @@ std::vector<int32_t> Tokens(int n, int seed, int64_t vocab) {
 absl::Status Fill(Sequence& seq, const std::vector<int32_t>& tokens, int chunk) {
   for (size_t i = 0; i < tokens.size(); i += chunk) {
     const size_t n = std::min(tokens.size() - i, static_cast<size_t>(chunk));
-    auto r = seq.Forward(absl::MakeConstSpan(tokens).subspan(i, n), LogitsWanted::kLast);
+    // Split further at the policy's compression boundaries, committed as it goes.
+    auto r = ForwardCommitted(seq, absl::MakeConstSpan(tokens).subspan(i, n), LogitsWanted::kLast);
     if (!r.ok()) return r.status();
-    if (seq.view().kv_cache_config()) {
-      if (auto s = seq.Commit(seq.length()); !s.ok()) return s;
-    }
   }
   return absl::OkStatus();
 }

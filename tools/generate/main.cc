@@ -2,6 +2,7 @@
 // Prints text (or JSON with the tokens and per-round records) to stdout.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -41,6 +42,9 @@ ABSL_FLAG(bool, adaptive_k, false, "pick K per round from measured acceptance an
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32",
           "weights: on the CPU engine f32, bf16 or int8 (a scale per output row; compute is f32); on a GPU the compute dtype f32, f16 or bf16");
+ABSL_FLAG(std::string, kv_policy, "",
+          "run the target (and a --speculate draft) on a paged KV cache under this policy, as the "
+          "verifier's --kv_policy (docs/kv_cache.md); empty: the contiguous cache");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 
 namespace specdec {
@@ -98,7 +102,16 @@ int Main() {
   };
 
   absl::StatusOr<GenerateResult> result;
-  auto target = (*model)->FullView();
+  std::shared_ptr<const ModelView> target = (*model)->FullView();
+  std::optional<KvCacheConfig> kv_policy;
+  if (!absl::GetFlag(FLAGS_kv_policy).empty()) {
+    auto parsed = ParseKvCacheConfig(absl::GetFlag(FLAGS_kv_policy));
+    if (!parsed.ok()) return Fail(parsed.status());
+    kv_policy = *parsed;
+    auto view = (*model)->View(LayerPlan{}, *kv_policy);
+    if (!view.ok()) return Fail(view.status());
+    target = *std::move(view);
+  }
   if (absl::GetFlag(FLAGS_speculate)) {
     auto plan = LayerPlanFromFlags(absl::GetFlag(FLAGS_draft_layers), absl::GetFlag(FLAGS_draft_plan),
                                    absl::GetFlag(FLAGS_draft_vocab));
@@ -111,7 +124,8 @@ int Main() {
       if (!loaded.ok()) return Fail(loaded.status());
       draft_model = *std::move(loaded);
     }
-    auto draft = draft_model->View(*plan);
+    // The draft shares the target's policy (its own pool), as a draft mirroring the verifier.
+    auto draft = kv_policy ? draft_model->View(*plan, *kv_policy) : draft_model->View(*plan);
     if (!draft.ok()) return Fail(draft.status());
     options.num_draft_tokens = absl::GetFlag(FLAGS_k);
     options.adaptive = absl::GetFlag(FLAGS_adaptive_k);
@@ -136,10 +150,12 @@ int Main() {
     nlohmann::json rounds = nlohmann::json::array();
     for (const auto& r : result->rounds) {
       rounds.push_back({{"round", r.round}, {"num_draft_tokens", r.num_draft_tokens},
+                        {"requested_draft_tokens", r.requested_draft_tokens},
                         {"num_accepted", r.num_accepted}, {"tokens_emitted", r.tokens_emitted},
                         {"draft_ms", r.draft_ms}, {"verify_ms", r.verify_ms}, {"accept_ms", r.accept_ms}});
     }
     out["rounds"] = rounds;
+    if (kv_policy) out["kv_policy"] = kv_policy->ToString();
     // Invalid UTF-8 (a cut character) is replaced rather than failing the dump.
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
   } else {

@@ -103,11 +103,12 @@ int Main() {
     auto seq = view->NewSequence();
     for (size_t from = begin; from < end;) {
     const size_t to = paged ? std::min(end, from + static_cast<size_t>(chunk)) : end;
-    auto logits = seq->Forward(absl::MakeConstSpan(ids).subspan(from, to - from));
+    // Under a KV policy the chunk runs in forwards split at its compression boundaries,
+    // committed as they go, so the scores do not depend on --kv_chunk.
+    auto logits = paged ? ForwardCommitted(*seq, absl::MakeConstSpan(ids).subspan(from, to - from),
+                                           LogitsWanted::kAll)
+                        : seq->Forward(absl::MakeConstSpan(ids).subspan(from, to - from));
     if (!logits.ok()) return Fail(logits.status());
-    if (paged) {
-      if (auto st = seq->Commit(seq->length()); !st.ok()) return Fail(st);
-    }
     for (int64_t r = 0; r < logits->rows; ++r) {
       const float* row = logits->row(r);
       const double lse = LogSumExp(row, logits->cols);
