@@ -119,11 +119,6 @@ TEST_P(KvPolicyGenerationTest, SampledSpeculationSeesPlainDecodingsDistributions
     auto spec = GenerateSpeculative(*target, *draft, kPrompt, options);
     ASSERT_TRUE(spec.ok()) << run.name << ": " << spec.status();
     ASSERT_EQ(spec->tokens.size(), static_cast<size_t>(kNewTokens));
-    GenerateOptions unrecorded = options;
-    unrecorded.on_target_row = nullptr;  // adaptive K may take other rounds: keep the first run's rows
-    auto again = GenerateSpeculative(*target, *draft, kPrompt, unrecorded);
-    ASSERT_TRUE(again.ok());
-    if (!run.adaptive) EXPECT_EQ(again->tokens, spec->tokens) << run.name << ": not reproducible";
     // Plain decoding of the same tokens, one at a time, committed as decided.
     auto seq = target->NewSequence();
     std::vector<int32_t> sequence = kPrompt;
