@@ -85,11 +85,14 @@ PagedKvCache::PagedKvCache(std::shared_ptr<KvStore> store)
   scores_.resize(layers);
   log_count_.resize(layers);
   queries_.resize(layers);
-  page_min_.resize(layers);
-  page_max_.resize(layers);
   const KvStoreShape& shape = store_->shape();
   direct_rows_ = config_.policy == KvPolicy::kFull && !config_.int8 && shape.device.is_cpu() &&
                  shape.dtype == torch::kFloat;
+  direct_query_aware_ = config_.policy == KvPolicy::kQueryAware && !config_.int8 &&
+                        shape.device.is_cpu() && shape.dtype == torch::kFloat;
+  summaries_.resize(layers);
+  summarized_.assign(layers, 0);
+  for (size_t l = 0; l < layers; ++l) summaries_[l].resize(static_cast<size_t>(shape.layer_heads[l]));
 }
 
 PagedKvCache::~PagedKvCache() {
@@ -111,6 +114,39 @@ float* PagedKvCache::SlotRow(size_t layer, bool keys, int64_t slot) {
 int64_t PagedKvCache::HeadStride(size_t layer) const {
   const torch::Tensor& k = store_->layers()[layer].k;
   return k.size(1) * k.size(2) * k.size(3);  // [heads, blocks, block, head_dim]
+}
+
+void PagedKvCache::SummarizePages(size_t layer, int64_t slots) {
+  const int64_t b = store_->block(), hd = store_->shape().head_dim;
+  const int64_t heads = static_cast<int64_t>(summaries_[layer].size()), stride = HeadStride(layer);
+  for (int64_t page = summarized_[layer]; page < slots / b; ++page) {
+    for (int64_t h = 0; h < heads; ++h) {
+      std::vector<float>& out = summaries_[layer][h];
+      out.resize(static_cast<size_t>((page + 1) * 2 * hd));
+      float* lo = out.data() + page * 2 * hd;
+      float* hi = lo + hd;
+      // A page's rows are contiguous in its block: [block, head_dim] per head.
+      const float* rows = SlotRow(layer, true, page * b) + h * stride;
+      std::copy(rows, rows + hd, lo);
+      std::copy(rows, rows + hd, hi);
+      for (int64_t t = 1; t < b; ++t) {
+        const float* k = rows + t * hd;
+        for (int64_t d = 0; d < hd; ++d) {
+          lo[d] = std::min(lo[d], k[d]);
+          hi[d] = std::max(hi[d], k[d]);
+        }
+      }
+    }
+    summarized_[layer] = page + 1;
+  }
+}
+
+const float* PagedKvCache::PageSummaries(size_t layer, int64_t head) const {
+  return summaries_[layer][head].data();
+}
+
+void PagedKvCache::DropSummariesBeyond(int64_t slots) {
+  for (int64_t& pages : summarized_) pages = std::min(pages, slots / store_->block());
 }
 
 int64_t PagedKvCache::PositionEnd(int64_t n) const {
@@ -145,6 +181,7 @@ void PagedKvCache::AbortForward() {
   for (auto& q : queries_) {
     if (q.defined()) q = q.slice(1, 0, slots_ - committed_slots_);
   }
+  DropSummariesBeyond(slots_);
   ReleaseBlocksBeyond(slots_);
   reserved_ = 0;
 }
@@ -257,17 +294,30 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
     scores.slice(-1, 0, committed_slots_).add_(log_count_[layer].unsqueeze(1).to(scores.scalar_type()));
   }
   const int64_t b = store_->block();
-  const int64_t full_pages = committed_slots_ / b;
+  // Pages lying entirely below the chunk's last query, committed or not (slots are positions).
+  const int64_t full_pages = (length_ + n - 1) / b;
   if (config_.policy == KvPolicy::kQueryAware && full_pages > config_.pages) {
-    // Quest: an upper bound of q.k per page from the page's per-dimension key min and max; each
-    // query attends to its top pages of committed keys, plus every later slot. Applied as a mask
-    // (all keys are read), per query, so a token's output never depends on later tokens.
+    // Quest: an upper bound of q.k per page from the page's per-dimension key min and max; the
+    // query at position p chooses among the pages below it ((j + 1) * block <= p) its top
+    // `pages` (ties: the lower page, by a stable sort) and attends to them and to every slot from
+    // floor(p / block) * block. Applied as a mask, per query, so a token's output never depends
+    // on later tokens. The CPU engine computes the same without reading the other pages
+    // (common/cpu_kernels/query_aware.h).
+    torch::Tensor paged_keys =
+        keys.slice(1, 0, full_pages * b).to(torch::kFloat).reshape({heads, full_pages, b, hd});
     torch::Tensor qf = q.to(torch::kFloat).unsqueeze(2);  // [heads, n, 1, hd]
-    torch::Tensor bound = torch::maximum(qf * page_min_[layer].unsqueeze(1),
-                                         qf * page_max_[layer].unsqueeze(1))
+    torch::Tensor bound = torch::maximum(qf * paged_keys.amin(2).unsqueeze(1),
+                                         qf * paged_keys.amax(2).unsqueeze(1))
                               .sum(-1);  // [heads, n, pages]
-    torch::Tensor top = std::get<1>(bound.topk(config_.pages, -1));
+    torch::Tensor page = torch::arange(full_pages, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+    torch::Tensor position = torch::arange(length_, length_ + n, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+    torch::Tensor eligible = (page.unsqueeze(0) + 1) * b <= position.unsqueeze(1);  // [n, pages]
+    bound = bound.masked_fill(eligible.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
+    torch::Tensor top = std::get<1>(bound.sort(/*stable=*/true, -1, /*descending=*/true)).slice(-1, 0, config_.pages);
     torch::Tensor drop = torch::ones_like(bound, torch::kBool).scatter(-1, top, false);
+    // A query with no more eligible pages than `pages` keeps them all.
+    torch::Tensor selects = (eligible.sum(-1) > config_.pages).view({1, n, 1});
+    drop = drop.logical_and(selects).logical_and(eligible.unsqueeze(0));
     drop = drop.unsqueeze(-1).expand({heads, n, full_pages, b}).reshape({heads, n, full_pages * b});
     scores = scores.clone();
     scores.slice(-1, 0, full_pages * b).masked_fill_(drop, -std::numeric_limits<float>::infinity());
@@ -296,11 +346,6 @@ absl::Status PagedKvCache::Truncate(int64_t length) {
       if (scores_[l].defined()) scores_[l] = scores_[l].slice(1, 0, length);
       if (log_count_[l].defined()) log_count_[l] = log_count_[l].slice(1, 0, length);
       if (queries_[l].defined()) queries_[l] = queries_[l].slice(1, 0, 0);
-      const int64_t pages = length / store_->block();
-      if (page_min_[l].defined() && page_min_[l].size(1) > pages) {
-        page_min_[l] = page_min_[l].slice(1, 0, pages);
-        page_max_[l] = page_max_[l].slice(1, 0, pages);
-      }
     }
   } else {
     for (auto& q : queries_) {
@@ -309,6 +354,7 @@ absl::Status PagedKvCache::Truncate(int64_t length) {
   }
   slots_ = committed_slots_ + (length - committed_);
   length_ = length;
+  DropSummariesBeyond(slots_);
   ReleaseBlocksBeyond(slots_);
   return absl::OkStatus();
 }
@@ -323,26 +369,11 @@ absl::Status PagedKvCache::Commit(int64_t length) {
   if (config_.policy == KvPolicy::kH2o || config_.policy == KvPolicy::kHierarchical) {
     AccumulateScores(new_committed_slots);
   }
-  if (config_.policy == KvPolicy::kQueryAware) {
-    for (size_t l = 0; l < page_min_.size(); ++l) UpdatePageSummaries(l, committed_slots_, new_committed_slots);
-  }
   committed_ = length;
   committed_slots_ = new_committed_slots;
   const int64_t limit = config_.CommittedLimit();
   if (config_.Evicts() && committed_slots_ > limit + store_->block()) Evict();
   return absl::OkStatus();
-}
-
-void PagedKvCache::UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots) {
-  const int64_t b = store_->block();
-  const int64_t have = page_min_[layer].defined() ? page_min_[layer].size(1) : 0;
-  const int64_t want = new_slots / b;
-  if (want <= have) return;
-  torch::Tensor k = ReadSlots(layer, true, want * b).slice(1, have * b).to(torch::kFloat);
-  k = k.reshape({k.size(0), want - have, b, k.size(2)});
-  torch::Tensor mn = k.amin(2), mx = k.amax(2);
-  page_min_[layer] = have ? torch::cat({page_min_[layer], mn}, 1) : mn;
-  page_max_[layer] = have ? torch::cat({page_max_[layer], mx}, 1) : mx;
 }
 
 // Attention mass that the newly committed queries give to each committed slot, recomputed from
