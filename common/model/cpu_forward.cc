@@ -137,7 +137,7 @@ void AttendQueryAware(const Model::Impl& m, const ViewLayer& layer, size_t slot,
   const int64_t head_stride = paged.HeadStride(slot);
   auto row_at = [&](int64_t j, bool k) { return paged.SlotRow(slot, k, j); };
   const float* q = StoreRows(m, layer, rows, past, qkv, head_stride, row_at, paged.config().block_tokens,
-                             m.config.head_dim(), scratch);
+                             hd, scratch);
   paged.SummarizePages(slot, past + rows.n);
   scratch.summaries.resize(static_cast<size_t>(heads));
   for (int64_t h = 0; h < heads; ++h) scratch.summaries[h] = paged.PageSummaries(slot, h);
