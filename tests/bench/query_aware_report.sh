@@ -38,6 +38,15 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "Every figure below comes from this run; ratios compare arms of the same run. What the policy"
   echo "computes and how: [../kv_cache.md](../kv_cache.md#query_aware-on-the-cpu-engine)."
   echo
+  echo "Reading the figures: a load average above the CPU count means other work shared the CPUs"
+  echo "during the run (the arms are interleaved, so each ratio compares runs under similar load;"
+  echo "absolute tokens/s are low under contention). specdec-tiny-py was trained on 256-token"
+  echo "sequences: at 2,048 positions every policy that keeps absolute positions (full, query_aware)"
+  echo "is far outside its training, so its perplexity here is much higher than on its validation"
+  echo "split, and sink_window, which rotates keys by cache slot and so keeps positions below its"
+  echo "budget, scores better than full whenever that budget stays near 256. The quality goal compares"
+  echo "query_aware with full at the same positions."
+  echo
   cat "$WORK/bench.md"
   [ ${#QUALITY[@]} -gt 0 ] || echo "(no $TINY or $TEXT: quality not measured)"
 } >"$OUT"
