@@ -23,6 +23,11 @@
                        int64_t kv_head_stride, int64_t n, int64_t past, int64_t heads,        \
                        int64_t head_dim, float* out, int64_t out_stride, float* scratch,      \
                        float* probs);                                                         \
+  void RowAttention(const float* q, const float* const* key_rows,                             \
+                    const float* const* value_rows, int64_t kv_offset, int64_t count,         \
+                    int64_t head_dim, float* out, float* scratch);                            \
+  void PageBounds(const float* q, const float* summaries, int64_t pages, int64_t head_dim,    \
+                  float* bounds);                                                             \
   }
 
 namespace specdec {

@@ -63,4 +63,30 @@ void CausalAttention(const float* q, int64_t q_stride, int64_t q_head_stride,
                                past, heads, head_dim, out, out_stride, scratch, probs);
 }
 
+void RowAttention(const float* q, const float* const* key_rows, const float* const* value_rows,
+                  int64_t kv_offset, int64_t count, int64_t head_dim, float* out, float* scratch) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512:
+      return isa_avx512::RowAttention(q, key_rows, value_rows, kv_offset, count, head_dim, out, scratch);
+    case CpuIsa::kAvx2:
+      return isa_avx2::RowAttention(q, key_rows, value_rows, kv_offset, count, head_dim, out, scratch);
+    case CpuIsa::kGeneric:
+      break;
+  }
+  isa_generic::RowAttention(q, key_rows, value_rows, kv_offset, count, head_dim, out, scratch);
+}
+
+void PageBounds(const float* q, const float* summaries, int64_t pages, int64_t head_dim,
+                float* bounds) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512:
+      return isa_avx512::PageBounds(q, summaries, pages, head_dim, bounds);
+    case CpuIsa::kAvx2:
+      return isa_avx2::PageBounds(q, summaries, pages, head_dim, bounds);
+    case CpuIsa::kGeneric:
+      break;
+  }
+  isa_generic::PageBounds(q, summaries, pages, head_dim, bounds);
+}
+
 }  // namespace specdec

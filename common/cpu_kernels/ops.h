@@ -32,6 +32,19 @@ void CausalAttention(const float* q, int64_t q_stride, int64_t q_head_stride,
                      int64_t kv_head_stride, int64_t n, int64_t past, int64_t heads,
                      int64_t head_dim, float* out, int64_t out_stride, float* scratch, float* probs);
 
+// One query of `head_dim` floats against `count` keys and values found through row pointers
+// (head offset `kv_offset` added to each row): the attention output into `out` [head_dim], the
+// same arithmetic as CausalAttention's for a query that sees those rows. `scratch` holds `count`
+// floats and receives the probabilities.
+void RowAttention(const float* q, const float* const* key_rows, const float* const* value_rows,
+                  int64_t kv_offset, int64_t count, int64_t head_dim, float* out, float* scratch);
+
+// Quest's upper bound of q . k over each of `pages` pages: bounds[j] = sum_d max(q[d] * min[d],
+// q[d] * max[d]), where page j's summary is `2 * head_dim` floats at summaries + j * 2 *
+// head_dim, the per-dimension minimum of its keys then their maximum.
+void PageBounds(const float* q, const float* summaries, int64_t pages, int64_t head_dim,
+                float* bounds);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_CPU_KERNELS_OPS_H_

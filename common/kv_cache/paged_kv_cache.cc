@@ -90,6 +90,11 @@ PagedKvCache::PagedKvCache(std::shared_ptr<KvStore> store)
   const KvStoreShape& shape = store_->shape();
   direct_rows_ = config_.policy == KvPolicy::kFull && !config_.int8 && shape.device.is_cpu() &&
                  shape.dtype == torch::kFloat;
+  direct_query_aware_ = config_.policy == KvPolicy::kQueryAware && !config_.int8 &&
+                        shape.device.is_cpu() && shape.dtype == torch::kFloat;
+  summaries_.resize(layers);
+  summarized_.assign(layers, 0);
+  for (size_t l = 0; l < layers; ++l) summaries_[l].resize(static_cast<size_t>(shape.layer_heads[l]));
 }
 
 PagedKvCache::~PagedKvCache() {
@@ -111,6 +116,39 @@ float* PagedKvCache::SlotRow(size_t layer, bool keys, int64_t slot) {
 int64_t PagedKvCache::HeadStride(size_t layer) const {
   const torch::Tensor& k = store_->layers()[layer].k;
   return k.size(1) * k.size(2) * k.size(3);  // [heads, blocks, block, head_dim]
+}
+
+void PagedKvCache::SummarizePages(size_t layer, int64_t slots) {
+  const int64_t b = store_->block(), hd = store_->shape().head_dim;
+  const int64_t heads = static_cast<int64_t>(summaries_[layer].size()), stride = HeadStride(layer);
+  for (int64_t page = summarized_[layer]; page < slots / b; ++page) {
+    for (int64_t h = 0; h < heads; ++h) {
+      std::vector<float>& out = summaries_[layer][h];
+      out.resize(static_cast<size_t>((page + 1) * 2 * hd));
+      float* lo = out.data() + page * 2 * hd;
+      float* hi = lo + hd;
+      // A page's rows are contiguous in its block: [block, head_dim] per head.
+      const float* rows = SlotRow(layer, true, page * b) + h * stride;
+      std::copy(rows, rows + hd, lo);
+      std::copy(rows, rows + hd, hi);
+      for (int64_t t = 1; t < b; ++t) {
+        const float* k = rows + t * hd;
+        for (int64_t d = 0; d < hd; ++d) {
+          lo[d] = std::min(lo[d], k[d]);
+          hi[d] = std::max(hi[d], k[d]);
+        }
+      }
+    }
+    summarized_[layer] = page + 1;
+  }
+}
+
+const float* PagedKvCache::PageSummaries(size_t layer, int64_t head) const {
+  return summaries_[layer][head].data();
+}
+
+void PagedKvCache::DropSummariesBeyond(int64_t slots) {
+  for (int64_t& pages : summarized_) pages = std::min(pages, slots / store_->block());
 }
 
 int64_t PagedKvCache::PositionEnd(int64_t n) const {
@@ -153,6 +191,7 @@ void PagedKvCache::AbortForward() {
   for (auto& q : queries_) {
     if (q.defined()) q = q.slice(1, 0, length_ - segment_start_);
   }
+  DropSummariesBeyond(slots_);
   ReleaseBlocksBeyond(slots_);
   reserved_ = 0;
 }
@@ -301,7 +340,9 @@ void PagedKvCache::MaskUnselectedPages(size_t layer, const torch::Tensor& q, con
       torch::arange(pages, torch::TensorOptions().dtype(torch::kLong).device(q.device())).unsqueeze(0) <
       eligible_count.unsqueeze(1);  // [n, pages]
   bound = bound.masked_fill(eligible.logical_not().unsqueeze(0), -std::numeric_limits<float>::infinity());
-  torch::Tensor top = std::get<1>(bound.topk(config_.pages, -1));
+  // Ties go to the lower page (a stable sort), as in the CPU engine's kernel.
+  torch::Tensor top =
+      std::get<1>(bound.sort(/*stable=*/true, -1, /*descending=*/true)).slice(-1, 0, config_.pages);
   torch::Tensor unselected = torch::ones_like(bound, torch::kBool).scatter(-1, top, false);
   // Only rows with more eligible pages than `pages` select; the others attend to every page.
   torch::Tensor selects = (eligible_count > config_.pages).unsqueeze(0).unsqueeze(-1);  // [1, n, 1]
@@ -342,6 +383,7 @@ absl::Status PagedKvCache::Truncate(int64_t length) {
   }
   slots_ = committed_slots_ + (length - committed_);
   length_ = length;
+  DropSummariesBeyond(slots_);
   ReleaseBlocksBeyond(slots_);
   return absl::OkStatus();
 }

@@ -94,6 +94,18 @@ class PagedKvCache {
   float* SlotRow(size_t layer, bool keys, int64_t slot);
   int64_t HeadStride(size_t layer) const;
 
+  // The CPU engine's `query_aware` (f32 on the CPU) reads and writes rows like DirectRows and
+  // selects pages from a compact summary: per layer and head, `2 * head_dim` floats per full page
+  // (the minimum of its rotated keys per dimension, then the maximum). SummarizePages brings the
+  // summaries up to date for every full page among slots [0, slots), whose keys must be written;
+  // a summary is computed once, when its page is complete (committed or not), and dropped by
+  // Truncate or AbortForward when its page is no longer whole.
+  bool DirectQueryAware() const { return direct_query_aware_; }
+  void SummarizePages(size_t layer, int64_t slots);
+  const float* PageSummaries(size_t layer, int64_t head) const;
+  int64_t SummarizedPages(size_t layer) const { return summarized_[layer]; }
+  const KvCacheConfig& config() const { return config_; }
+
   // Drops positions >= `length`. FAILED_PRECONDITION below the committed length once the
   // policy has evicted or merged a committed token.
   absl::Status Truncate(int64_t length);
@@ -116,9 +128,9 @@ class PagedKvCache {
   void AccumulateScores();
   void MaskUnselectedPages(size_t layer, const torch::Tensor& q, const torch::Tensor& keys,
                            torch::Tensor* scores);
+  void UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots);
   void Evict();
   torch::Tensor KeepIndex(size_t layer, int64_t committed_slots, std::vector<std::vector<int64_t>>* groups);
-  void UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots);
 
   std::shared_ptr<KvStore> store_;
   const KvCacheConfig& config_;
@@ -142,6 +154,11 @@ class PagedKvCache {
   std::vector<torch::Tensor> queries_;
   // query_aware, per layer: per full page of keys, [heads, pages, hd] min and max.
   std::vector<torch::Tensor> page_min_, page_max_;
+  // Native query_aware (see DirectQueryAware): [layer][head] -> [pages][2 * head_dim].
+  void DropSummariesBeyond(int64_t slots);
+  bool direct_query_aware_ = false;
+  std::vector<std::vector<std::vector<float>>> summaries_;
+  std::vector<int64_t> summarized_;  // valid pages per layer
 };
 
 }  // namespace specdec

@@ -9,6 +9,7 @@
 
 #include "common/cpu_kernels/matmul.h"
 #include "common/cpu_kernels/ops.h"
+#include "common/cpu_kernels/query_aware.h"
 #include "common/model/model_impl.h"
 
 namespace specdec {
@@ -17,7 +18,8 @@ namespace {
 // Buffers reused by every forward on this thread; they only grow.
 struct Scratch {
   std::vector<float> x, ln, qkv, attn, mlp, scores, probs, last;
-  std::vector<const float*> key_rows, value_rows;
+  std::vector<const float*> key_rows, value_rows, summaries;
+  QueryAwareScratch query_aware;
 };
 
 Scratch& ThreadScratch() {
@@ -38,23 +40,18 @@ Epilogue ActivationEpilogue(const std::string& act) {
 
 const float* Data(const torch::Tensor& t) { return t.data_ptr<float>(); }
 
-// Attention of one sequence's rows against its contiguous cache, which it extends. `qkv` holds
-// the pass's [rows, heads * 3 * head_dim] projection (per head: q, k, v), rotated in place.
-void AttendContiguous(const Model::Impl& m, const ViewLayer& layer, size_t slot, PassRows& rows,
-                      float* qkv, float* attn, Scratch& scratch, AttentionStats* stats) {
-  const ModelConfig& c = m.config;
-  const int64_t hd = c.head_dim(), heads = layer.num_heads, width = heads * hd;
-  const int64_t rot = c.rotary_dims(), n = rows.n, past = rows.past;
-  Sequence::State& state = *rows.state;
-  std::vector<float>& keys = state.cpu_k[slot];
-  std::vector<float>& values = state.cpu_v[slot];
-  const size_t needed = static_cast<size_t>((past + n) * width);
-  if (keys.size() < needed) {
-    // Doubling keeps appends amortised O(1); positions past `length` are garbage.
-    const size_t capacity = std::max({needed, keys.size() * 2, static_cast<size_t>(64 * width)});
-    keys.resize(capacity);
-    values.resize(capacity);
-  }
+// Rotates a sequence's new rows in place (queries and keys at positions past .. past + n - 1),
+// copies their keys and values into the cache rows `row_at(slot, keys)` (head h at + h *
+// kv_head_stride; slot = position for every cache that comes here) and points
+// scratch.key_rows / value_rows at every cached row [0, past + n). Rows come in runs of `run`
+// slots `row_step` floats apart (a paged cache's block), so row_at is asked once per run.
+// Returns the rows' queries.
+template <typename RowAt>
+float* StoreRows(const Model::Impl& m, const ViewLayer& layer, const PassRows& rows, int64_t past,
+                 float* qkv, int64_t kv_head_stride, RowAt row_at, int64_t run, int64_t row_step,
+                 Scratch& scratch) {
+  const int64_t hd = m.config.head_dim(), heads = layer.num_heads, width = heads * hd;
+  const int64_t rot = m.config.rotary_dims(), n = rows.n;
   float* q = qkv + rows.offset * 3 * width;
   for (int64_t i = 0; i < n; ++i) {
     float* row = q + i * 3 * width;
@@ -65,62 +62,90 @@ void AttendContiguous(const Model::Impl& m, const ViewLayer& layer, size_t slot,
       ApplyRotaryInPlace(row, heads, 3 * hd, rot, cos, sin);       // queries
       ApplyRotaryInPlace(row + hd, heads, 3 * hd, rot, cos, sin);  // keys
     }
+    float* k = row_at(pos, true);
+    float* v = row_at(pos, false);
     for (int64_t h = 0; h < heads; ++h) {
-      std::memcpy(&keys[pos * width + h * hd], row + h * 3 * hd + hd, hd * sizeof(float));
-      std::memcpy(&values[pos * width + h * hd], row + h * 3 * hd + 2 * hd, hd * sizeof(float));
+      std::memcpy(k + h * kv_head_stride, row + h * 3 * hd + hd, hd * sizeof(float));
+      std::memcpy(v + h * kv_head_stride, row + h * 3 * hd + 2 * hd, hd * sizeof(float));
     }
   }
   scratch.key_rows.resize(static_cast<size_t>(past + n));
   scratch.value_rows.resize(static_cast<size_t>(past + n));
+  const float *k = nullptr, *v = nullptr;
   for (int64_t j = 0; j < past + n; ++j) {
-    scratch.key_rows[j] = keys.data() + j * width;
-    scratch.value_rows[j] = values.data() + j * width;
+    if (j % run == 0) k = row_at(j, true), v = row_at(j, false);
+    scratch.key_rows[j] = k + (j % run) * row_step;
+    scratch.value_rows[j] = v + (j % run) * row_step;
   }
+  return q;
+}
+
+// Full causal attention of the rows over scratch.key_rows / value_rows (StoreRows).
+void AttendAll(const ViewLayer& layer, const PassRows& rows, int64_t past, int64_t hd,
+               const float* q, int64_t kv_head_stride, float* attn, Scratch& scratch,
+               AttentionStats* stats) {
+  const int64_t heads = layer.num_heads, width = heads * hd, n = rows.n;
   float* probs = stats ? AtLeast(scratch.probs, heads * n * (past + n)) : nullptr;
-  CausalAttention(q, 3 * width, 3 * hd, scratch.key_rows.data(), scratch.value_rows.data(), hd, n,
-                  past, heads, hd, attn + rows.offset * width, width, AtLeast(scratch.scores, past + n),
-                  probs);
+  CausalAttention(q, 3 * width, 3 * hd, scratch.key_rows.data(), scratch.value_rows.data(),
+                  kv_head_stride, n, past, heads, hd, attn + rows.offset * width, width,
+                  AtLeast(scratch.scores, past + n), probs);
   if (stats) RecordAttentionStats(layer, probs, heads, n, past + n, past, stats);
+}
+
+// Attention of one sequence's rows against its contiguous cache, which it extends. `qkv` holds
+// the pass's [rows, heads * 3 * head_dim] projection (per head: q, k, v), rotated in place.
+void AttendContiguous(const Model::Impl& m, const ViewLayer& layer, size_t slot, PassRows& rows,
+                      float* qkv, float* attn, Scratch& scratch, AttentionStats* stats) {
+  const int64_t hd = m.config.head_dim(), width = layer.num_heads * hd, past = rows.past;
+  Sequence::State& state = *rows.state;
+  std::vector<float>& keys = state.cpu_k[slot];
+  std::vector<float>& values = state.cpu_v[slot];
+  const size_t needed = static_cast<size_t>((past + rows.n) * width);
+  if (keys.size() < needed) {
+    // Doubling keeps appends amortised O(1); positions past `length` are garbage.
+    const size_t capacity = std::max({needed, keys.size() * 2, static_cast<size_t>(64 * width)});
+    keys.resize(capacity);
+    values.resize(capacity);
+  }
+  auto row_at = [&](int64_t j, bool k) { return (k ? keys : values).data() + j * width; };
+  const float* q = StoreRows(m, layer, rows, past, qkv, hd, row_at, past + rows.n, width, scratch);
+  AttendAll(layer, rows, past, hd, q, hd, attn, scratch, stats);
 }
 
 // The paged cache of a `full` policy (DirectRows): the same attention, reading and writing the
 // pool's blocks through the sequence's block table.
 void AttendPagedDirect(const Model::Impl& m, const ViewLayer& layer, size_t slot, PassRows& rows,
                        float* qkv, float* attn, Scratch& scratch, AttentionStats* stats) {
-  const ModelConfig& c = m.config;
-  const int64_t hd = c.head_dim(), heads = layer.num_heads, width = heads * hd;
-  const int64_t rot = c.rotary_dims(), n = rows.n;
   PagedKvCache& paged = *rows.state->paged;
   const int64_t past = paged.slots();  // == paged.length(): `full` never evicts
   const int64_t head_stride = paged.HeadStride(slot);
-  float* q = qkv + rows.offset * 3 * width;
-  for (int64_t i = 0; i < n; ++i) {
-    float* row = q + i * 3 * width;
-    const int64_t pos = paged.length() + i;
-    if (rot > 0) {
-      const float* cos = Data(m.cos) + pos * rot;
-      const float* sin = Data(m.sin) + pos * rot;
-      ApplyRotaryInPlace(row, heads, 3 * hd, rot, cos, sin);
-      ApplyRotaryInPlace(row + hd, heads, 3 * hd, rot, cos, sin);
-    }
-    float* k = paged.SlotRow(slot, true, past + i);
-    float* v = paged.SlotRow(slot, false, past + i);
-    for (int64_t h = 0; h < heads; ++h) {
-      std::memcpy(k + h * head_stride, row + h * 3 * hd + hd, hd * sizeof(float));
-      std::memcpy(v + h * head_stride, row + h * 3 * hd + 2 * hd, hd * sizeof(float));
-    }
-  }
-  scratch.key_rows.resize(static_cast<size_t>(past + n));
-  scratch.value_rows.resize(static_cast<size_t>(past + n));
-  for (int64_t j = 0; j < past + n; ++j) {
-    scratch.key_rows[j] = paged.SlotRow(slot, true, j);
-    scratch.value_rows[j] = paged.SlotRow(slot, false, j);
-  }
-  float* probs = stats ? AtLeast(scratch.probs, heads * n * (past + n)) : nullptr;
-  CausalAttention(q, 3 * width, 3 * hd, scratch.key_rows.data(), scratch.value_rows.data(),
-                  head_stride, n, past, heads, hd, attn + rows.offset * width, width,
-                  AtLeast(scratch.scores, past + n), probs);
-  if (stats) RecordAttentionStats(layer, probs, heads, n, past + n, past, stats);
+  auto row_at = [&](int64_t j, bool k) { return paged.SlotRow(slot, k, j); };
+  const float* q = StoreRows(m, layer, rows, past, qkv, head_stride, row_at, paged.config().block_tokens,
+                             m.config.head_dim(), scratch);
+  AttendAll(layer, rows, past, m.config.head_dim(), q, head_stride, attn, scratch, stats);
+}
+
+// The paged cache of a `query_aware` policy (DirectQueryAware): the new rows are stored as for
+// `full`, the pages they complete are summarised, then each query and head attends only to its
+// selected pages and its partial page (query_aware.h). No attention statistics: a query's
+// probabilities cover only the rows it read.
+void AttendQueryAware(const Model::Impl& m, const ViewLayer& layer, size_t slot, PassRows& rows,
+                      float* qkv, float* attn, Scratch& scratch) {
+  PagedKvCache& paged = *rows.state->paged;
+  const int64_t hd = m.config.head_dim(), heads = layer.num_heads, width = heads * hd;
+  const int64_t past = paged.slots();  // == paged.length(): query_aware never evicts
+  const int64_t head_stride = paged.HeadStride(slot);
+  auto row_at = [&](int64_t j, bool k) { return paged.SlotRow(slot, k, j); };
+  const float* q = StoreRows(m, layer, rows, past, qkv, head_stride, row_at, paged.config().block_tokens,
+                             hd, scratch);
+  paged.SummarizePages(slot, past + rows.n);
+  scratch.summaries.resize(static_cast<size_t>(heads));
+  for (int64_t h = 0; h < heads; ++h) scratch.summaries[h] = paged.PageSummaries(slot, h);
+  const KvCacheConfig& config = paged.config();
+  QueryAwareAttention(q, 3 * width, 3 * hd, rows.n, past, scratch.key_rows.data(),
+                      scratch.value_rows.data(), head_stride, scratch.summaries.data(),
+                      config.block_tokens, config.pages, heads, hd, attn + rows.offset * width,
+                      width, &scratch.query_aware, nullptr);
 }
 
 // The same through the sequence's paged cache, which applies rotary and the KV policy itself.
@@ -186,7 +211,9 @@ void CpuForward(const ModelView::Impl& view, std::vector<PassRows>& pass,
     MatMul(pw.qkv, ln, rows, hidden, qkv, 3 * width);
     AttentionStats* layer_stats = pass.size() == 1 ? stats : nullptr;
     for (PassRows& p : pass) {
-      if (p.state->paged && p.state->paged->DirectRows()) {
+      if (p.state->paged && p.state->paged->DirectQueryAware()) {
+        AttendQueryAware(m, layer, slot, p, qkv, attn, s);
+      } else if (p.state->paged && p.state->paged->DirectRows()) {
         AttendPagedDirect(m, layer, slot, p, qkv, attn, s, layer_stats);
       } else if (p.state->paged) {
         AttendPaged(m, layer, slot, p, qkv, attn, layer_stats);
