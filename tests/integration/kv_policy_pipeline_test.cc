@@ -1,8 +1,8 @@
 // Lossless speculation under every KV policy, through the three services as real processes on
 // loopback: for each compressing policy (and int8 with each), the gateway's greedy output
-// equals in-process plain decoding under the same policy token for token, with a fixed K and
-// with adaptive K; seeded sampling with a fixed K equals the in-process speculative generator
-// under the policy; every emitted token's log-probability (from the verifier's verifications)
+// equals in-process plain decoding under the same policy token for token, with K of 1, 4 and 8
+// and with adaptive K; seeded sampling with K of 1, 4, 8 and 6 equals the in-process speculative
+// generator under the policy; every emitted token's log-probability (from the verifier's verifications)
 // equals plain decoding's under the policy at that position; no verification crosses a
 // compression boundary; and a session evicted mid-generation is re-prefilled (split at the
 // boundaries) with the same output. docs/kv_cache.md, "Exactness".
@@ -168,11 +168,12 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
     auto plain = GeneratePlain(**target, kPrompt, Options());
     ASSERT_TRUE(plain.ok()) << plain.status();
 
-    // Greedy, a fixed K and adaptive K: plain decoding's tokens.
-    for (bool adaptive : {false, true}) {
-      Generated out = Generate((*gateway)->address(), Request(adaptive ? 0 : kK, adaptive));
+    // Greedy, K of 1, 4 and 8 and adaptive K (0 here): plain decoding's tokens.
+    for (int k : {1, 4, 8, 0}) {
+      const bool adaptive = k == 0;
+      Generated out = Generate((*gateway)->address(), Request(k, adaptive));
       ASSERT_TRUE(out.status.ok()) << out.status.error_message();
-      EXPECT_EQ(out.ids, plain->tokens) << (adaptive ? "adaptive" : "fixed K");
+      EXPECT_EQ(out.ids, plain->tokens) << (adaptive ? "adaptive" : absl::StrCat("K=", k));
       int64_t length = static_cast<int64_t>(kPrompt.size());
       for (const v1::RoundRecord& round : out.rounds) {
         EXPECT_LE(round.num_proposed(), bounds.MaxDraftTokens(length - 1)) << "round " << round.round();
@@ -181,15 +182,18 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
       }
     }
 
-    // Seeded sampling, fixed K: the in-process speculative generator under the policy (same
-    // draft: the whole model on a contiguous cache).
-    GenerateOptions sampled = Options(0.8f, 4242);
-    sampled.num_draft_tokens = kK;
-    auto in_process = GenerateSpeculative(**target, *(*model_)->FullView(), kPrompt, sampled);
-    ASSERT_TRUE(in_process.ok()) << in_process.status();
-    Generated out = Generate((*gateway)->address(), Request(kK, false, 0.8f, 4242));
-    ASSERT_TRUE(out.status.ok()) << out.status.error_message();
-    EXPECT_EQ(out.ids, in_process->tokens) << "sampled, fixed K";
+    // Seeded sampling, K of 1, 4, 8 and kK: the in-process speculative generator under the
+    // policy (same draft: the whole model on a contiguous cache).
+    Generated out;
+    for (int k : {1, 4, 8, kK}) {
+      GenerateOptions sampled = Options(0.8f, 4242);
+      sampled.num_draft_tokens = k;
+      auto in_process = GenerateSpeculative(**target, *(*model_)->FullView(), kPrompt, sampled);
+      ASSERT_TRUE(in_process.ok()) << in_process.status();
+      out = Generate((*gateway)->address(), Request(k, false, 0.8f, 4242));
+      ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+      EXPECT_EQ(out.ids, in_process->tokens) << "sampled, K=" << k;
+    }
 
     // Seeded sampling, adaptive K (rounds depend on timing): every token's log-probability, as
     // the verifier computed it inside its verifications, is plain decoding's at that position.
