@@ -3,13 +3,11 @@
 // over HTTP before and after a Generate, spans received by an OTLP collector stand-in (a gRPC
 // TraceService in this process), the Chrome trace file parsed, completions over real HTTP.
 #include <grpcpp/grpcpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -31,6 +29,7 @@
 #include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
 #include "tests/observe/http_client.h"
+#include "tests/observe/service_stack.h"
 
 namespace specdec {
 namespace {
@@ -41,7 +40,9 @@ using ::specdec::testing::HttpRequest;
 using ::specdec::testing::HttpRequestText;
 using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
+using ::specdec::testing::RunCommand;
 using ::specdec::testing::ServiceProcess;
+using ::specdec::testing::ServiceStack;
 namespace otlp = ::opentelemetry::proto;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
@@ -103,22 +104,11 @@ std::map<std::string, otlp::common::v1::AnyValue> Attributes(const otlp::trace::
   return out;
 }
 
-int RunCommand(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 class ObserveTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/specdec_observe_" + std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    model_dir_ = new std::string(*dir_ + "/tinymodel");
-    ASSERT_EQ(RunCommand(absl::StrCat(kBin,
-                                      "/tools/make_model/specdec-make-model --preset tiny "
-                                      "--seed 3 --out ",
-                                      *model_dir_, " > ", *dir_, "/make_model.log 2>&1")),
-              0);
+    stack_ = new ServiceStack("observe");
+    ASSERT_TRUE(stack_->MakeModel(3));
     collector_ = new Collector;
     grpc::ServerBuilder builder;
     int collector_port = 0;
@@ -130,45 +120,23 @@ class ObserveTest : public ::testing::Test {
     for (int* port : {&verifier_metrics_, &draft_metrics_, &gateway_metrics_, &http_port_}) {
       *port = PickFreePort();
     }
-    trace_file_ = new std::string(*dir_ + "/trace.json");
+    trace_file_ = new std::string(stack_->dir() + "/trace.json");
     const std::string otlp = absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port);
-    verifier_ = Start("/services/verifier/specdec-verifier",
-                      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
-                       absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_), otlp},
-                      "verifier");
-    draft_ = Start("/services/draft/specdec-draft",
-                   {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--draft_layers=0",
-                    absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_), otlp},
-                   "draft");
-    ASSERT_NE(verifier_, nullptr);
-    ASSERT_NE(draft_, nullptr);
-    gateway_ = Start(
-        "/services/gateway/specdec-gateway",
-        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-         "--draft=" + draft_->address(),
-         absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_),
-         otlp, "--trace_file=" + *trace_file_,
-         absl::StrCat("--http_listen=127.0.0.1:", http_port_)},
-        "gateway");
-    ASSERT_NE(gateway_, nullptr);
+    ASSERT_TRUE(stack_->StartServices(
+        {absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_), otlp},
+        {"--draft_layers=0", absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_), otlp},
+        {absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_), otlp,
+         "--trace_file=" + *trace_file_, absl::StrCat("--http_listen=127.0.0.1:", http_port_)}));
+    verifier_ = stack_->verifier();
+    draft_ = stack_->draft();
+    gateway_ = stack_->gateway();
   }
 
   static void TearDownTestSuite() {
-    delete gateway_;
-    delete draft_;
-    delete verifier_;
+    delete stack_;  // the services first: the gateway flushes its spans to the collector
     if (collector_server_ != nullptr) collector_server_->Shutdown();
     delete collector_server_;
     delete collector_;
-    std::error_code ignored;
-    std::filesystem::remove_all(*dir_, ignored);
-  }
-
-  static ServiceProcess* Start(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& name) {
-    auto process = ServiceProcess::Start(kBin + binary, args, *dir_ + "/" + name + ".log");
-    EXPECT_TRUE(process.ok()) << name << ": " << process.status();
-    return process.ok() ? process->release() : nullptr;
   }
 
   static v1::GenerateResponse Generate(const v1::GenerateRequest& request, std::string* text,
@@ -196,8 +164,7 @@ class ObserveTest : public ::testing::Test {
     return request;
   }
 
-  static std::string* dir_;
-  static std::string* model_dir_;
+  static ServiceStack* stack_;
   static std::string* trace_file_;
   static Collector* collector_;
   static grpc::Server* collector_server_;
@@ -207,8 +174,7 @@ class ObserveTest : public ::testing::Test {
   static int verifier_metrics_, draft_metrics_, gateway_metrics_, http_port_;
 };
 
-std::string* ObserveTest::dir_ = nullptr;
-std::string* ObserveTest::model_dir_ = nullptr;
+ServiceStack* ObserveTest::stack_ = nullptr;
 std::string* ObserveTest::trace_file_ = nullptr;
 Collector* ObserveTest::collector_ = nullptr;
 grpc::Server* ObserveTest::collector_server_ = nullptr;
