@@ -79,7 +79,12 @@ GenerationSession::GenerationSession(std::string session_id, const GenerationReq
       env_(env),
       context_(context),
       traceparent_(env.trace != nullptr ? env.trace->traceparent() : ""),
+      clock_(env.trace != nullptr ? env.trace->clock() : SteadyToUnix()),
       committed_(request.prompt) {}
+
+std::string GenerationSession::TraceparentFor(const SpanId& span) const {
+  return env_.trace != nullptr ? env_.trace->TraceparentFor(span) : "";
+}
 
 GenerationSession::~GenerationSession() { CloseStreams(false); }
 
@@ -111,6 +116,7 @@ v1::DraftRequest GenerationSession::DraftPrefillRequest() {
   request.set_session_id(session_id_);
   request.set_committed_length(static_cast<int64_t>(committed_.size()));
   request.set_round(++draft_seq_);
+  request.set_traceparent(TraceparentFor(draft_span_));
   v1::DraftPrefill* prefill = request.mutable_prefill();
   // Every committed token but the pending one, which opens the next proposal.
   prefill->mutable_tokens()->set_start_position(0);
@@ -125,6 +131,7 @@ v1::VerifierRequest GenerationSession::VerifierPrefillRequest(int64_t round,
   request.set_session_id(session_id_);
   request.set_committed_length(static_cast<int64_t>(committed_.size()));
   request.set_round(round);
+  request.set_traceparent(TraceparentFor(verifier_span_));
   v1::VerifierPrefill* prefill = request.mutable_prefill();
   prefill->mutable_tokens()->set_start_position(0);
   for (size_t i = 0; i + 1 < committed_.size(); ++i) prefill->mutable_tokens()->add_tokens(committed_[i]);
@@ -290,20 +297,26 @@ GenerationSession::Proposals GenerationSession::Propose(int64_t round, int k) {
     return out;
   }
   const std::vector<int32_t> span(committed_.begin() + draft_valid_, committed_.end());
+  // From here the draft was asked: its span is drawn (a re-opened stream's prefill, sent just
+  // before, names it too).
   const auto start = Clock::now();
-  std::optional<PendingProposal> pending = SendProposal(draft_valid_, span, k);
+  out.start = start;
+  std::optional<PendingProposal> pending = SendProposal(draft_valid_, span, k, draft_span_);
   if (!pending.has_value()) {
     out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    out.end = Clock::now();
     return out;
   }
   ReadProposals(round, k, /*may_re_prefill=*/true, &*pending, &out);
+  out.end = Clock::now();
   out.wall_ms = MsSince(start);
   return out;
 }
 
 std::optional<GenerationSession::PendingProposal> GenerationSession::SendProposal(
-    int64_t start_position, const std::vector<int32_t>& tokens, int k) {
+    int64_t start_position, const std::vector<int32_t>& tokens, int k, const SpanId& trace_span) {
   PendingProposal pending;
+  pending.span = trace_span;
   pending.seq = ++draft_seq_;
   pending.committed_length = start_position + static_cast<int64_t>(tokens.size());
   pending.num_tokens = k;
@@ -313,6 +326,7 @@ std::optional<GenerationSession::PendingProposal> GenerationSession::SendProposa
   request.set_session_id(session_id_);
   request.set_committed_length(pending.committed_length);
   request.set_round(pending.seq);
+  request.set_traceparent(TraceparentFor(trace_span));
   v1::TokenSpan* span = request.mutable_propose()->mutable_tokens();
   span->set_start_position(start_position);
   span->mutable_tokens()->Add(tokens.begin(), tokens.end());
@@ -356,16 +370,19 @@ void GenerationSession::ReadProposals(int64_t round, int k, bool may_re_prefill,
       SPECDEC_LOG(Info) << "session " << session_id_ << ": draft lost the session ("
                         << response.session_lost().reason() << "), re-prefilling";
       const absl::Time deadline = pending->deadline;
+      const Clock::time_point sent = pending->sent;
+      draft_span_ = pending->span;  // the re-prefill serves the same work
       std::optional<PendingProposal> again;
       if (draft_->Send(DraftPrefillRequest())) {
         again = SendProposal(static_cast<int64_t>(committed_.size()) - 1, {committed_.back()},
-                             pending->num_tokens);
+                             pending->num_tokens, pending->span);
       } else {
         DropDraft("the re-prefill could not be sent");
       }
       if (!again.has_value()) break;
       *pending = *again;
       pending->deadline = deadline;
+      pending->sent = sent;
       continue;
     }
     if (!response.has_token() || response.token().index() != pending->next_index) {
@@ -402,6 +419,7 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
     request.set_session_id(session_id_);
     request.set_committed_length(length);
     request.set_round(round);
+    request.set_traceparent(TraceparentFor(verifier_span_));
     v1::VerifyRequest* verify = request.mutable_verify();
     SetSpan(committed_, start_position, verify->mutable_tokens());
     for (size_t i = 0; i < proposals.proposals.size(); ++i) {
@@ -458,6 +476,8 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(int64_t rou
   }
   verdict.compute_ms = response.verified().compute_ms();
   verdict.wall_ms = MsSince(start);
+  verdict.start = start;
+  verdict.end = Clock::now();
   return verdict;
 }
 
@@ -471,9 +491,18 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     overdue.emplace(env_.deadline + absl::Seconds(1), [context = context_] { context->TryCancel(); });
   }
   RETURN_IF_ERROR(CheckClient());
-  if (absl::Status status = Prefill(); !status.ok()) {
+  // Both prefills (and a draft prefill's span on the draft) belong to the request's prefill span.
+  const SpanId prefill_span = NewSpanId();
+  draft_span_ = verifier_span_ = prefill_span;
+  const auto prefill_start = Clock::now();
+  const absl::Status prefilled = Prefill();
+  if (env_.trace != nullptr) {
+    env_.trace->OnPrefill(prefill_span, prefill_start, Clock::now(),
+                          static_cast<int64_t>(request_.prompt.size()), prefilled.ok());
+  }
+  if (!prefilled.ok()) {
     CloseStreams(false);
-    return status;
+    return prefilled;
   }
   usage_.set_prefill_ms(MsSince(run_start));
 
@@ -493,6 +522,18 @@ absl::Status GenerationSession::Run(const Emit& emit) {
   bool predraft_usable = false;
   double predraft_use_rate = 1.0;  // moving average of predrafts used; starts hopeful
   int rounds_without_predraft = 0;
+  // The round that sent `predraft`, for the span of one that goes unused (its draft's spans are
+  // children of it: every span the services make has its parent in the trace).
+  int64_t predraft_round = 0;
+  SpanId predraft_round_span{};
+  auto give_up_predraft = [&] {
+    if (predraft.has_value() && env_.trace != nullptr) {
+      env_.trace->OnUnusedPredraft(predraft_round, predraft_round_span, predraft->span,
+                                   predraft->sent, Clock::now());
+    }
+    predraft.reset();
+    predraft_usable = false;
+  };
 
   while (finish_reason_ == v1::FINISH_REASON_UNSPECIFIED) {
     status = CheckClient();
@@ -521,14 +562,23 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     int k = static_cast<int>(fit_k(speculate && !busy ? policy.NextK() : 0, length, remaining));
 
     const auto round_start = Clock::now();
+    // The round's span ids, named in its messages; a used pre-draft's work was named already.
+    RequestTrace::RoundSpanIds span_ids;
+    const bool use_predraft = k > 0 && predraft_usable;
+    if (use_predraft) span_ids.draft = predraft->span;
+    draft_span_ = span_ids.draft;
+    verifier_span_ = span_ids.verify;
     Proposals proposals;
-    if (k > 0 && predraft_usable) {
+    if (use_predraft) {
       // The guess at the bonus token (index 0) was right: the rest is this round's proposals.
       k = std::min(k, predraft->num_tokens - 1);
       const auto start = Clock::now();
       ReadProposals(round, k, /*may_re_prefill=*/false, &*predraft, &proposals);
       proposals.wall_ms = MsSince(start);
       proposals.overlapped = true;
+      proposals.start = predraft->sent;  // the draft worked on it during the previous round
+      proposals.end = Clock::now();
+      predraft.reset();
     } else if (k > 0) {
       proposals = Propose(round, k);
     } else if (!speculate || env_.drafts == nullptr) {
@@ -541,8 +591,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       proposals.fallback = v1::FALLBACK_PAUSED;
     }  // else K was cut to 0 by the token budget or the context: not a fallback
     const bool draft_asked = k > 0 && (proposals.wall_ms > 0 || proposals.overlapped);
-    predraft.reset();
-    predraft_usable = false;
+    give_up_predraft();  // one not used by this round
     // Overlap: with every proposal in, ask for the next round now, as if all of this one were
     // accepted: the pending token becomes x_K and the draft's first token guesses the bonus.
     const int proposed_now = static_cast<int>(proposals.proposals.size());
@@ -559,8 +608,11 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       next_policy.Observe(k, k);
       const int64_t next_k = fit_k(next_policy.NextK(), length + k + 1, remaining - (k + 1));
       if (next_k > 0) {
+        // Its work belongs to the next round's draft span (or, unused, to a "predraft" span).
         predraft = SendProposal(length + k - 1, {proposals.proposals.back().token},
-                                static_cast<int>(next_k) + 1);
+                                static_cast<int>(next_k) + 1, NewSpanId());
+        predraft_round = round;
+        predraft_round_span = span_ids.round;
       }
     }
     absl::StatusOr<Verdict> verdict = Verify(round, proposals);
@@ -589,6 +641,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     } else {
       ++rounds_without_predraft;
     }
+    if (!predraft_usable) give_up_predraft();
 
     std::vector<int32_t> emitted;
     for (int i = 0; i < outcome.num_accepted; ++i) emitted.push_back(proposals.proposals[i].token);
@@ -647,6 +700,14 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     record.set_overlapped(proposals.overlapped);
     record.set_gateway_ms(std::max(
         0.0, MsSince(round_start) - proposals.wall_ms - verdict->wall_ms));
+    if (proposals.start != Clock::time_point{}) {
+      record.set_draft_start_unix_nanos(static_cast<int64_t>(clock_(proposals.start)));
+      record.set_draft_end_unix_nanos(static_cast<int64_t>(clock_(proposals.end)));
+    }
+    record.set_verify_start_unix_nanos(static_cast<int64_t>(clock_(verdict->start)));
+    record.set_verify_end_unix_nanos(static_cast<int64_t>(clock_(verdict->end)));
+    // The request ends with this round: a pre-draft for the next one goes unused.
+    if (finish_reason_ != v1::FINISH_REASON_UNSPECIFIED) give_up_predraft();
     SPECDEC_LOG(Debug) << "session " << session_id_ << " round " << round << " K=" << k
                        << " proposed=" << proposed << " accepted=" << outcome.num_accepted
                        << " emitted=" << tokens_emitted << " draft_ms=" << record.draft_ms()
@@ -654,7 +715,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
                        << record.network_ms() << " gateway_ms=" << record.gateway_ms()
                        << " fallback=" << v1::Fallback_Name(record.fallback());
     if (env_.trace != nullptr) {
-      env_.trace->OnRound(record, round_start, proposals.wall_ms, verdict->wall_ms);
+      env_.trace->OnRound(record, round_start, span_ids);
     }
     if (request_.include_rounds) *response.add_rounds() = record;
     if (round == 0) {
@@ -669,6 +730,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
       break;
     }
   }
+  give_up_predraft();  // the loop ended with one pending (an error, the budget)
   if (!status.ok()) {
     CloseStreams(false);
     return status;

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "common/speculative/acceptance.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/tracing/span.h"
 #include "services/gateway/backend_streams.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/replica_set.h"
@@ -82,6 +83,10 @@ class GenerationSession {
     double wall_ms = 0;
     double compute_ms = 0;
     bool overlapped = false;  // drafted while the previous round was verified
+    // The draft work: from sending the request to reading the last proposal (start unset: the
+    // draft was not asked). An overlapped round's started in the previous round.
+    Clock::time_point start{};
+    Clock::time_point end{};
   };
   // A DraftPropose sent and not yet fully read.
   struct PendingProposal {
@@ -91,6 +96,7 @@ class GenerationSession {
     int next_index = 0;            // the first token not read yet
     absl::Time deadline;           // for its proposals
     Clock::time_point sent;
+    SpanId span{};  // the gateway span its work belongs to (its traceparent names it)
   };
   struct Verdict {
     std::vector<VerifiedPosition> positions;
@@ -98,6 +104,8 @@ class GenerationSession {
     std::vector<v1::VerifiedPosition> scored;
     double wall_ms = 0;
     double compute_ms = 0;
+    Clock::time_point start{};  // request sent (a re-prefill or fail-over on the way included)
+    Clock::time_point end{};    // answer read
   };
 
   absl::Status Prefill();
@@ -112,10 +120,11 @@ class GenerationSession {
   bool OpenDraft(int64_t round);
   // Asks the draft for k tokens; never fails (a failing draft becomes a fallback).
   Proposals Propose(int64_t round, int k);
-  // Sends a DraftPropose whose span is `tokens` from `start_position`; nullopt (and the draft
-  // dropped) when it cannot be sent.
+  // Sends a DraftPropose whose span is `tokens` from `start_position`, its work belonging to the
+  // gateway span `trace_span`; nullopt (and the draft dropped) when it cannot be sent.
   std::optional<PendingProposal> SendProposal(int64_t start_position,
-                                              const std::vector<int32_t>& tokens, int k);
+                                              const std::vector<int32_t>& tokens, int k,
+                                              const SpanId& trace_span);
   // Reads up to `k` more proposals of `pending` into `out` (until its deadline); re-prefills
   // once when the draft lost the session and `may_re_prefill`, else leaves `out` short.
   void ReadProposals(int64_t round, int k, bool may_re_prefill, PendingProposal* pending,
@@ -134,6 +143,9 @@ class GenerationSession {
   // with logprobs.prompt).
   v1::VerifierRequest VerifierPrefillRequest(int64_t round, bool score_prompt = false) const;
   void CloseStreams(bool release);
+  // The traceparent for a message whose work belongs to the gateway span `span` (empty when the
+  // gateway exports no spans: the stream's own context applies).
+  std::string TraceparentFor(const SpanId& span) const;
 
   std::string session_id_;
   const GenerationRequest& request_;
@@ -141,6 +153,13 @@ class GenerationSession {
   const grpc::ServerContext* context_;
   // W3C trace context sent with the draft and verifier streams (empty: none).
   const std::string traceparent_;
+  // The round times (RoundRecord's *_unix_nanos): the trace's clock, so spans and records agree.
+  const SteadyToUnix clock_;
+  // The gateway spans that the draft's prefills and the verifier's messages belong to now (the
+  // prefill span, then each round's draft and verify spans): named in each message's
+  // traceparent so that the services' spans of the work are their children.
+  SpanId draft_span_{};
+  SpanId verifier_span_{};
   std::unique_ptr<VerifierStream> verifier_;
   std::shared_ptr<Replica> verifier_replica_;
   absl::flat_hash_set<std::string> tried_verifiers_;
