@@ -40,7 +40,15 @@ ChromeTraceWriter::~ChromeTraceWriter() { Shutdown(); }
 absl::Status ChromeTraceWriter::Export(const std::vector<SpanData>& spans) {
   if (file_ == nullptr) return absl::FailedPreconditionError("the trace file is closed");
   for (const SpanData& span : spans) {
-    auto [it, inserted] = tracks_.try_emplace(span.trace_id, static_cast<int>(tracks_.size()) + 1);
+    // Round spans go to the lane of their round's parity (chrome_trace_writer.h).
+    int lane = 0;
+    for (const auto& [key, value] : span.attributes) {
+      if (key == "specdec.round" && std::holds_alternative<int64_t>(value)) {
+        lane = 1 + static_cast<int>(std::get<int64_t>(value) % 2);
+      }
+    }
+    auto [it, inserted] = tracks_.try_emplace(std::make_pair(span.trace_id, lane),
+                                              static_cast<int>(tracks_.size()) + 1);
     const int tid = it->second;
     nlohmann::json args = nlohmann::json::object();
     for (const auto& [key, value] : span.attributes) {
@@ -51,12 +59,15 @@ absl::Status ChromeTraceWriter::Export(const std::vector<SpanData>& spans) {
     args["trace_id"] = ToHex(span.trace_id);
     if (span.error) args["error"] = span.status_message;
     if (inserted) {
-      // Name the track after the request it shows.
-      std::string track = span.name;
+      // Name the track after the request it shows (its id when the span carries it).
+      std::string track = lane == 0 ? span.name : ToHex(span.trace_id).substr(0, 8);
       for (const auto& [key, value] : span.attributes) {
         if (key == "specdec.request_id" && std::holds_alternative<std::string>(value)) {
           track = std::get<std::string>(value);
         }
+      }
+      if (lane > 0) {
+        absl::StrAppend(&track, lane == 1 ? " rounds 0, 2, 4..." : " rounds 1, 3, 5...");
       }
       nlohmann::json name = {{"name", "thread_name"},
                              {"ph", "M"},

@@ -5,6 +5,7 @@
 #define SPECDEC_COMMON_TRACING_SPAN_H_
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -53,6 +54,26 @@ std::string ToHex(const std::array<uint8_t, N>& id) {
   return ToHex(id.data(), N);
 }
 uint64_t UnixNanosNow();
+
+// Steady-clock time points as Unix nanoseconds: the wall clock is read once, at construction,
+// so times taken with the steady clock keep their order and lengths (a wall clock that steps
+// meanwhile moves none of them). One per request or stream: spans of it share one origin.
+class SteadyToUnix {
+ public:
+  using Clock = std::chrono::steady_clock;
+  SteadyToUnix() : origin_(Clock::now()), origin_unix_ns_(UnixNanosNow()) {}
+  uint64_t operator()(Clock::time_point t) const {
+    const int64_t offset =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(t - origin_).count();
+    return static_cast<uint64_t>(static_cast<int64_t>(origin_unix_ns_) + offset);
+  }
+  Clock::time_point origin() const { return origin_; }
+  uint64_t origin_unix_ns() const { return origin_unix_ns_; }
+
+ private:
+  Clock::time_point origin_;
+  uint64_t origin_unix_ns_;
+};
 
 }  // namespace specdec
 

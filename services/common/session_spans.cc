@@ -37,14 +37,12 @@ SessionSpans::SessionSpans(Tracer* tracer, const grpc::ServerContext& context,
   // Unsampled: the caller records nothing of this trace, so neither do we.
   if (!parent.has_value() || !parent->sampled) return;
   tracer_ = tracer;
-  start_ = Clock::now();
-  start_unix_ns_ = UnixNanosNow();
   session_.trace_id = parent->trace_id;
   session_.parent_span_id = parent->span_id;
   session_.span_id = NewSpanId();
   session_.name = std::move(rpc_method);
   session_.kind = SpanKind::kServer;
-  session_.start_unix_ns = start_unix_ns_;
+  session_.start_unix_ns = clock_(Clock::now());
   session_.Set("rpc.system", "grpc");
   session_.Set("rpc.method", session_.name);
 }
@@ -55,26 +53,28 @@ SessionSpans::~SessionSpans() {
   tracer_->Submit(std::move(session_));
 }
 
-uint64_t SessionSpans::ToUnixNs(Clock::time_point t) const {
-  return start_unix_ns_ +
-         static_cast<uint64_t>(std::max<int64_t>(
-             0, std::chrono::duration_cast<std::chrono::nanoseconds>(t - start_).count()));
-}
-
 void SessionSpans::SetSessionId(const std::string& session_id) {
   if (tracer_ != nullptr) session_.Set("specdec.session_id", session_id);
 }
 
 void SessionSpans::Step(const char* name, Clock::time_point start, int64_t round, int64_t tokens,
-                        int64_t committed_length) {
+                        int64_t committed_length, const std::string& traceparent) {
   if (tracer_ == nullptr) return;
   SpanData step;
   step.trace_id = session_.trace_id;
   step.span_id = NewSpanId();
   step.parent_span_id = session_.span_id;
+  // A message's own context counts only within the stream's trace: a step in another trace
+  // would leave this stream's trace with a gap.
+  if (!traceparent.empty()) {
+    const std::optional<TraceContext> parent = ParseTraceparent(traceparent);
+    if (parent.has_value() && parent->trace_id == session_.trace_id) {
+      step.parent_span_id = parent->span_id;
+    }
+  }
   step.name = name;
-  step.start_unix_ns = ToUnixNs(start);
-  step.end_unix_ns = std::max(step.start_unix_ns, ToUnixNs(Clock::now()));
+  step.start_unix_ns = clock_(start);
+  step.end_unix_ns = std::max(step.start_unix_ns, clock_(Clock::now()));
   step.Set("specdec.round", round);
   step.Set("specdec.tokens", tokens);
   step.Set("specdec.committed_length", committed_length);

@@ -1,8 +1,11 @@
 // The spans a draft or verifier session stream reports, when the process exports spans
 // (--otlp_endpoint) and the gateway sent a sampled W3C traceparent with the stream: one SERVER
 // span for the stream ("specdec.v1.Verifier/Session"), a child of the gateway's request span,
-// and one child of it per model step ("verifier.verify", "draft.propose", ...). They join the
-// gateway's trace, so one request is one trace across the three services.
+// and one span per model step ("verifier.verify", "draft.propose", ...). The stream lives as
+// long as the session, so the gateway names the span a step serves (its round's draft or verify
+// span, or its prefill span) in each message's own `traceparent`; a step is that span's child,
+// or the stream span's when the message names none. They join the gateway's trace, so one
+// request is one trace across the three services.
 #ifndef SPECDEC_SERVICES_COMMON_SESSION_SPANS_H_
 #define SPECDEC_SERVICES_COMMON_SESSION_SPANS_H_
 
@@ -43,18 +46,16 @@ class SessionSpans {
 
   bool active() const { return tracer_ != nullptr; }
   void SetSessionId(const std::string& session_id);
-  // A step that ran from `start` to now: `name` ("verifier.verify"), the round it served and
-  // the tokens it ran.
+  // A step that ran from `start` to now: `name` ("verifier.verify"), the round it served, the
+  // tokens it ran, and the message's own traceparent (empty, malformed, or of another trace: the
+  // step is a child of the stream's span).
   void Step(const char* name, Clock::time_point start, int64_t round, int64_t tokens,
-            int64_t committed_length);
+            int64_t committed_length, const std::string& traceparent = "");
   void Finish(const absl::Status& status);
 
  private:
-  uint64_t ToUnixNs(Clock::time_point t) const;
-
   Tracer* tracer_ = nullptr;
-  Clock::time_point start_;
-  uint64_t start_unix_ns_ = 0;
+  SteadyToUnix clock_;
   SpanData session_;
 };
 

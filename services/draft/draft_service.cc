@@ -145,7 +145,8 @@ grpc::Status DraftServiceImpl::Session(
         }
         stream->Write(response);
         spans.Step("draft.prefill", start, request.round(),
-                   request.prefill().tokens().tokens_size(), request.committed_length());
+                   request.prefill().tokens().tokens_size(), request.committed_length(),
+                   request.traceparent());
         break;
       }
       case v1::DraftRequest::kPropose: {
@@ -156,7 +157,8 @@ grpc::Status DraftServiceImpl::Session(
         if (metrics_ != nullptr && status.ok()) {
           metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3, tokens);
         }
-        spans.Step("draft.propose", start, request.round(), tokens, request.committed_length());
+        spans.Step("draft.propose", start, request.round(), tokens, request.committed_length(),
+                   request.traceparent());
         break;
       }
       case v1::DraftRequest::kRelease: {

@@ -33,6 +33,7 @@ v1::DraftRequest DraftConnection::PrefillRequest() {
   request.set_session_id(state_->session_id);
   request.set_committed_length(state_->length());
   request.set_round(++seq_);
+  request.set_traceparent(traceparent_);
   v1::DraftPrefill* prefill = request.mutable_prefill();
   // Every committed token but the pending one, which opens the next proposal.
   prefill->mutable_tokens()->set_start_position(0);
@@ -103,30 +104,38 @@ Proposals DraftConnection::Propose(int64_t round, int k) {
   }
   const std::vector<int32_t> span(state_->committed.begin() + state_->draft_valid,
                                   state_->committed.end());
-  const absl::Time start = clock_->Now();
-  std::optional<PendingProposal> pending = Send(state_->draft_valid, span, k);
+  // From here the draft was asked: its work is timed (a re-opened stream's prefill, sent just
+  // before, named the same span).
+  out.start = clock_->Now();
+  std::optional<PendingProposal> pending = Send(state_->draft_valid, span, k, traceparent_);
   if (!pending.has_value()) {
     out.fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
+    out.end = clock_->Now();
     return out;
   }
   out.asked = true;
   Read(round, k, /*may_re_prefill=*/true, &*pending, &out);
-  out.wall_ms = MsSince(start);
+  out.end = clock_->Now();
+  out.wall_ms = absl::ToDoubleMilliseconds(out.end - out.start);
   return out;
 }
 
 std::optional<PendingProposal> DraftConnection::Send(int64_t start_position,
-                                                     const std::vector<int32_t>& tokens, int k) {
+                                                     const std::vector<int32_t>& tokens, int k,
+                                                     const std::string& traceparent) {
   if (link_ == nullptr) return std::nullopt;
   PendingProposal pending;
+  pending.traceparent = traceparent;
   pending.seq = ++seq_;
   pending.committed_length = start_position + static_cast<int64_t>(tokens.size());
   pending.num_tokens = k;
-  pending.deadline = clock_->Now() + draft_deadline_;
+  pending.sent = clock_->Now();
+  pending.deadline = pending.sent + draft_deadline_;
   v1::DraftRequest request;
   request.set_session_id(state_->session_id);
   request.set_committed_length(pending.committed_length);
   request.set_round(pending.seq);
+  request.set_traceparent(traceparent);
   v1::TokenSpan* span = request.mutable_propose()->mutable_tokens();
   span->set_start_position(start_position);
   span->mutable_tokens()->Add(tokens.begin(), tokens.end());
@@ -140,15 +149,18 @@ std::optional<PendingProposal> DraftConnection::Send(int64_t start_position,
 
 bool DraftConnection::RePrefill(PendingProposal* pending) {
   const absl::Time deadline = pending->deadline;
+  const absl::Time sent = pending->sent;
+  traceparent_ = pending->traceparent;  // the re-prefill serves the same work
   if (!link_->Send(PrefillRequest())) {
     Drop("the re-prefill could not be sent");
     return false;
   }
-  std::optional<PendingProposal> again =
-      Send(state_->length() - 1, {state_->committed.back()}, pending->num_tokens);
+  std::optional<PendingProposal> again = Send(state_->length() - 1, {state_->committed.back()},
+                                              pending->num_tokens, pending->traceparent);
   if (!again.has_value()) return false;
   *pending = *again;
   pending->deadline = deadline;  // the round's wait does not start over
+  pending->sent = sent;          // nor does its work
   return true;
 }
 

@@ -29,6 +29,10 @@ struct Proposals {
   double compute_ms = 0;
   bool overlapped = false;  // drafted while the previous round was verified
   bool asked = false;       // a proposal request reached the draft (its cache moves on)
+  // The draft work, in SessionClock time: from sending the request to reading the last proposal
+  // (InfinitePast: the draft was not asked). An overlapped round's began in the previous round.
+  absl::Time start = absl::InfinitePast();
+  absl::Time end = absl::InfinitePast();
 };
 
 // A DraftPropose sent and not yet fully read.
@@ -38,6 +42,10 @@ struct PendingProposal {
   int num_tokens = 0;            // asked for
   int next_index = 0;            // the first token not read yet
   absl::Time deadline;           // for its proposals
+  absl::Time sent;               // when it was sent (a re-prefill on the way keeps it)
+  // W3C traceparent of the gateway span its work belongs to (empty: none), named by its
+  // messages, a re-prefill's included.
+  std::string traceparent;
 };
 
 class DraftConnection {
@@ -53,16 +61,20 @@ class DraftConnection {
   // passes and Propose opens a stream again.
   bool failed() const { return failed_; }
 
+  // The W3C traceparent of the gateway span that the work asked from now on belongs to (the
+  // request's prefill span, then each round's draft span; empty: none): prefills and Propose's
+  // requests carry it, so the draft's spans of the work are its children.
+  void SetTraceparent(std::string traceparent) { traceparent_ = std::move(traceparent); }
   // Opens a stream to the best healthy draft replica and sends it a prefill; false when there
   // is none or it fails at once.
   bool Open(int64_t round);
   // Asks the draft for k tokens after the committed ones (reopening a failed draft once its
   // backoff passed); never fails: a failing draft becomes a fallback.
   Proposals Propose(int64_t round, int k);
-  // Sends a DraftPropose whose span is `tokens` from `start_position`; nullopt (and the draft
-  // dropped) when it cannot be sent.
+  // Sends a DraftPropose whose span is `tokens` from `start_position`, its work belonging to the
+  // gateway span `traceparent` names; nullopt (and the draft dropped) when it cannot be sent.
   std::optional<PendingProposal> Send(int64_t start_position, const std::vector<int32_t>& tokens,
-                                      int k);
+                                      int k, const std::string& traceparent);
   // Reads up to `k` more proposals of `pending` into `out` (until its deadline); re-prefills
   // once when the draft lost the session and `may_re_prefill`, else leaves `out` short.
   void Read(int64_t round, int k, bool may_re_prefill, PendingProposal* pending, Proposals* out);
@@ -94,6 +106,7 @@ class DraftConnection {
   std::string replica_;  // the address link_ goes to
   bool failed_ = false;
   int64_t seq_ = 0;  // number of the last request sent
+  std::string traceparent_;  // SetTraceparent
   // A dropped draft is asked again from this time on (backoff doubles per failure).
   absl::Time retry_at_ = absl::InfinitePast();
   absl::Duration backoff_ = absl::ZeroDuration();

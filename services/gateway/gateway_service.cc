@@ -222,7 +222,9 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   if (env.deadline != absl::InfiniteFuture()) {
     overdue.emplace(env.deadline + absl::Seconds(1), [context] { context->TryCancel(); });
   }
-  GenerationSession session(session_id, *validated, env, &backends, SessionClock::Real());
+  // The session times its rounds on the trace's clock: records and spans agree exactly.
+  const SteadySessionClock clock(trace.clock());
+  GenerationSession session(session_id, *validated, env, &backends, &clock);
   const absl::Status status = session.Run(
       [writer](const v1::GenerateResponse& response) { return writer->Write(response); });
   const v1::Usage& usage = session.usage();

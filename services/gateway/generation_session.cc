@@ -4,7 +4,6 @@
 #include "services/gateway/generation_session.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
@@ -19,6 +18,8 @@ namespace {
 int MaxDraftTokens(const GenerationRequest& request, const SessionEnvironment& env) {
   return request.num_draft_tokens > 0 ? request.num_draft_tokens : env.max_adaptive_draft_tokens;
 }
+
+uint64_t UnixNanos(absl::Time t) { return static_cast<uint64_t>(absl::ToUnixNanos(t)); }
 
 }  // namespace
 
@@ -46,6 +47,10 @@ int GenerationSession::MaxDraftTokensAt(int64_t pending_position) const {
       RoundPlanner::kNoCap, state_.verifier_kv_boundaries.MaxDraftTokens(pending_position)));
 }
 
+std::string GenerationSession::TraceparentFor(const SpanId& span) const {
+  return env_.trace != nullptr ? env_.trace->TraceparentFor(span) : "";
+}
+
 double GenerationSession::MsSince(absl::Time start) const {
   return absl::ToDoubleMilliseconds(clock_->Now() - start);
 }
@@ -66,9 +71,18 @@ absl::Status GenerationSession::Run(const Emit& emit) {
   run_start_ = clock_->Now();
   usage_.set_prompt_tokens(static_cast<int32_t>(request_.prompt.size()));
   RETURN_IF_ERROR(client_.Check());
-  if (absl::Status status = Prefill(); !status.ok()) {
+  // Both prefills belong to the request's prefill span (a draft's, sent on, too).
+  const SpanId prefill_span = NewSpanId();
+  draft_.SetTraceparent(TraceparentFor(prefill_span));
+  verifier_.SetTraceparent(TraceparentFor(prefill_span));
+  const absl::Status prefilled = Prefill();
+  if (env_.trace != nullptr) {
+    env_.trace->OnPrefill(prefill_span, UnixNanos(run_start_), UnixNanos(clock_->Now()),
+                          static_cast<int64_t>(request_.prompt.size()), prefilled.ok());
+  }
+  if (!prefilled.ok()) {
     CloseStreams(false);
-    return status;
+    return prefilled;
   }
   usage_.set_prefill_ms(MsSince(run_start_));
   int64_t rounds = 0;
@@ -81,6 +95,7 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     status = RunRound(rounds++, emit);
     if (!status.ok()) break;
   }
+  GiveUpPredraft();  // the request ended with one pending
   if (!status.ok()) {
     CloseStreams(false);
     return status;
@@ -128,7 +143,10 @@ absl::Status GenerationSession::RunRound(int64_t number, const Emit& emit) {
 
 Proposals GenerationSession::Draft(Round* round, bool busy) {
   Proposals proposals;
-  if (round->k > 0 && predraft_usable_) {
+  const bool use_predraft = round->k > 0 && predraft_usable_;
+  if (use_predraft) round->spans.draft = predraft_span_;  // its messages named that span
+  draft_.SetTraceparent(TraceparentFor(round->spans.draft));
+  if (use_predraft) {
     // The guess at the bonus token (index 0) was right: the rest is this round's proposals.
     round->k = std::min(round->k, predraft_->num_tokens - 1);
     const absl::Time start = clock_->Now();
@@ -136,6 +154,9 @@ Proposals GenerationSession::Draft(Round* round, bool busy) {
     proposals.wall_ms = MsSince(start);
     proposals.overlapped = true;
     proposals.asked = true;
+    proposals.start = predraft_->sent;  // the draft worked on it during the previous round
+    proposals.end = clock_->Now();
+    predraft_.reset();
   } else if (round->k > 0) {
     proposals = draft_.Propose(round->number, round->k);
   } else if (!speculate_ || !backends_has_drafts_) {
@@ -147,8 +168,7 @@ Proposals GenerationSession::Draft(Round* round, bool busy) {
   } else if (planner_.paused()) {
     proposals.fallback = v1::FALLBACK_PAUSED;
   }  // else K was cut to 0 by the token budget or the context: not a fallback
-  predraft_.reset();
-  predraft_usable_ = false;
+  GiveUpPredraft();  // one this round did not use
   return proposals;
 }
 
@@ -160,11 +180,25 @@ void GenerationSession::MaybePredraft(const Round& round) {
       planner_.PredraftK(round.k, static_cast<int>(round.proposals.proposals.size()),
                          round.length, generated_, MaxDraftTokensAt(round.length + round.k));
   if (next_k <= 0) return;
+  // Its work belongs to the next round's draft span (or, unused, to a "predraft" span).
+  predraft_span_ = NewSpanId();
+  predraft_round_ = round.number;
+  predraft_round_span_ = round.spans.round;
   predraft_ = draft_.Send(round.length + round.k - 1, {round.proposals.proposals.back().token},
-                          next_k + 1);
+                          next_k + 1, TraceparentFor(predraft_span_));
+}
+
+void GenerationSession::GiveUpPredraft() {
+  if (predraft_.has_value() && env_.trace != nullptr) {
+    env_.trace->OnUnusedPredraft(predraft_round_, predraft_round_span_, predraft_span_,
+                                 UnixNanos(predraft_->sent), UnixNanos(clock_->Now()));
+  }
+  predraft_.reset();
+  predraft_usable_ = false;
 }
 
 absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(const Round& round) {
+  verifier_.SetTraceparent(TraceparentFor(round.spans.verify));
   const absl::Time start = clock_->Now();
   const Proposals& proposals = round.proposals;
   auto build = [&](int64_t start_position) {
@@ -198,7 +232,9 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(const Round
     if (request_.logprobs_top_n >= 0) verdict.scored.push_back(position);
   }
   verdict.compute_ms = response.verified().compute_ms();
-  verdict.wall_ms = MsSince(start);
+  verdict.start = start;
+  verdict.end = clock_->Now();
+  verdict.wall_ms = absl::ToDoubleMilliseconds(verdict.end - start);
   return verdict;
 }
 
@@ -216,6 +252,7 @@ void GenerationSession::Settle(const Round& round) {
     predraft_usable_ = draft_.GuessedBonus(round.number, round.outcome.next_token, &*predraft_);
   }
   planner_.ObservePredraft(predraft_.has_value(), predraft_usable_);
+  if (!predraft_usable_) GiveUpPredraft();
 }
 
 void GenerationSession::Commit(Round* round, v1::GenerateResponse* response) {
@@ -277,8 +314,15 @@ void GenerationSession::Report(const Round& round, v1::GenerateResponse* respons
                         std::max(0.0, verdict.wall_ms - verdict.compute_ms));
   record.set_fallback(proposals.fallback);
   record.set_overlapped(proposals.overlapped);
-  const double round_ms = MsSince(round.start);
-  record.set_gateway_ms(std::max(0.0, round_ms - proposals.wall_ms - verdict.wall_ms));
+  record.set_gateway_ms(
+      std::max(0.0, MsSince(round.start) - proposals.wall_ms - verdict.wall_ms));
+  // The real times of the work (an overlapped round's draft began in the previous round).
+  if (proposals.start != absl::InfinitePast()) {
+    record.set_draft_start_unix_nanos(absl::ToUnixNanos(proposals.start));
+    record.set_draft_end_unix_nanos(absl::ToUnixNanos(proposals.end));
+  }
+  record.set_verify_start_unix_nanos(absl::ToUnixNanos(verdict.start));
+  record.set_verify_end_unix_nanos(absl::ToUnixNanos(verdict.end));
   SPECDEC_LOG(Debug) << "session " << state_.session_id << " round " << round.number
                      << " K=" << round.k << " proposed=" << proposed
                      << " accepted=" << round.outcome.num_accepted
@@ -287,14 +331,7 @@ void GenerationSession::Report(const Round& round, v1::GenerateResponse* respons
                      << " network_ms=" << record.network_ms()
                      << " gateway_ms=" << record.gateway_ms()
                      << " fallback=" << v1::Fallback_Name(record.fallback());
-  if (env_.trace != nullptr) {
-    // The trace's clock is the steady one; the round started round_ms before now.
-    const auto round_start =
-        RequestTrace::Clock::now() -
-        std::chrono::duration_cast<RequestTrace::Clock::duration>(
-            std::chrono::duration<double, std::milli>(round_ms));
-    env_.trace->OnRound(record, round_start, proposals.wall_ms, verdict.wall_ms);
-  }
+  if (env_.trace != nullptr) env_.trace->OnRound(record, UnixNanos(round.start), round.spans);
   if (request_.include_rounds) *response->add_rounds() = record;
 }
 

@@ -26,18 +26,18 @@
 #include "common/speculative/acceptance.h"
 #include "common/speculative/round_planner.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/tracing/span.h"
 #include "services/gateway/draft_connection.h"
 #include "services/gateway/finish_reason.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/session_backends.h"
 #include "services/gateway/session_state.h"
 #include "services/gateway/text_output.h"
+#include "services/gateway/trace_observer.h"
 #include "services/gateway/verifier_connection.h"
 #include "specdec/v1/gateway.pb.h"
 
 namespace specdec {
-
-class RequestTrace;  // services/gateway/trace_observer.h
 
 struct SessionEnvironment {
   const Tokenizer* tokenizer = nullptr;
@@ -83,6 +83,10 @@ class GenerationSession {
     std::vector<v1::VerifiedPosition> scored;
     double wall_ms = 0;
     double compute_ms = 0;
+    // From sending the request (a re-prefill or a move on the way included) to reading the
+    // answer, in SessionClock time.
+    absl::Time start;
+    absl::Time end;
   };
   // One round as it goes: the plan, the proposals, the verdict and what it committed.
   struct Round {
@@ -94,6 +98,8 @@ class GenerationSession {
     Verdict verdict;
     RoundOutcome outcome;
     int tokens_emitted = 0;
+    // Its spans' ids, named by its messages (a used pre-draft named its draft span already).
+    RequestTrace::RoundSpanIds spans;
   };
 
   absl::Status Prefill();
@@ -107,6 +113,12 @@ class GenerationSession {
   absl::StatusOr<Verdict> Verify(const Round& round);
   // Rollback by committed length and the pre-draft's fate.
   void Settle(const Round& round);
+  // Drops a pending pre-draft, which then shows as a "predraft" span under the round that sent
+  // it (its draft's spans are children of it).
+  void GiveUpPredraft();
+  // The traceparent for messages whose work belongs to this request's span `span` (empty when
+  // the gateway exports no spans: the stream's own context applies).
+  std::string TraceparentFor(const SpanId& span) const;
   // Appends the round's tokens to the committed ones and `response`, up to EOS or a stop string.
   void Commit(Round* round, v1::GenerateResponse* response);
   // Usage, the round record (trace, log, response) and the planner's feedback.
@@ -135,6 +147,11 @@ class GenerationSession {
   // once the draft's guess at round r's bonus is known to be right.
   std::optional<PendingProposal> predraft_;
   bool predraft_usable_ = false;
+  // The pre-draft's span (the next round's draft span when used), the round that sent it and
+  // that round's span.
+  SpanId predraft_span_{};
+  int64_t predraft_round_ = 0;
+  SpanId predraft_round_span_{};
   std::vector<v1::TokenLogprob> prompt_logprobs_;
   v1::Usage usage_;
   FinishReason finish_reason_ = FinishReason::kNone;

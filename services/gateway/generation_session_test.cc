@@ -150,6 +150,43 @@ TEST_F(SessionTest, PredraftsAreUsedWhenTheDraftIsRightAndDroppedWhenNot) {
   ExpectCleanProtocol();
 }
 
+// The records carry the real times of the work: a round's draft ends before its verification
+// begins, and an overlapped round's draft began (the pre-draft was sent) before the previous
+// round was verified; without overlap every draft begins after the previous verification.
+TEST_F(SessionTest, RoundRecordsTimeTheDraftAndVerifyWorkWhereItRan) {
+  const FakeVerifier* verifier = AddVerifier();
+  FakeDraft* draft = AddDraft();
+  draft->noise = 0.0f;  // every round after the first is pre-drafted
+  GenerationRequest request = Greedy(3);
+  for (const bool overlap : {true, false}) {
+    SCOPED_TRACE(overlap);
+    request.overlap = overlap;
+    const Outcome out = Run(request);
+    ASSERT_TRUE(out.status.ok()) << out.status;
+    ASSERT_GT(out.rounds.size(), 2u);
+    for (size_t i = 0; i < out.rounds.size(); ++i) {
+      const v1::RoundRecord& round = out.rounds[i];
+      SCOPED_TRACE(round.round());
+      ASSERT_GT(round.num_proposed(), 0);
+      EXPECT_GT(round.draft_start_unix_nanos(), 0);
+      EXPECT_LE(round.draft_start_unix_nanos(), round.draft_end_unix_nanos());
+      EXPECT_LE(round.draft_end_unix_nanos(), round.verify_start_unix_nanos());
+      // The fake verifier moves the clock by its cost.
+      EXPECT_GE(round.verify_end_unix_nanos() - round.verify_start_unix_nanos(),
+                absl::ToInt64Nanoseconds(verifier->verify_cost));
+      if (i == 0) continue;
+      const v1::RoundRecord& previous = out.rounds[i - 1];
+      EXPECT_EQ(round.overlapped(), overlap);
+      if (overlap) {
+        EXPECT_LE(round.draft_start_unix_nanos(), previous.verify_start_unix_nanos());
+      } else {
+        EXPECT_GE(round.draft_start_unix_nanos(), previous.verify_end_unix_nanos());
+      }
+    }
+    ExpectCleanProtocol();
+  }
+}
+
 TEST_F(SessionTest, AdaptiveKEqualsPlainDecoding) {
   AddVerifier();
   AddDraft();

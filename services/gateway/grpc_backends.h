@@ -12,10 +12,25 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "common/tracing/span.h"
 #include "services/gateway/replica_set.h"
 #include "services/gateway/session_backends.h"
 
 namespace specdec {
+
+// A session's clock on the gateway: the steady clock mapped to Unix time once (its request
+// trace's mapping), so that the round times it stamps and the trace's spans agree to the
+// nanosecond and a wall-clock step cannot reorder them.
+class SteadySessionClock : public SessionClock {
+ public:
+  explicit SteadySessionClock(const SteadyToUnix& mapping) : mapping_(mapping) {}
+  absl::Time Now() const override {
+    return absl::FromUnixNanos(static_cast<int64_t>(mapping_(SteadyToUnix::Clock::now())));
+  }
+
+ private:
+  const SteadyToUnix mapping_;
+};
 
 struct GrpcBackendsOptions {
   ReplicaSet* verifiers = nullptr;

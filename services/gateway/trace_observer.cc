@@ -192,7 +192,7 @@ void GatewayMetrics::ObserveAcceptance(int accepted, int drafted) {
 }
 
 RequestTrace::RequestTrace(const GatewayObservability* obs)
-    : obs_(obs), start_(Clock::now()), start_unix_ns_(UnixNanosNow()) {
+    : obs_(obs), start_(clock_.origin()), start_unix_ns_(clock_.origin_unix_ns()) {
   request_span_.trace_id = NewTraceId();
   request_span_.span_id = NewSpanId();
   request_span_.name = "Generate";
@@ -208,12 +208,6 @@ RequestTrace::RequestTrace(const GatewayObservability* obs)
 RequestTrace::~RequestTrace() {
   if (obs_ != nullptr && started_ && obs_->metrics != nullptr)
     obs_->metrics->active_sessions.Decrement();
-}
-
-uint64_t RequestTrace::ToUnixNs(Clock::time_point t) const {
-  return start_unix_ns_ +
-         static_cast<uint64_t>(std::max<int64_t>(
-             0, std::chrono::duration_cast<std::chrono::nanoseconds>(t - start_).count()));
 }
 
 SpanData RequestTrace::Child(const SpanId& parent, std::string name, uint64_t start_ns,
@@ -241,6 +235,11 @@ std::string RequestTrace::traceparent() const {
   return caller_.has_value() ? FormatTraceparent(*caller_) : "";
 }
 
+std::string RequestTrace::TraceparentFor(const SpanId& span) const {
+  if (obs_ == nullptr || obs_->tracer == nullptr) return "";
+  return FormatTraceparent({request_span_.trace_id, span, true});
+}
+
 void RequestTrace::Start(const std::string& session_id, const std::string& request_id,
                          int64_t prompt_tokens, int num_draft_tokens, bool adaptive) {
   if (obs_ == nullptr) return;
@@ -256,11 +255,13 @@ void RequestTrace::Start(const std::string& session_id, const std::string& reque
   }
 }
 
-void RequestTrace::OnRound(const v1::RoundRecord& record, Clock::time_point round_start,
-                           double draft_wall_ms, double verify_wall_ms) {
+void RequestTrace::OnRound(const v1::RoundRecord& record, uint64_t round_start_ns,
+                           const RoundSpanIds& ids) {
   if (obs_ == nullptr) return;
   const Clock::time_point now = Clock::now();
-  const double round_s = std::chrono::duration<double>(now - round_start).count();
+  const uint64_t now_ns = clock_(now);
+  const double round_s =
+      static_cast<double>(std::max(now_ns, round_start_ns) - round_start_ns) / 1e9;
   if (GatewayMetrics* m = obs_->metrics) {
     m->rounds.Increment();
     m->drafted_tokens.Increment(record.num_proposed());
@@ -286,11 +287,18 @@ void RequestTrace::OnRound(const v1::RoundRecord& record, Clock::time_point roun
   }
   first_token_seen_ = first_token_seen_ || record.tokens_emitted() > 0;
   if (obs_->tracer == nullptr) return;
-  const uint64_t round_ns = ToUnixNs(round_start);
-  const uint64_t draft_end = round_ns + static_cast<uint64_t>(draft_wall_ms * 1e6);
-  const uint64_t verify_end = draft_end + static_cast<uint64_t>(verify_wall_ms * 1e6);
-  const uint64_t end_ns = std::max(verify_end, ToUnixNs(now));
+  // The real times of the work (trace_observer.h): an overlapped round's draft began in the
+  // previous round, so its round starts there too.
+  const bool drafted = record.draft_start_unix_nanos() > 0;
+  const uint64_t draft_start = static_cast<uint64_t>(record.draft_start_unix_nanos());
+  const uint64_t draft_end = static_cast<uint64_t>(record.draft_end_unix_nanos());
+  const uint64_t verify_start = static_cast<uint64_t>(record.verify_start_unix_nanos());
+  const uint64_t verify_end = static_cast<uint64_t>(record.verify_end_unix_nanos());
+  uint64_t round_ns = round_start_ns;
+  if (drafted) round_ns = std::min(round_ns, draft_start);
+  const uint64_t end_ns = std::max(verify_end, now_ns);
   SpanData round = Child(request_span_.span_id, "round", round_ns, end_ns);
+  round.span_id = ids.round;
   round.Set("specdec.round", static_cast<int64_t>(record.round()));
   round.Set("specdec.num_draft_tokens", record.num_draft_tokens());
   round.Set("specdec.num_proposed", record.num_proposed());
@@ -301,26 +309,54 @@ void RequestTrace::OnRound(const v1::RoundRecord& record, Clock::time_point roun
   round.Set("specdec.gateway_ms", record.gateway_ms());
   round.Set("specdec.network_ms", record.network_ms());
   round.Set("specdec.fallback", FallbackLabel(record.fallback()));
+  round.Set("specdec.overlapped", AttributeValue(record.overlapped()));
   std::vector<SpanData> spans;
-  if (draft_wall_ms > 0) {
-    SpanData draft = Child(round.span_id, "draft", round_ns, draft_end);
+  if (drafted) {
+    SpanData draft = Child(round.span_id, "draft", draft_start, draft_end);
+    draft.span_id = ids.draft;
     draft.kind = SpanKind::kClient;
+    draft.Set("specdec.round", static_cast<int64_t>(record.round()));
     draft.Set("specdec.num_draft_tokens", record.num_draft_tokens());
     draft.Set("specdec.num_proposed", record.num_proposed());
     draft.Set("specdec.compute_ms", record.draft_ms());
+    draft.Set("specdec.overlapped", AttributeValue(record.overlapped()));
     spans.push_back(std::move(draft));
   }
-  SpanData verify = Child(round.span_id, "verify", draft_end, verify_end);
+  SpanData verify = Child(round.span_id, "verify", verify_start, verify_end);
+  verify.span_id = ids.verify;
   verify.kind = SpanKind::kClient;
+  verify.Set("specdec.round", static_cast<int64_t>(record.round()));
   verify.Set("specdec.num_proposed", record.num_proposed());
   verify.Set("specdec.compute_ms", record.verify_ms());
   spans.push_back(std::move(verify));
   SpanData accept = Child(round.span_id, "accept", verify_end, end_ns);
+  accept.Set("specdec.round", static_cast<int64_t>(record.round()));
   accept.Set("specdec.num_accepted", record.num_accepted());
   accept.Set("specdec.tokens_emitted", record.tokens_emitted());
   spans.push_back(std::move(accept));
   spans.push_back(std::move(round));
   obs_->tracer->Submit(std::move(spans));
+}
+
+void RequestTrace::OnPrefill(const SpanId& span, uint64_t start_ns, uint64_t end_ns,
+                             int64_t prompt_tokens, bool ok) {
+  if (obs_ == nullptr || obs_->tracer == nullptr) return;
+  SpanData prefill = Child(request_span_.span_id, "prefill", start_ns, end_ns);
+  prefill.span_id = span;
+  prefill.Set("specdec.prompt_tokens", prompt_tokens);
+  prefill.error = !ok;
+  obs_->tracer->Submit(std::move(prefill));
+}
+
+void RequestTrace::OnUnusedPredraft(int64_t round, const SpanId& round_span, const SpanId& span,
+                                    uint64_t start_ns, uint64_t end_ns) {
+  if (obs_ == nullptr || obs_->tracer == nullptr) return;
+  SpanData predraft = Child(round_span, "predraft", start_ns, end_ns);
+  predraft.span_id = span;
+  predraft.kind = SpanKind::kClient;
+  predraft.Set("specdec.round", round);
+  predraft.Set("specdec.used", AttributeValue(false));
+  obs_->tracer->Submit(std::move(predraft));
 }
 
 void RequestTrace::Finish(const v1::Usage& usage, v1::FinishReason finish_reason) {
@@ -331,12 +367,6 @@ void RequestTrace::Finish(const v1::Usage& usage, v1::FinishReason finish_reason
   request_span_.Set("specdec.drafted_tokens", usage.drafted_tokens());
   request_span_.Set("specdec.accepted_tokens", usage.accepted_tokens());
   request_span_.Set("specdec.finish_reason", FinishReasonLabel(finish_reason));
-  if (obs_->tracer != nullptr && usage.prefill_ms() > 0) {
-    SpanData prefill = Child(request_span_.span_id, "prefill", start_unix_ns_,
-                             start_unix_ns_ + static_cast<uint64_t>(usage.prefill_ms() * 1e6));
-    prefill.Set("specdec.prompt_tokens", usage.prompt_tokens());
-    obs_->tracer->Submit(std::move(prefill));
-  }
   if (GatewayMetrics* m = obs_->metrics) {
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     m->request_seconds.Observe(seconds);

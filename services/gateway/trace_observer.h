@@ -1,7 +1,8 @@
 // What the gateway reports about its requests: Prometheus metrics (requests by outcome and
 // code, tokens, acceptance, round latency by phase, time to first token, sessions, fallbacks)
-// and OpenTelemetry spans (a request span; per round a "round" span with "draft", "verify" and
-// "accept" children). One RequestTrace per Generate call turns the round records into both.
+// and OpenTelemetry spans (a request span with a "prefill" child; per round a "round" span with
+// "draft", "verify" and "accept" children at the times the work really ran, so overlapped rounds
+// overlap). One RequestTrace per Generate call turns the round records into both.
 #ifndef SPECDEC_SERVICES_GATEWAY_TRACE_OBSERVER_H_
 #define SPECDEC_SERVICES_GATEWAY_TRACE_OBSERVER_H_
 
@@ -88,23 +89,46 @@ class RequestTrace {
   // The traceparent for the draft and verifier streams: the request span when spans are
   // exported, else the caller's own (passed through), else empty.
   std::string traceparent() const;
+  // The traceparent naming `span`, a span of this request whose id the session chose before the
+  // work (a round's draft or verify span, the prefill span), for the draft's and the verifier's
+  // messages of that work: their spans become its children. Empty when spans are not exported.
+  std::string TraceparentFor(const SpanId& span) const;
+  // The clock of this request's spans (the steady clock mapped to Unix time once): the session's
+  // clock runs on it (SteadySessionClock), so the times it hands in below and the spans' own
+  // agree exactly.
+  const SteadyToUnix& clock() const { return clock_; }
   // The request was accepted and runs as `session_id`.
   void Start(const std::string& session_id, const std::string& request_id, int64_t prompt_tokens,
              int num_draft_tokens, bool adaptive);
-  // One round: its record, when it started, and the wall time of its draft and verify phases
-  // (the accept phase runs from the end of verify to now).
-  void OnRound(const v1::RoundRecord& record, Clock::time_point round_start, double draft_wall_ms,
-               double verify_wall_ms);
+  // The prefill of both services ran from `start_ns` to `end_ns` (Unix nanoseconds); `span` is
+  // the id its messages named.
+  void OnPrefill(const SpanId& span, uint64_t start_ns, uint64_t end_ns, int64_t prompt_tokens,
+                 bool ok);
+  // The ids of one round's spans, chosen before its work so that its messages can name them.
+  struct RoundSpanIds {
+    SpanId round = NewSpanId();
+    SpanId draft = NewSpanId();
+    SpanId verify = NewSpanId();
+  };
+  // One round ended now: its record (whose *_unix_nanos say when its draft and verify work ran;
+  // the accept phase runs from the end of verify to now), when it started (Unix nanoseconds), its
+  // span ids. An overlapped round's span starts with its draft work, in the previous round.
+  void OnRound(const v1::RoundRecord& record, uint64_t round_start_ns, const RoundSpanIds& ids);
+  // Round `round` asked the draft for the next round ahead (overlapped rounds) at `start_ns`,
+  // and the gateway gave that up at `end_ns` (the round was not all accepted, the guess at the
+  // bonus token was wrong, or the request ended): a "predraft" span under that round's span.
+  void OnUnusedPredraft(int64_t round, const SpanId& round_span, const SpanId& span,
+                        uint64_t start_ns, uint64_t end_ns);
   // The request's end (before Done): usage and finish reason.
   void Finish(const v1::Usage& usage, v1::FinishReason finish_reason);
   // The status returned to the client; returns it.
   grpc::Status Done(grpc::Status status);
 
  private:
-  uint64_t ToUnixNs(Clock::time_point t) const;
   SpanData Child(const SpanId& parent, std::string name, uint64_t start_ns, uint64_t end_ns) const;
 
   const GatewayObservability* obs_;
+  const SteadyToUnix clock_;
   const Clock::time_point start_;
   const uint64_t start_unix_ns_;
   bool started_ = false;

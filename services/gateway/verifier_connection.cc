@@ -28,6 +28,7 @@ v1::VerifierRequest VerifierConnection::PrefillRequest(int64_t round, bool score
   out.set_session_id(state_->session_id);
   out.set_committed_length(state_->length());
   out.set_round(round);
+  out.set_traceparent(traceparent_);
   v1::VerifierPrefill* prefill = out.mutable_prefill();
   // Every committed token but the pending one, which opens the next verification.
   prefill->mutable_tokens()->set_start_position(0);
@@ -119,7 +120,9 @@ absl::StatusOr<v1::VerifierResponse> VerifierConnection::Verify(int64_t round,
   bool re_prefilled = false;
   while (true) {
     // After a move or a re-prefill, verifier_valid is the pending token's position.
-    absl::StatusOr<v1::VerifierResponse> answer = link_->Call(build(state_->verifier_valid));
+    v1::VerifierRequest request = build(state_->verifier_valid);
+    request.set_traceparent(traceparent_);
+    absl::StatusOr<v1::VerifierResponse> answer = link_->Call(request);
     if (!answer.ok()) {
       RETURN_IF_ERROR(FailOver(round, answer.status()));
       continue;

@@ -31,6 +31,10 @@ class VerifierConnection {
                      const Tokenizer* tokenizer);
   ~VerifierConnection() { Close(false); }
 
+  // The W3C traceparent of the gateway span that the calls from now on belong to (the request's
+  // prefill span, then each round's verify span; empty: none): every request carries it, a
+  // re-prefill's or a move's included, so the verifier's spans of the work are its children.
+  void SetTraceparent(std::string traceparent) { traceparent_ = std::move(traceparent); }
   // Opens a stream to the best verifier replica this session has not tried yet and prefills it
   // with every committed token (scoring the prompt the first time when the request asks).
   // UNAVAILABLE when no replica is left; a replica's non-transport error as it is.
@@ -61,6 +65,7 @@ class VerifierConnection {
   absl::flat_hash_set<std::string> tried_;
   std::vector<v1::TokenLogprob> prompt_logprobs_;
   bool prompt_scored_ = false;
+  std::string traceparent_;  // SetTraceparent
 };
 
 }  // namespace specdec

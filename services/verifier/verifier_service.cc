@@ -170,7 +170,8 @@ grpc::Status VerifierServiceImpl::Session(
                                 request.prefill().tokens().tokens_size());
         }
         spans.Step("verifier.prefill", start, request.round(),
-                   request.prefill().tokens().tokens_size(), request.committed_length());
+                   request.prefill().tokens().tokens_size(), request.committed_length(),
+                   request.traceparent());
         break;
       }
       case v1::VerifierRequest::kVerify: {
@@ -186,7 +187,8 @@ grpc::Status VerifierServiceImpl::Session(
           metrics_->ObserveStep(ModelStep::kVerify, response.verified().compute_ms() / 1e3,
                                 tokens);
         }
-        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length());
+        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length(),
+                   request.traceparent());
         break;
       }
       case v1::VerifierRequest::kRelease:

@@ -4,13 +4,11 @@
 // log-probabilities - accepted drafts and the token that ends the round - are exercised), and
 // every log-probability checked against `specdec-score` on the same ids.
 #include <grpcpp/grpcpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +23,7 @@
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "tests/integration/service_process.h"
 #include "tests/observe/http_client.h"
+#include "tests/observe/service_stack.h"
 
 namespace specdec {
 namespace {
@@ -34,15 +33,11 @@ using ::specdec::testing::HttpRequest;
 using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
 using ::specdec::testing::ServiceProcess;
+using ::specdec::testing::ServiceStack;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
 constexpr double kTolerance = 1e-4;
 const std::vector<int32_t> kPrompt = {510, 3158, 8516, 30013, 27287, 689, 253, 22658, 4370, 15};
-
-int RunCommand(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // specdec-score --json on `ids`: one line per position (logsumexp, top_ids, top_logits,
 // next_logprob).
@@ -110,44 +105,16 @@ void ExpectOffsetsFollowTheTokens(const json& logprobs, const std::string& text)
 class CompletionsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ =
-        new std::string(::testing::TempDir() + "/specdec_completions_" + std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    model_dir_ = new std::string(*dir_ + "/tinymodel");
-    ASSERT_EQ(RunCommand(absl::StrCat(kBin,
-                                      "/tools/make_model/specdec-make-model --preset tiny "
-                                      "--seed 11 --out ",
-                                      *model_dir_, " > ", *dir_, "/make_model.log 2>&1")),
-              0);
+    stack_ = new ServiceStack("completions");
+    ASSERT_TRUE(stack_->MakeModel(11));
+    model_dir_ = &stack_->model_dir();
     http_port_ = PickFreePort();
-    verifier_ = Start("/services/verifier/specdec-verifier",
-                      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"}, "verifier");
-    draft_ = Start("/services/draft/specdec-draft",
-                   {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1"}, "draft");
-    ASSERT_NE(verifier_, nullptr);
-    ASSERT_NE(draft_, nullptr);
-    gateway_ = Start(
-        "/services/gateway/specdec-gateway",
-        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-         "--draft=" + draft_->address(), absl::StrCat("--http_listen=127.0.0.1:", http_port_)},
-        "gateway");
-    ASSERT_NE(gateway_, nullptr);
+    ASSERT_TRUE(
+        stack_->StartServices({}, {}, {absl::StrCat("--http_listen=127.0.0.1:", http_port_)}));
+    gateway_ = stack_->gateway();
   }
 
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete draft_;
-    delete verifier_;
-    std::error_code ignored;
-    std::filesystem::remove_all(*dir_, ignored);
-  }
-
-  static ServiceProcess* Start(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& name) {
-    auto process = ServiceProcess::Start(kBin + binary, args, *dir_ + "/" + name + ".log");
-    EXPECT_TRUE(process.ok()) << name << ": " << process.status();
-    return process.ok() ? process->release() : nullptr;
-  }
+  static void TearDownTestSuite() { delete stack_; }
 
   // gRPC Generate: every message's token ids and logprobs, and the last message.
   static grpc::Status Generate(const v1::GenerateRequest& request, std::vector<int32_t>* ids,
@@ -178,18 +145,14 @@ class CompletionsTest : public ::testing::Test {
 
   static json PromptJson() { return json(kPrompt); }
 
-  static std::string* dir_;
-  static std::string* model_dir_;
-  static ServiceProcess* verifier_;
-  static ServiceProcess* draft_;
+  static ServiceStack* stack_;
+  static const std::string* model_dir_;
   static ServiceProcess* gateway_;
   static int http_port_;
 };
 
-std::string* CompletionsTest::dir_ = nullptr;
-std::string* CompletionsTest::model_dir_ = nullptr;
-ServiceProcess* CompletionsTest::verifier_ = nullptr;
-ServiceProcess* CompletionsTest::draft_ = nullptr;
+ServiceStack* CompletionsTest::stack_ = nullptr;
+const std::string* CompletionsTest::model_dir_ = nullptr;
 ServiceProcess* CompletionsTest::gateway_ = nullptr;
 int CompletionsTest::http_port_ = 0;
 

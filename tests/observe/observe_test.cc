@@ -3,17 +3,17 @@
 // over HTTP before and after a Generate, spans received by an OTLP collector stand-in (a gRPC
 // TraceService in this process), the Chrome trace file parsed, completions over real HTTP.
 #include <grpcpp/grpcpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -31,6 +31,7 @@
 #include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
 #include "tests/observe/http_client.h"
+#include "tests/observe/service_stack.h"
 
 namespace specdec {
 namespace {
@@ -41,7 +42,9 @@ using ::specdec::testing::HttpRequest;
 using ::specdec::testing::HttpRequestText;
 using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
+using ::specdec::testing::RunCommand;
 using ::specdec::testing::ServiceProcess;
+using ::specdec::testing::ServiceStack;
 namespace otlp = ::opentelemetry::proto;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
@@ -103,72 +106,44 @@ std::map<std::string, otlp::common::v1::AnyValue> Attributes(const otlp::trace::
   return out;
 }
 
-int RunCommand(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+// Serves `collector` on a free loopback port, written to `port` (0 when that failed).
+grpc::Server* ServeCollector(Collector* collector, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+  builder.RegisterService(collector);
+  return builder.BuildAndStart().release();
 }
 
 class ObserveTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/specdec_observe_" + std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    model_dir_ = new std::string(*dir_ + "/tinymodel");
-    ASSERT_EQ(RunCommand(absl::StrCat(kBin,
-                                      "/tools/make_model/specdec-make-model --preset tiny "
-                                      "--seed 3 --out ",
-                                      *model_dir_, " > ", *dir_, "/make_model.log 2>&1")),
-              0);
+    stack_ = new ServiceStack("observe");
+    ASSERT_TRUE(stack_->MakeModel(3));
     collector_ = new Collector;
-    grpc::ServerBuilder builder;
     int collector_port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &collector_port);
-    builder.RegisterService(collector_);
-    collector_server_ = builder.BuildAndStart().release();
+    collector_server_ = ServeCollector(collector_, &collector_port);
     ASSERT_GT(collector_port, 0);
 
     for (int* port : {&verifier_metrics_, &draft_metrics_, &gateway_metrics_, &http_port_}) {
       *port = PickFreePort();
     }
-    trace_file_ = new std::string(*dir_ + "/trace.json");
+    trace_file_ = new std::string(stack_->dir() + "/trace.json");
     const std::string otlp = absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port);
-    verifier_ = Start("/services/verifier/specdec-verifier",
-                      {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1",
-                       absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_), otlp},
-                      "verifier");
-    draft_ = Start("/services/draft/specdec-draft",
-                   {"--model_dir=" + *model_dir_, "--device=cpu", "--threads=1", "--draft_layers=0",
-                    absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_), otlp},
-                   "draft");
-    ASSERT_NE(verifier_, nullptr);
-    ASSERT_NE(draft_, nullptr);
-    gateway_ = Start(
-        "/services/gateway/specdec-gateway",
-        {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-         "--draft=" + draft_->address(),
-         absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_),
-         otlp, "--trace_file=" + *trace_file_,
-         absl::StrCat("--http_listen=127.0.0.1:", http_port_)},
-        "gateway");
-    ASSERT_NE(gateway_, nullptr);
+    ASSERT_TRUE(stack_->StartServices(
+        {absl::StrCat("--metrics_listen=127.0.0.1:", verifier_metrics_), otlp},
+        {"--draft_layers=0", absl::StrCat("--metrics_listen=127.0.0.1:", draft_metrics_), otlp},
+        {absl::StrCat("--metrics_listen=127.0.0.1:", gateway_metrics_), otlp,
+         "--trace_file=" + *trace_file_, absl::StrCat("--http_listen=127.0.0.1:", http_port_)}));
+    verifier_ = stack_->verifier();
+    draft_ = stack_->draft();
+    gateway_ = stack_->gateway();
   }
 
   static void TearDownTestSuite() {
-    delete gateway_;
-    delete draft_;
-    delete verifier_;
+    delete stack_;  // the services first: the gateway flushes its spans to the collector
     if (collector_server_ != nullptr) collector_server_->Shutdown();
     delete collector_server_;
     delete collector_;
-    std::error_code ignored;
-    std::filesystem::remove_all(*dir_, ignored);
-  }
-
-  static ServiceProcess* Start(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& name) {
-    auto process = ServiceProcess::Start(kBin + binary, args, *dir_ + "/" + name + ".log");
-    EXPECT_TRUE(process.ok()) << name << ": " << process.status();
-    return process.ok() ? process->release() : nullptr;
   }
 
   static v1::GenerateResponse Generate(const v1::GenerateRequest& request, std::string* text,
@@ -196,8 +171,7 @@ class ObserveTest : public ::testing::Test {
     return request;
   }
 
-  static std::string* dir_;
-  static std::string* model_dir_;
+  static ServiceStack* stack_;
   static std::string* trace_file_;
   static Collector* collector_;
   static grpc::Server* collector_server_;
@@ -207,8 +181,7 @@ class ObserveTest : public ::testing::Test {
   static int verifier_metrics_, draft_metrics_, gateway_metrics_, http_port_;
 };
 
-std::string* ObserveTest::dir_ = nullptr;
-std::string* ObserveTest::model_dir_ = nullptr;
+ServiceStack* ObserveTest::stack_ = nullptr;
 std::string* ObserveTest::trace_file_ = nullptr;
 Collector* ObserveTest::collector_ = nullptr;
 grpc::Server* ObserveTest::collector_server_ = nullptr;
@@ -411,9 +384,52 @@ int CountNamed(const std::vector<otlp::trace::v1::Span>& spans, const std::strin
                                         [&](const auto& span) { return span.name() == name; }));
 }
 
+// The gateway span each service step must hang under: the work the message named.
+const std::map<std::string, std::set<std::string>>& StepParents() {
+  static const auto* parents = new std::map<std::string, std::set<std::string>>{
+      {"verifier.prefill", {"prefill", "verify"}},  // a re-prefill belongs to its round's verify
+      {"verifier.verify", {"verify"}},
+      {"draft.prefill", {"prefill", "draft"}},  // a draft opened again belongs to its round's draft
+      {"draft.propose", {"draft", "predraft"}},
+  };
+  return *parents;
+}
+
+// Every span the draft and the verifier exported in `trace` has its parent in the trace, made
+// by the gateway: the stream spans under Generate, each step under the gateway span of its work
+// (StepParents). Returns how many service spans were checked.
+int ExpectServiceSpansUnderGatewaySpans(const Collector& collector,
+                                        const std::vector<otlp::trace::v1::Span>& trace) {
+  std::map<std::string, const otlp::trace::v1::Span*> by_id;
+  for (const auto& span : trace) by_id[span.span_id()] = &span;
+  int checked = 0;
+  for (const auto& span : trace) {
+    const std::string service = collector.resource_of(span.span_id())["service.name"];
+    if (service != "specdec-draft" && service != "specdec-verifier") continue;
+    ++checked;
+    const auto parent = by_id.find(span.parent_span_id());
+    if (parent == by_id.end()) {
+      ADD_FAILURE() << span.name() << " of " << service << ": its parent is not in the trace";
+      continue;
+    }
+    EXPECT_EQ(collector.resource_of(parent->second->span_id())["service.name"], "specdec-gateway")
+        << span.name() << " of " << service << " is a child of " << parent->second->name();
+    EXPECT_EQ(parent->second->trace_id(), span.trace_id());
+    const auto allowed = StepParents().find(span.name());
+    if (allowed == StepParents().end()) {
+      EXPECT_EQ(parent->second->name(), "Generate") << span.name();  // a stream span
+    } else {
+      EXPECT_EQ(allowed->second.count(parent->second->name()), 1u)
+          << span.name() << " is a child of " << parent->second->name();
+    }
+  }
+  return checked;
+}
+
 // A client's W3C traceparent (gRPC metadata) makes the request, the draft's and the verifier's
 // work one trace: Generate is a child of the client's span, each service's stream span a child
-// of Generate, each model step a child of its stream, exported by the service that did it.
+// of Generate, each model step a child of the gateway span of its work (prefill, a round's
+// draft or verify), exported by the service that did it.
 TEST_F(ObserveTest, TraceContextFlowsToDraftAndVerifier) {
   const std::string trace_hex = "4bf92f3577b34da6a3ce929d0e0e4736";
   const std::string parent_hex = "00f067aa0ba902b7";
@@ -452,12 +468,12 @@ TEST_F(ObserveTest, TraceContextFlowsToDraftAndVerifier) {
       EXPECT_GT(CountNamed(trace, step), 0) << step;
       for (const auto& span : trace) {
         if (span.name() != step) continue;
-        EXPECT_EQ(span.parent_span_id(), session.span_id()) << step;
         EXPECT_EQ(collector_->resource_of(span.span_id())["service.name"], service) << step;
         EXPECT_GE(span.start_time_unix_nano(), session.start_time_unix_nano()) << step;
       }
     }
   }
+  EXPECT_GE(ExpectServiceSpansUnderGatewaySpans(*collector_, trace), 6);
 }
 
 // The same through the HTTP door: its traceparent header becomes the Generate span's parent.
@@ -477,6 +493,7 @@ TEST_F(ObserveTest, HttpTraceparentHeaderJoinsTheTrace) {
     if (span.name() == "Generate") EXPECT_EQ(Hex(span.parent_span_id()), parent_hex);
   }
   EXPECT_EQ(CountNamed(trace, "specdec.v1.Verifier/Session"), 1);
+  EXPECT_GT(ExpectServiceSpansUnderGatewaySpans(*collector_, trace), 1);
   // A malformed header is ignored: the request runs in a new trace of its own.
   EXPECT_EQ(HttpRequest(http_port_, "POST", "/v1/completions",
                         R"({"prompt": "hi", "max_tokens": 2})", "traceparent: not-a-trace\r\n")
@@ -719,6 +736,234 @@ TEST_F(ObserveTest, HealthCommandReportsServing) {
   EXPECT_NE(RunCommand(absl::StrCat(client, " health --server 127.0.0.1:", PickFreePort(),
                                     " --timeout_ms 500 2>/dev/null")),
             0);
+}
+
+// Overlapped rounds drawn as they ran. The draft runs every layer of the verifier's checkpoint,
+// so its greedy proposals are all accepted and its guess at the bonus token is right: the
+// gateway uses the next round's proposals, drafted while this round was verified. The round
+// records, the OTLP spans and the Chrome trace file then show round n+1's draft starting
+// before round n's verification ends, and every span of the draft and the verifier hangs under
+// the gateway span of the work it did.
+class OverlapTraceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    stack_ = new ServiceStack("overlap_trace");
+    ASSERT_TRUE(stack_->MakeModel(5));
+    collector_ = new Collector;
+    int collector_port = 0;
+    collector_server_ = ServeCollector(collector_, &collector_port);
+    ASSERT_GT(collector_port, 0);
+    trace_file_ = new std::string(stack_->dir() + "/trace.json");
+    const std::string otlp = absl::StrCat("--otlp_endpoint=127.0.0.1:", collector_port);
+    ASSERT_TRUE(stack_->StartServices(
+        {otlp}, {otlp}, {otlp, "--trace_file=" + *trace_file_, "--overlap_rounds=true"}));
+  }
+
+  static void TearDownTestSuite() {
+    delete stack_;
+    if (collector_server_ != nullptr) collector_server_->Shutdown();
+    delete collector_server_;
+    delete collector_;
+  }
+
+  static ServiceStack* stack_;
+  static std::string* trace_file_;
+  static Collector* collector_;
+  static grpc::Server* collector_server_;
+};
+
+ServiceStack* OverlapTraceTest::stack_ = nullptr;
+std::string* OverlapTraceTest::trace_file_ = nullptr;
+Collector* OverlapTraceTest::collector_ = nullptr;
+grpc::Server* OverlapTraceTest::collector_server_ = nullptr;
+
+// The times of a request's draft and verify work, Unix nanoseconds by round.
+struct RoundTimes {
+  std::map<int64_t, int64_t> draft_start, draft_end, verify_start, verify_end;
+};
+
+// The rounds n+1 whose draft began before round n's verification ended.
+std::set<int64_t> OverlappingRounds(const RoundTimes& times) {
+  std::set<int64_t> out;
+  for (const auto& [round, end] : times.verify_end) {
+    const auto next = times.draft_start.find(round + 1);
+    if (next != times.draft_start.end() && next->second < end) out.insert(round + 1);
+  }
+  return out;
+}
+
+// `drawn` (spans, trace events) shows the times of `real` (the round records), within
+// `tolerance_ns`.
+void ExpectSameTimes(const RoundTimes& drawn, const RoundTimes& real, int64_t tolerance_ns,
+                     const std::string& what) {
+  const std::vector<std::pair<const std::map<int64_t, int64_t>*, const std::map<int64_t, int64_t>*>>
+      pairs = {{&drawn.draft_start, &real.draft_start},
+               {&drawn.draft_end, &real.draft_end},
+               {&drawn.verify_start, &real.verify_start},
+               {&drawn.verify_end, &real.verify_end}};
+  for (const auto& [got, want] : pairs) {
+    ASSERT_EQ(got->size(), want->size()) << what;
+    for (const auto& [round, time] : *want) {
+      ASSERT_EQ(got->count(round), 1u) << what << ": round " << round;
+      EXPECT_NEAR(static_cast<double>(got->at(round)), static_cast<double>(time),
+                  static_cast<double>(tolerance_ns))
+          << what << ": round " << round;
+    }
+  }
+}
+
+TEST_F(OverlapTraceTest, OverlappedRoundsOverlapInSpansAndTraceFile) {
+  const std::string trace_hex = "5c6e1b0f4a3d4e2c9b8a7f6e5d4c3b2a";
+  auto stub = v1::Gateway::NewStub(
+      grpc::CreateChannel(stack_->gateway()->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.AddMetadata("traceparent", "00-" + trace_hex + "-1122334455667788-01");
+  v1::GenerateRequest request;
+  request.set_prompt("The quick brown fox jumps over");
+  request.set_max_new_tokens(24);
+  request.mutable_speculation()->set_num_draft_tokens(3);
+  request.set_include_rounds(true);
+  request.set_request_id("overlap-1");
+  auto reader = stub->Generate(&context, request);
+  v1::GenerateResponse response;
+  v1::GenerateResponse last;
+  std::vector<v1::RoundRecord> records;
+  while (reader->Read(&response)) {
+    records.insert(records.end(), response.rounds().begin(), response.rounds().end());
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  const int overlapped = last.usage().overlapped_rounds();
+  ASSERT_GT(overlapped, 0) << "no round used its pre-draft, although the draft is the verifier's "
+                              "own model ("
+                           << last.usage().accepted_tokens() << " of "
+                           << last.usage().drafted_tokens() << " drafts accepted)";
+
+  // The round records: real times, in order within a round; exactly the overlapped rounds
+  // began their draft before the previous round's verification ended.
+  RoundTimes real;
+  std::set<int64_t> overlapped_rounds;
+  for (const v1::RoundRecord& record : records) {
+    EXPECT_GT(record.verify_start_unix_nanos(), 0) << "round " << record.round();
+    EXPECT_LE(record.verify_start_unix_nanos(), record.verify_end_unix_nanos());
+    EXPECT_GT(record.verify_ms(), 0);  // the durations stay
+    real.verify_start[record.round()] = record.verify_start_unix_nanos();
+    real.verify_end[record.round()] = record.verify_end_unix_nanos();
+    if (record.num_proposed() > 0) {
+      EXPECT_GT(record.draft_start_unix_nanos(), 0) << "round " << record.round();
+      EXPECT_LE(record.draft_start_unix_nanos(), record.draft_end_unix_nanos());
+      EXPECT_LE(record.draft_end_unix_nanos(), record.verify_start_unix_nanos());
+      real.draft_start[record.round()] = record.draft_start_unix_nanos();
+      real.draft_end[record.round()] = record.draft_end_unix_nanos();
+    }
+    if (record.overlapped()) overlapped_rounds.insert(record.round());
+  }
+  EXPECT_EQ(static_cast<int>(overlapped_rounds.size()), overlapped);
+  EXPECT_EQ(OverlappingRounds(real), overlapped_rounds);
+
+  // The spans: the same overlap, and every service span under the gateway span of its work.
+  const auto trace = WaitForTrace(*collector_, trace_hex, [](const auto& spans) {
+    return CountNamed(spans, "Generate") == 1 &&
+           CountNamed(spans, "specdec.v1.Verifier/Session") == 1 &&
+           CountNamed(spans, "specdec.v1.Draft/Session") == 1;
+  });
+  ASSERT_EQ(CountNamed(trace, "Generate"), 1) << trace.size() << " spans in the trace";
+  std::map<std::string, int64_t> round_of;  // round span id -> round
+  for (const auto& span : trace) {
+    if (span.name() != "round") continue;
+    round_of[span.span_id()] = Attributes(span)["specdec.round"].int_value();
+  }
+  EXPECT_EQ(static_cast<int>(round_of.size()), last.usage().rounds());
+  RoundTimes spans;
+  for (const auto& span : trace) {
+    const auto round = round_of.find(span.parent_span_id());
+    if (round == round_of.end()) continue;
+    const auto start = static_cast<int64_t>(span.start_time_unix_nano());
+    const auto end = static_cast<int64_t>(span.end_time_unix_nano());
+    if (span.name() == "draft") {
+      spans.draft_start[round->second] = start;
+      spans.draft_end[round->second] = end;
+    } else if (span.name() == "verify") {
+      spans.verify_start[round->second] = start;
+      spans.verify_end[round->second] = end;
+    }
+  }
+  ExpectSameTimes(spans, real, 0, "OTLP spans");
+  EXPECT_EQ(OverlappingRounds(spans), overlapped_rounds);
+  EXPECT_GT(CountNamed(trace, "draft.propose"), 0);
+  EXPECT_GT(CountNamed(trace, "verifier.verify"), 0);
+  EXPECT_GE(ExpectServiceSpansUnderGatewaySpans(*collector_, trace),
+            2 + CountNamed(trace, "draft.propose") + CountNamed(trace, "verifier.verify"));
+
+  // The Chrome trace file: the same overlap, on tracks that each nest (a viewer draws a track
+  // as a strict nesting; overlapped rounds sit on two tracks).
+  std::vector<json> events;
+  int64_t base_unix_ns = 0;  // ts 0 of the file
+  for (int i = 0; i < 50; ++i) {
+    std::ifstream in(*trace_file_);
+    std::stringstream text;
+    text << in.rdbuf();
+    const json all = json::parse(text.str() + "\n]", nullptr, false);
+    events.clear();
+    bool found = false;
+    if (all.is_array()) {
+      for (const json& event : all) {
+        if (event.value("name", "") == "trace_start_unix_ns") {
+          base_unix_ns = event["args"]["unix_ns"].get<int64_t>();
+        }
+        if (event.value("ph", "") != "X" || event["args"].value("trace_id", "") != trace_hex) {
+          continue;
+        }
+        events.push_back(event);
+        found = found || event.value("name", "") == "Generate";
+      }
+    }
+    if (found) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(events.empty()) << "no events of the trace in " << *trace_file_;
+  std::map<std::string, int64_t> file_round_of;  // span id -> round
+  for (const json& event : events) {
+    if (event["name"] == "round") {
+      file_round_of[event["args"]["span_id"].get<std::string>()] =
+          event["args"]["specdec.round"].get<int64_t>();
+    }
+  }
+  ASSERT_GT(base_unix_ns, 0);
+  RoundTimes file;
+  for (const json& event : events) {
+    const auto round = file_round_of.find(event["args"].value("parent_span_id", ""));
+    if (round == file_round_of.end()) continue;
+    const double ts = event["ts"].get<double>();
+    const auto start = base_unix_ns + std::llround(ts * 1000);
+    const auto end = base_unix_ns + std::llround((ts + event["dur"].get<double>()) * 1000);
+    if (event["name"] == "draft") {
+      file.draft_start[round->second] = start;
+      file.draft_end[round->second] = end;
+    } else if (event["name"] == "verify") {
+      file.verify_start[round->second] = start;
+      file.verify_end[round->second] = end;
+    }
+  }
+  ExpectSameTimes(file, real, 10, "Chrome trace events");  // microseconds as JSON doubles
+  EXPECT_EQ(OverlappingRounds(file), overlapped_rounds);
+  constexpr double kEpsilonUs = 1e-3;
+  for (size_t i = 0; i < events.size(); ++i) {
+    for (size_t j = i + 1; j < events.size(); ++j) {
+      const json& a = events[i];
+      const json& b = events[j];
+      if (a["tid"] != b["tid"]) continue;
+      const double a0 = a["ts"], a1 = a0 + a["dur"].get<double>();
+      const double b0 = b["ts"], b1 = b0 + b["dur"].get<double>();
+      const bool disjoint = a1 <= b0 + kEpsilonUs || b1 <= a0 + kEpsilonUs;
+      const bool nested = (a0 <= b0 + kEpsilonUs && b1 <= a1 + kEpsilonUs) ||
+                          (b0 <= a0 + kEpsilonUs && a1 <= b1 + kEpsilonUs);
+      EXPECT_TRUE(disjoint || nested)
+          << a["name"] << " (round " << a["args"].value("specdec.round", int64_t{-1}) << ") and "
+          << b["name"] << " (round " << b["args"].value("specdec.round", int64_t{-1})
+          << ") overlap on track " << a["tid"] << " without nesting";
+    }
+  }
 }
 
 }  // namespace

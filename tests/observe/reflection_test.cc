@@ -11,10 +11,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,6 +24,7 @@
 #include "specdec/v1/gateway.pb.h"
 #include "specdec/v1/verifier.pb.h"
 #include "tests/integration/service_process.h"
+#include "tests/observe/service_stack.h"
 
 namespace specdec {
 namespace {
@@ -33,13 +32,7 @@ namespace {
 namespace reflection = ::grpc::reflection::v1alpha;
 namespace pb = ::google::protobuf;
 using ::specdec::testing::ServiceProcess;
-
-const std::string kBin = SPECDEC_BINARY_DIR;
-
-int RunCommand(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using ::specdec::testing::ServiceStack;
 
 // A reflection client over one stream, as grpcurl keeps one per server.
 class ReflectionClient {
@@ -158,49 +151,23 @@ grpc::Status CallUnary(ReflectionClient& client, const pb::MethodDescriptor* met
 class ReflectionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ =
-        new std::string(::testing::TempDir() + "/specdec_reflection_" + std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    const std::string model = *dir_ + "/tinymodel";
-    ASSERT_EQ(RunCommand(absl::StrCat(kBin, "/tools/make_model/specdec-make-model --preset tiny ",
-                                      "--out ", model, " > ", *dir_, "/make_model.log 2>&1")),
-              0);
-    verifier_ = Start("/services/verifier/specdec-verifier",
-                      {"--model_dir=" + model, "--device=cpu", "--threads=1"}, "verifier");
-    draft_ =
-        Start("/services/draft/specdec-draft",
-              {"--model_dir=" + model, "--device=cpu", "--threads=1", "--draft_layers=0"}, "draft");
-    ASSERT_NE(verifier_, nullptr);
-    ASSERT_NE(draft_, nullptr);
-    gateway_ = Start("/services/gateway/specdec-gateway",
-                     {"--model_dir=" + model, "--verifier=" + verifier_->address(),
-                      "--draft=" + draft_->address()},
-                     "gateway");
-    ASSERT_NE(gateway_, nullptr);
+    stack_ = new ServiceStack("reflection");
+    ASSERT_TRUE(stack_->MakeModel());
+    ASSERT_TRUE(stack_->StartServices({}, {"--draft_layers=0"}, {}));
+    verifier_ = stack_->verifier();
+    draft_ = stack_->draft();
+    gateway_ = stack_->gateway();
   }
 
-  static void TearDownTestSuite() {
-    delete gateway_;
-    delete draft_;
-    delete verifier_;
-    std::error_code ignored;
-    std::filesystem::remove_all(*dir_, ignored);
-  }
+  static void TearDownTestSuite() { delete stack_; }
 
-  static ServiceProcess* Start(const std::string& binary, const std::vector<std::string>& args,
-                               const std::string& name) {
-    auto process = ServiceProcess::Start(kBin + binary, args, *dir_ + "/" + name + ".log");
-    EXPECT_TRUE(process.ok()) << name << ": " << process.status();
-    return process.ok() ? process->release() : nullptr;
-  }
-
-  static std::string* dir_;
+  static ServiceStack* stack_;
   static ServiceProcess* verifier_;
   static ServiceProcess* draft_;
   static ServiceProcess* gateway_;
 };
 
-std::string* ReflectionTest::dir_ = nullptr;
+ServiceStack* ReflectionTest::stack_ = nullptr;
 ServiceProcess* ReflectionTest::verifier_ = nullptr;
 ServiceProcess* ReflectionTest::draft_ = nullptr;
 ServiceProcess* ReflectionTest::gateway_ = nullptr;
