@@ -1,5 +1,6 @@
 // The gateway service (see gateway_service.h). Synchronous gRPC: each Generate stream runs its
-// round loop on the thread gRPC gives the call (docs/pipeline.md, "Threading").
+// round loop on the thread gRPC gives the call, each HTTP completion on its civetweb worker
+// thread, both through Serve (docs/pipeline.md, "Threading").
 #include "services/gateway/gateway_service.h"
 
 #include <algorithm>
