@@ -105,13 +105,6 @@ absl::Status ServeUntilSignal(const ServerOptions& options,
   if (server == nullptr || selected_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
-  if (options.on_started) {
-    if (absl::Status status = options.on_started(selected_port); !status.ok()) {
-      server->Shutdown(std::chrono::system_clock::now());
-      server->Wait();
-      return status;
-    }
-  }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
   for (const std::string& name : options.health_service_names) {

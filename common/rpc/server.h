@@ -24,9 +24,6 @@ struct ServerOptions {
   std::vector<std::string> health_service_names;
   // How long in-flight calls may run after SIGTERM before they are cancelled.
   int shutdown_grace_ms = 5000;
-  // Called with the bound port once the server listens, before it reports SERVING (so what
-  // it starts is up when a client sees SERVING). An error stops the server and is returned.
-  std::function<absl::Status(int port)> on_started;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and in every thread it creates later, so

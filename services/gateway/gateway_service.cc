@@ -1,5 +1,6 @@
 // The gateway service (see gateway_service.h). Synchronous gRPC: each Generate stream runs its
-// round loop on the thread gRPC gives the call (docs/pipeline.md, "Threading").
+// round loop on the thread gRPC gives the call, each HTTP completion on its civetweb worker
+// thread, both through Serve (docs/pipeline.md, "Threading").
 #include "services/gateway/gateway_service.h"
 
 #include <algorithm>
@@ -157,26 +158,48 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
 grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                                           const v1::GenerateRequest* request,
                                           grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
+  CallContext call;
   const auto& metadata = context->client_metadata();
   if (const auto it = metadata.find(kTraceparentKey); it != metadata.end()) {
     // An invalid value is ignored (W3C: start a new trace).
-    if (std::optional<TraceContext> parent =
-            ParseTraceparent(std::string_view(it->second.data(), it->second.size()))) {
-      trace.Continue(*parent);
-    }
+    call.trace_parent = ParseTraceparent(std::string_view(it->second.data(), it->second.size()));
   }
-  absl::StatusOr<GenerationRequest> validated = Validate(*request);
+  // gRPC's "no deadline" is the far future.
+  if (context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    call.client_deadline = absl::FromChrono(context->deadline());
+  }
+  call.cancelled = [context] { return context->IsCancelled(); };
+  call.cancel = [context] { context->TryCancel(); };
+  call.grpc_call = context;
+  call.transport = "grpc";
+  return ToGrpcStatus(Serve(*request, call, [writer](const v1::GenerateResponse& response) {
+    return writer->Write(response);
+  }));
+}
+
+absl::Status GatewayServiceImpl::Serve(const v1::GenerateRequest& request, const CallContext& call,
+                                       const GenerateEmit& emit) {
+  if (observability_ != nullptr && observability_->metrics != nullptr) {
+    observability_->metrics->generate_calls.Add({{"transport", call.transport}}).Increment();
+  }
+  RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
+  if (call.trace_parent.has_value()) trace.Continue(*call.trace_parent);
+  // The status the client gets, as the trace records it.
+  auto done = [&trace](const absl::Status& status) {
+    trace.Done(ToGrpcStatus(status));
+    return status;
+  };
+  absl::StatusOr<GenerationRequest> validated = Validate(request);
   if (!validated.ok()) {
     SPECDEC_LOG(Info) << "rejected request: " << validated.status();
-    return trace.Done(ToGrpcStatus(validated.status()));
+    return done(validated.status());
   }
   if (active_sessions_.fetch_add(1) >= config_.max_sessions) {
     active_sessions_.fetch_sub(1);
     SPECDEC_LOG(Info) << "request " << validated->request_id << " rejected: "
                       << config_.max_sessions << " sessions active";
-    return trace.Done(ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions"))));
+    return done(absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions")));
   }
   struct Release {
     std::atomic<int>* count;
@@ -186,13 +209,11 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   SessionEnvironment env;
   // The client's deadline propagates to every backend call; a request without one gets the
   // gateway's default, so no session can live forever.
-  const bool client_deadline =
-      context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365);
-  if (client_deadline) env.client_deadline = absl::FromChrono(context->deadline());
-  if (!client_deadline && config_.default_deadline_ms > 0) {
+  env.client_deadline = call.client_deadline;
+  if (call.client_deadline == absl::InfiniteFuture() && config_.default_deadline_ms > 0) {
     env.deadline = absl::Now() + absl::Milliseconds(config_.default_deadline_ms);
   }
-  env.client_cancelled = [context] { return context->IsCancelled(); };
+  env.client_cancelled = call.cancelled;
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
@@ -209,24 +230,26 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
   GrpcBackendsOptions links;
   links.verifiers = verifiers_.get();
   links.drafts = drafts_.get();
-  links.parent = context;
-  links.deadline = env.deadline;
+  // A gRPC call propagates its deadline and cancellation itself; without one, the client's
+  // deadline bounds the backend streams directly.
+  links.parent = call.grpc_call;
+  links.deadline =
+      call.grpc_call != nullptr ? env.deadline : std::min(env.deadline, env.client_deadline);
   links.verifier_timeout = absl::Milliseconds(config_.verifier_timeout_ms);
   // Opening a draft stream and sending to it are bounded like the round's wait for proposals.
   links.draft_op_timeout = absl::Milliseconds(std::max(config_.draft_deadline_ms, 100));
   links.traceparent = trace.traceparent();
   GrpcSessionBackends backends(std::move(links));
-  // The rounds check the session's deadline, but a client that stops reading blocks Write: past
+  // The rounds check the session's deadline, but a client that stops reading blocks Emit: past
   // the deadline the call is cancelled, which unblocks it (no session outlives its deadline).
   std::optional<Watchdog::Scoped> overdue;
-  if (env.deadline != absl::InfiniteFuture()) {
-    overdue.emplace(env.deadline + absl::Seconds(1), [context] { context->TryCancel(); });
+  if (env.deadline != absl::InfiniteFuture() && call.cancel) {
+    overdue.emplace(env.deadline + absl::Seconds(1), call.cancel);
   }
   // The session times its rounds on the trace's clock: records and spans agree exactly.
   const SteadySessionClock clock(trace.clock());
   GenerationSession session(session_id, *validated, env, &backends, &clock);
-  const absl::Status status = session.Run(
-      [writer](const v1::GenerateResponse& response) { return writer->Write(response); });
+  const absl::Status status = session.Run(emit);
   const v1::Usage& usage = session.usage();
   const double tokens_per_s =
       usage.total_ms() > 0 ? usage.generated_tokens() / (usage.total_ms() / 1000.0) : 0.0;
@@ -238,7 +261,7 @@ grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
                     << v1::FinishReason_Name(session.finish_reason())
                     << (status.ok() ? "" : absl::StrCat(", error ", status.ToString()));
   trace.Finish(usage, session.finish_reason());
-  return trace.Done(ToGrpcStatus(status));
+  return done(status);
 }
 
 grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
@@ -354,25 +377,28 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
   ASSIGN_OR_RETURN(std::unique_ptr<GatewayTelemetry> telemetry,
                    GatewayTelemetry::Start(telemetry_options));
   service.set_observability(telemetry->observability());
+  // The HTTP API drives sessions through `service` directly (no gRPC hop), so it needs nothing
+  // from the gRPC server and starts first; it is stopped before `service` goes away.
   std::unique_ptr<HttpServer> http;
+  if (!config.http_listen.empty()) {
+    ASSIGN_OR_RETURN(http,
+                     HttpServer::Start(HttpServerOptionsFor(config, telemetry_options.model_name,
+                                                            telemetry->observability()),
+                                       &service));
+  }
   ServerOptions options;
   options.listen = config.listen;
   options.name = "gateway";
   options.health_service_names = {"specdec.v1.Gateway"};
   options.shutdown_grace_ms = config.shutdown_grace_ms;
-  // The HTTP API calls the gRPC server on the port it bound (with --listen=HOST:0, the one the
-  // kernel chose), so it starts once that server listens.
-  options.on_started = [&](int port) -> absl::Status {
-    if (config.http_listen.empty()) return absl::OkStatus();
-    GatewayConfig bound = config;
-    bound.listen = absl::StrCat(config.listen.substr(0, config.listen.rfind(':') + 1), port);
-    ASSIGN_OR_RETURN(http, HttpServer::Start(HttpServerOptionsFor(
-                               bound, telemetry_options.model_name, telemetry->observability())));
-    return absl::OkStatus();
-  };
-  return ServeUntilSignal(options, {&service}, [&http] {
+  absl::Time grace_end = absl::InfinitePast();  // no signal (gRPC failed to start): at once
+  const absl::Status status = ServeUntilSignal(options, {&service}, [&] {
+    grace_end = absl::Now() + absl::Milliseconds(config.shutdown_grace_ms);
     if (http != nullptr) http->Drain();  // new HTTP requests get 503 while gRPC drains
   });
+  // HTTP completions get the same grace as gRPC streams, then are cancelled.
+  if (http != nullptr) http->Shutdown(grace_end);
+  return status;
 }
 
 }  // namespace specdec

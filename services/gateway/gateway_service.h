@@ -7,15 +7,19 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "services/gateway/replica_set.h"
+#include "absl/time/time.h"
 #include "common/model/config.h"
 #include "common/sampling/sampling.h"
 #include "common/tokenizer/tokenizer.h"
+#include "common/tracing/trace_context.h"
+#include "services/gateway/replica_set.h"
 #include "specdec/v1/draft.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
@@ -67,6 +71,29 @@ struct GenerationRequest {
   bool prompt_only = false;      // prefill only, generate nothing
 };
 
+// One Generate call as the transport (gRPC, or the HTTP API) sees it: what Serve needs from the
+// caller besides the request itself.
+struct CallContext {
+  // The caller's W3C trace context (a valid traceparent), if it sent one.
+  std::optional<TraceContext> trace_parent;
+  // The client's deadline (InfiniteFuture: it set none, and the gateway's default applies).
+  absl::Time client_deadline = absl::InfiniteFuture();
+  // Whether the client has gone away or the call was cancelled (null: never).
+  std::function<bool()> cancelled;
+  // Ends the call from the outside: run when the session outlives its deadline, since a client
+  // that stops reading blocks Emit where the rounds cannot see the deadline (null: none).
+  std::function<void()> cancel;
+  // gRPC only (null otherwise): the call whose deadline and cancellation propagate to the draft
+  // and verifier streams at once. Without it the streams are still bounded by the session's
+  // deadline and the per-call timeouts, and the session ends at its next check of `cancelled`.
+  const grpc::ServerContext* grpc_call = nullptr;
+  // The door it came in through, for specdec_gateway_generate_calls_total: "grpc" or "http".
+  const char* transport = "grpc";
+};
+
+// Sends one message to the client; false when the client is gone (GenerationSession::Emit).
+using GenerateEmit = std::function<bool(const v1::GenerateResponse&)>;
+
 class GatewayServiceImpl final : public v1::Gateway::Service {
  public:
   // `tokenizer` may be null: then only prompt_ids are accepted and no text is produced.
@@ -75,8 +102,14 @@ class GatewayServiceImpl final : public v1::Gateway::Service {
                      std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ReplicaSet> verifiers,
                      std::unique_ptr<ReplicaSet> drafts);
 
+  // The gRPC door: a thin adapter over Serve.
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  // One Generate call whatever its transport (gRPC, the HTTP API): validation, the session
+  // limit (--max_sessions), metrics and the request's span, then the session, whose messages go
+  // through `emit`. The returned status is the call's (its code is the gRPC code).
+  absl::Status Serve(const v1::GenerateRequest& request, const CallContext& call,
+                     const GenerateEmit& emit);
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
                        v1::GetInfoResponse* response) override;
 

@@ -1,6 +1,7 @@
 // SessionBackends over gRPC: the replica sets (replica_set.h) and the stream wrappers
-// (backend_streams.h). One per Generate call: the streams' contexts derive from the client's
-// call, so its cancellation and deadline reach both services.
+// (backend_streams.h). One per Generate call: for a gRPC call the streams' contexts derive from
+// the client's call, so its cancellation and deadline reach both services; an HTTP completion
+// has no such call (parent null) and its streams are bounded by `deadline` and the timeouts.
 #ifndef SPECDEC_SERVICES_GATEWAY_GRPC_BACKENDS_H_
 #define SPECDEC_SERVICES_GATEWAY_GRPC_BACKENDS_H_
 

@@ -1,5 +1,6 @@
 // OpenAI-compatible HTTP API (see http_server.h). civetweb runs each request on one of its
-// worker threads; a completion is one gRPC Generate stream to this gateway, read to its end.
+// worker threads; a completion runs its session there (GatewayServiceImpl::Serve), writing each
+// message as it comes (server-sent events) or gathering them into one JSON answer.
 #include "services/gateway/http_server.h"
 
 #include <civetweb.h>
@@ -81,23 +82,23 @@ std::string RandomHex() {
 
 }  // namespace
 
-int HttpStatusFor(grpc::StatusCode code) {
+int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK:
+    case absl::StatusCode::kOk:
       return 200;
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::OUT_OF_RANGE:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
       return 400;
-    case grpc::StatusCode::NOT_FOUND:
+    case absl::StatusCode::kNotFound:
       return 404;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case absl::StatusCode::kResourceExhausted:
       return 429;
-    case grpc::StatusCode::UNAVAILABLE:
+    case absl::StatusCode::kUnavailable:
       return 503;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case absl::StatusCode::kDeadlineExceeded:
       return 504;
-    case grpc::StatusCode::CANCELLED:
+    case absl::StatusCode::kCancelled:
       return 499;
     default:
       return 500;
@@ -108,12 +109,6 @@ HttpServerOptions HttpServerOptionsFor(const GatewayConfig& config, const std::s
                                        const GatewayObservability* observability) {
   HttpServerOptions options;
   options.listen = config.http_listen;
-  // The gRPC server listens on config.listen; a wildcard host is reached on loopback.
-  const size_t colon = config.listen.rfind(':');
-  std::string host = colon == std::string::npos ? "" : config.listen.substr(0, colon);
-  const std::string port = config.listen.substr(colon == std::string::npos ? 0 : colon + 1);
-  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
-  options.gateway_address = absl::StrCat(host, ":", port);
   options.model_name = model_name;
   options.num_draft_tokens = config.http_num_draft_tokens;
   options.num_threads = std::max(8, std::min(256, config.max_sessions + 8));
@@ -121,16 +116,15 @@ HttpServerOptions HttpServerOptionsFor(const GatewayConfig& config, const std::s
   return options;
 }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
+                                                              GatewayServiceImpl* service) {
   if (options.listen.find(':') == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("--http_listen must be HOST:PORT, got \"", options.listen, "\""));
   }
   std::unique_ptr<HttpServer> server(new HttpServer);
   server->options_ = std::move(options);
-  server->channel_ =
-      grpc::CreateChannel(server->options_.gateway_address, grpc::InsecureChannelCredentials());
-  server->stub_ = v1::Gateway::NewStub(server->channel_);
+  server->service_ = service;
   std::string ports = server->options_.listen;
   if (ports.rfind("0.0.0.0:", 0) == 0) ports = ports.substr(8);  // civetweb: a bare port = any
   const std::string threads = std::to_string(server->options_.num_threads);
@@ -157,9 +151,19 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   const int n = mg_get_server_ports(server->ctx_, 4, bound);
   server->port_ = n > 0 ? bound[0].port : 0;
   SPECDEC_LOG(Info) << "http: OpenAI-compatible API on " << server->options_.listen
-                    << " (POST /v1/completions, GET /v1/models), generating through "
-                    << server->options_.gateway_address;
+                    << " (POST /v1/completions, GET /v1/models)";
   return server;
+}
+
+void HttpServer::Shutdown(absl::Time grace_end) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ == 0; };
+  if (!mu_.AwaitWithDeadline(absl::Condition(&idle), grace_end)) {
+    SPECDEC_LOG(Info) << "http: " << running_ << " completion(s) still running after the "
+                      << "shutdown grace: cancelled";
+  }
+  // Also a request that was past the drain check but not yet in Serve: it ends at once.
+  cancel_all_ = true;
 }
 
 HttpServer::~HttpServer() {
@@ -249,49 +253,81 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
                        .count();
   header.model = options_.model_name;
 
-  grpc::ClientContext context;
-  // W3C trace context: the request joins the caller's trace (an invalid header is ignored, and
-  // never reaches gRPC metadata, which must be printable ASCII).
-  if (const char* header = mg_get_header(conn, kTraceparentKey)) {
-    if (std::optional<TraceContext> parent = ParseTraceparent(header)) {
-      context.AddMetadata(kTraceparentKey, FormatTraceparent(*parent));
-    }
+  CallContext call;
+  // W3C trace context: the request joins the caller's trace (an invalid header is ignored).
+  if (const char* traceparent = mg_get_header(conn, kTraceparentKey)) {
+    call.trace_parent = ParseTraceparent(traceparent);
   }
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub_->Generate(&context, request);
-  v1::GenerateResponse response;
+  // civetweb tells of a client that went away only when a write fails; the session stops at
+  // once then (Emit returns false), and at its next check past the shutdown grace.
+  std::atomic<bool> client_gone{false};
+  call.cancelled = [this, &client_gone] { return client_gone.load() || cancel_all_.load(); };
+  call.transport = "http";
+
   // The HTTP status is known once the first message (or the error) arrives.
-  const bool first = reader->Read(&response);
-  if (!first) {
-    const grpc::Status status = reader->Finish();
-    const int http = status.ok() ? 500 : HttpStatusFor(status.error_code());
-    return SendError(
-        conn, http,
-        status.ok() ? "the gateway ended the stream without an answer" : status.error_message());
-  }
+  bool first = true;
   CompletionLogprobs logprobs;
   std::string prompt_text;  // with echo: the prompt as its tokens spell it
-  if (options.echo) {
-    for (const v1::TokenLogprob& entry : response.prompt_logprobs()) logprobs.Add(entry);
-    prompt_text = logprobs.Text();
-  }
-  const size_t prompt_bytes = logprobs.bytes();
+  size_t prompt_bytes = 0;
+  std::string text;           // without streaming: the whole answer
+  v1::GenerateResponse last;  // without streaming: the message with the finish reason
   auto logprobs_json = [&](size_t from) {
     return options.logprobs >= 0 ? logprobs.ToJson(from) : json(nullptr);
   };
-  if (!options.stream) {
-    std::string text;
-    v1::GenerateResponse last;
-    bool more = true;
-    while (more) {
+  auto emit = [&](const v1::GenerateResponse& response) {
+    if (first) {
+      first = false;
+      if (options.echo) {
+        for (const v1::TokenLogprob& entry : response.prompt_logprobs()) logprobs.Add(entry);
+        prompt_text = logprobs.Text();
+      }
+      prompt_bytes = logprobs.bytes();
+      if (options.stream) {
+        mg_printf(conn,
+                  "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
+                  "no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n");
+      }
+    }
+    const bool is_last = response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
+    if (!options.stream) {
       text += response.text();
       for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
-      if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
-      more = reader->Read(&response);
+      if (is_last) last = response;
+      return true;
     }
-    const grpc::Status status = reader->Finish();
-    if (!status.ok())
-      return SendError(conn, HttpStatusFor(status.error_code()), status.error_message());
+    const size_t from = logprobs.size();
+    for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
+    const bool new_tokens = options.logprobs >= 0 && logprobs.size() > from;
+    if (is_last || !response.text().empty() || new_tokens) {
+      json event = CompletionChunk(header, response.text(), response.finish_reason(),
+                                   logprobs_json(from));
+      if (is_last) event["usage"] = UsageJson(response.usage());
+      if (!WriteEvent(conn, event)) {
+        client_gone = true;  // the session ends and releases its backends
+        return false;
+      }
+    }
+    return true;
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    ++running_;
+  }
+  const absl::Status status = service_->Serve(request, call, emit);
+  {
+    absl::MutexLock lock(&mu_);
+    --running_;  // Shutdown waits for this
+  }
+  if (client_gone) return 499;
+  if (first) {
+    return SendError(conn, status.ok() ? 500 : HttpStatusFor(status.code()),
+                     status.ok() ? "the gateway ended the stream without an answer"
+                                 : std::string(status.message()));
+  }
+  if (!options.stream) {
+    if (!status.ok()) {
+      return SendError(conn, HttpStatusFor(status.code()), std::string(status.message()));
+    }
     // The token that completed a stop string was committed, but the text ends before the stop
     // string: tokens that start past the text are not part of the answer.
     if (last.finish_reason() == v1::FINISH_REASON_STOP) {
@@ -301,37 +337,9 @@ int HttpServer::Completions(mg_connection* conn, const std::string& body_text) {
     out["usage"] = UsageJson(last.usage());
     return Send(conn, 200, out);
   }
-  mg_printf(conn,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-            "Connection: close\r\nX-Accel-Buffering: no\r\n\r\n");
-  bool more = true;
-  bool client_gone = false;
-  while (more) {
-    const bool last = response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
-    const size_t from = logprobs.size();
-    for (const v1::TokenLogprob& entry : response.logprobs()) logprobs.Add(entry);
-    const bool new_tokens = options.logprobs >= 0 && logprobs.size() > from;
-    if (last || !response.text().empty() || new_tokens) {
-      json event = CompletionChunk(header, response.text(), response.finish_reason(),
-                                   logprobs_json(from));
-      if (last) event["usage"] = UsageJson(response.usage());
-      if (!WriteEvent(conn, event)) {
-        client_gone = true;
-        context.TryCancel();  // the gateway releases the session
-        break;
-      }
-    }
-    more = reader->Read(&response);
-  }
-  if (client_gone) {
-    while (reader->Read(&response)) {
-    }
-  }
-  const grpc::Status status = reader->Finish();
-  if (client_gone) return 499;
   if (!status.ok()) {
     // Headers are gone: the error travels as an event, as OpenAI's streams do.
-    WriteEvent(conn, OpenAiError(HttpStatusFor(status.error_code()), status.error_message()));
+    WriteEvent(conn, OpenAiError(HttpStatusFor(status.code()), std::string(status.message())));
     return 200;
   }
   static constexpr char kDone[] = "data: [DONE]\n\n";

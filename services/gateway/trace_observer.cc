@@ -170,10 +170,16 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
       http_requests(prometheus::BuildCounter()
                         .Name("specdec_gateway_http_requests_total")
                         .Help("OpenAI-compatible HTTP API requests by path and HTTP status")
-                        .Register(registry)) {
+                        .Register(registry)),
+      generate_calls(prometheus::BuildCounter()
+                         .Name("specdec_gateway_generate_calls_total")
+                         .Help("Generate calls by the door they came in through (grpc, http)")
+                         .Register(registry)) {
   for (int i = 0; i < 4; ++i) {
     phase[i] = &phase_seconds.Add({{"phase", kPhases[i]}}, LatencyBucketsSeconds());
   }
+  // Both series from the start: a test reading "no gRPC call" must not pass on a missing one.
+  for (const char* transport : {"grpc", "http"}) generate_calls.Add({{"transport", transport}});
 }
 
 void GatewayMetrics::ObserveAcceptance(int accepted, int drafted) {

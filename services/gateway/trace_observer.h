@@ -63,6 +63,7 @@ class GatewayMetrics {
   prometheus::Histogram& tokens_per_second;
   prometheus::Histogram& round_accepted;                   // accepted drafts per round
   prometheus::Family<prometheus::Counter>& http_requests;  // {path, status}
+  prometheus::Family<prometheus::Counter>& generate_calls;  // {transport}: grpc or http
 
   prometheus::Histogram* phase[4];  // draft, verify, gateway, network
 };

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -29,7 +30,9 @@ namespace specdec {
 namespace {
 
 using ::nlohmann::json;
+using ::specdec::testing::ConnectLoopback;
 using ::specdec::testing::HttpRequest;
+using ::specdec::testing::HttpRequestText;
 using ::specdec::testing::HttpResponse;
 using ::specdec::testing::PickFreePort;
 using ::specdec::testing::ServiceProcess;
@@ -387,6 +390,36 @@ TEST_F(CompletionsTest, StreamedLogprobsAddUp) {
     EXPECT_NEAR(streamed[i], expected["token_logprobs"][i].get<double>(), 1e-6);
     EXPECT_EQ(offsets[i], expected["text_offset"][i].get<int64_t>());
   }
+}
+
+// SIGTERM with an HTTP completion streaming: the HTTP API drains with the gRPC server (the
+// completion gets the grace, then is cancelled), the stream ends and the gateway exits cleanly.
+TEST_F(CompletionsTest, SigtermDrainsHttpCompletions) {
+  const int port = PickFreePort();
+  auto gateway = ServiceProcess::Start(
+      kBin + "/services/gateway/specdec-gateway",
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + draft_->address(), absl::StrCat("--http_listen=127.0.0.1:", port),
+       "--shutdown_grace_ms=200"},
+      *dir_ + "/gateway-drain.log");
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  const int fd = ConnectLoopback(port);
+  ASSERT_GE(fd, 0);
+  const std::string request = HttpRequestText(
+      "POST", "/v1/completions", R"({"prompt": [3, 1, 4], "max_tokens": 1500, "stream": true})");
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string seen;
+  char buffer[4096];
+  ssize_t n;
+  while (seen.find("data: ") == std::string::npos && (n = read(fd, buffer, sizeof(buffer))) > 0) {
+    seen.append(buffer, static_cast<size_t>(n));
+  }
+  ASSERT_NE(seen.find("data: "), std::string::npos) << seen;
+  const int status = (*gateway)->Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << (*gateway)->Log();
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) seen.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_EQ(n, 0) << "the stream did not end cleanly";
 }
 
 TEST_F(CompletionsTest, BadLogprobsEchoAndStopGetOpenAiErrors) {

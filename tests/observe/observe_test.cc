@@ -604,6 +604,33 @@ TEST_F(ObserveTest, HttpModelsAndCompletions) {
   EXPECT_EQ(finish, out["choices"][0]["finish_reason"]);
 }
 
+// The HTTP door drives its session in-process: its completions never reach the gateway's gRPC
+// server (no loopback Generate call), while gRPC calls still count as gRPC.
+TEST_F(ObserveTest, HttpCompletionsMakeNoGrpcCall) {
+  const std::string grpc_key = "specdec_gateway_generate_calls_total{transport=\"grpc\"}";
+  const std::string http_key = "specdec_gateway_generate_calls_total{transport=\"http\"}";
+  auto count = [](const std::map<std::string, double>& samples, const std::string& key) {
+    const auto it = samples.find(key);
+    return it == samples.end() ? -1.0 : it->second;
+  };
+  const auto before = Scrape(gateway_metrics_);
+  ASSERT_GE(count(before, grpc_key), 0) << "missing " << grpc_key;
+  ASSERT_GE(count(before, http_key), 0) << "missing " << http_key;
+  const std::string body = R"({"prompt": "hi", "max_tokens": 2})";
+  ASSERT_EQ(HttpRequest(http_port_, "POST", "/v1/completions", body).status, 200);
+  ASSERT_EQ(HttpRequest(http_port_, "POST", "/v1/completions",
+                        R"({"prompt": "hi", "max_tokens": 2, "stream": true})")
+                .status,
+            200);
+  const auto after_http = Scrape(gateway_metrics_);
+  EXPECT_EQ(count(after_http, grpc_key), count(before, grpc_key));
+  EXPECT_EQ(count(after_http, http_key), count(before, http_key) + 2);
+  grpc::Status status;
+  Generate(Request("calls-grpc", 2, 2), nullptr, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(count(Scrape(gateway_metrics_), grpc_key), count(before, grpc_key) + 1);
+}
+
 TEST_F(ObserveTest, HttpErrorsAreOpenAiShaped) {
   auto expect_error = [](const HttpResponse& response, int status) {
     EXPECT_EQ(response.status, status) << response.body;
