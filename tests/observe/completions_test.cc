@@ -396,13 +396,13 @@ TEST_F(CompletionsTest, StreamedLogprobsAddUp) {
 // completion gets the grace, then is cancelled), the stream ends and the gateway exits cleanly.
 TEST_F(CompletionsTest, SigtermDrainsHttpCompletions) {
   const int port = PickFreePort();
-  auto gateway = ServiceProcess::Start(
-      kBin + "/services/gateway/specdec-gateway",
-      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
-       "--draft=" + draft_->address(), absl::StrCat("--http_listen=127.0.0.1:", port),
+  std::unique_ptr<ServiceProcess> gateway = stack_->Start(
+      "/services/gateway/specdec-gateway",
+      {"--model_dir=" + *model_dir_, "--verifier=" + stack_->verifier()->address(),
+       "--draft=" + stack_->draft()->address(), absl::StrCat("--http_listen=127.0.0.1:", port),
        "--shutdown_grace_ms=200"},
-      *dir_ + "/gateway-drain.log");
-  ASSERT_TRUE(gateway.ok()) << gateway.status();
+      "gateway-drain");
+  ASSERT_NE(gateway, nullptr);
   const int fd = ConnectLoopback(port);
   ASSERT_GE(fd, 0);
   const std::string request = HttpRequestText(
@@ -415,8 +415,8 @@ TEST_F(CompletionsTest, SigtermDrainsHttpCompletions) {
     seen.append(buffer, static_cast<size_t>(n));
   }
   ASSERT_NE(seen.find("data: "), std::string::npos) << seen;
-  const int status = (*gateway)->Signal(SIGTERM);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << (*gateway)->Log();
+  const int status = gateway->Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << gateway->Log();
   while ((n = read(fd, buffer, sizeof(buffer))) > 0) seen.append(buffer, static_cast<size_t>(n));
   close(fd);
   EXPECT_EQ(n, 0) << "the stream did not end cleanly";
