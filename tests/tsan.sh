@@ -12,15 +12,18 @@ repo="$(pwd)"
 build="${SPECDEC_TSAN_BUILD_DIR:-$repo/build-tsan}"
 start=$SECONDS
 
-# What runs, binary and gtest filter. Torch-free concurrency code first; forward_batcher_test
-# loads a model (our CPU engine, libtorch linked but not instrumented).
+# What runs, binary and gtest filter: the thread pool, ForwardBatcher (a model on our CPU
+# engine; libtorch is linked, not instrumented), the gateway's session logic with fakes and its
+# replica set, and the three services as processes (pipeline_test: every process is checked).
 tests=(
   "cpu_kernels_test:ParallelTest.*"
   "forward_batcher_test:*"
   "generation_session_test:*"
   "replica_set_test:*"
+  "pipeline_test:*"
 )
-targets=(cpu_kernels_test forward_batcher_test generation_session_test replica_set_test)
+targets=(race_canary cpu_kernels_test forward_batcher_test generation_session_test
+         replica_set_test pipeline_test)
 
 cxx="${SPECDEC_TSAN_CXX:-clang++}"
 cc="${SPECDEC_TSAN_CC:-clang}"
@@ -42,6 +45,24 @@ rm -rf "$logs"
 mkdir -p "$logs"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 \
 suppressions=$repo/tests/tsan/suppressions.txt log_path=$logs/tsan"
+
+# The check of the check: a plain race must be reported, the same under absl::Mutex must not.
+canary_logs="$build/tsan-canary"
+for mode in race guarded; do
+  rm -rf "$canary_logs" && mkdir -p "$canary_logs"
+  TSAN_OPTIONS="halt_on_error=1 suppressions=$repo/tests/tsan/suppressions.txt \
+log_path=$canary_logs/tsan" "$build/race_canary" "$mode" >/dev/null 2>&1 || true
+  found=$(find "$canary_logs" -name 'tsan.*' | wc -l)
+  if [[ $mode == race && $found -eq 0 ]]; then
+    echo "tsan: FAILED: race_canary race was not reported (TSan is not checking)" >&2
+    exit 1
+  elif [[ $mode == guarded && $found -ne 0 ]]; then
+    cat "$canary_logs"/tsan.* >&2
+    echo "tsan: FAILED: race_canary guarded was reported (absl::Mutex not seen by TSan)" >&2
+    exit 1
+  fi
+done
+
 failed=()
 for entry in "${tests[@]}"; do
   binary="${entry%%:*}"
