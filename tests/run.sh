@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs dependencies, builds, runs CTest.
-# Usage: tests/run.sh            (from anywhere; uses ./build, and build-cuda/ for tests/cuda_build.sh)
+# Usage: tests/run.sh            (from anywhere; uses ./build, build-tsan/ for tests/tsan.sh and
+#                                 build-cuda/ for tests/cuda_build.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,13 @@ fi
 ctest --test-dir build --output-on-failure -j2 --timeout 900
 # Every libFuzzer target, bounded (SPECDEC_FUZZ_SECONDS per target, default 20).
 tests/fuzz/run_fuzzers.sh
+# The concurrency tests under ThreadSanitizer, in build-tsan/ (tests/README.md,
+# "ThreadSanitizer"). SPECDEC_SKIP_TSAN=1 leaves it out.
+if [[ "${SPECDEC_SKIP_TSAN:-0}" == 1 ]]; then
+  echo "tests/run.sh: SPECDEC_SKIP_TSAN=1: tests/tsan.sh not run"
+else
+  tests/tsan.sh
+fi
 # The libtorch 2.x variant (PyPI's CUDA torch, SPECDEC_MODEL_ONLY) in build-cuda/, its CPU tests
 # against libtorch 2.x (docs/gpu.md). Skips itself without the registry or a CUDA toolkit;
 # SPECDEC_SKIP_CUDA_BUILD=1 leaves it out.
