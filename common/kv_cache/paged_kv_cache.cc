@@ -85,8 +85,6 @@ PagedKvCache::PagedKvCache(std::shared_ptr<KvStore> store)
   scores_.resize(layers);
   log_count_.resize(layers);
   queries_.resize(layers);
-  page_min_.resize(layers);
-  page_max_.resize(layers);
   const KvStoreShape& shape = store_->shape();
   direct_rows_ = config_.policy == KvPolicy::kFull && !config_.int8 && shape.device.is_cpu() &&
                  shape.dtype == torch::kFloat;
@@ -308,27 +306,18 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
 // Quest, per query position p (slots are positions under query_aware): the eligible pages are
 // those lying entirely below p (pages j with (j + 1) * block <= p), committed or not; when more
 // than `pages` are eligible, p attends to the top `pages` of them by the bound
-// sum_d max(q_d min_d, q_d max_d) plus every slot from floor(p / block) * block to p. The
-// summaries of committed pages are kept; those of pages of the uncommitted tail are computed
-// here from the same stored keys, so they are the same numbers. Applied as a mask over a full
-// read (the selection, not the saving).
+// sum_d max(q_d min_d, q_d max_d) plus every slot from floor(p / block) * block to p. The page
+// summaries come from the keys this path reads anyway (none are kept between forwards: the CPU
+// engine keeps its own, PagedKvCache::SummarizePages). Applied as a mask over a full read (the
+// selection, not the saving).
 void PagedKvCache::MaskUnselectedPages(size_t layer, const torch::Tensor& q, const torch::Tensor& keys,
                                        torch::Tensor* scores) {
   const int64_t b = store_->block(), n = q.size(1), heads = q.size(0), past = length_;
   const int64_t eligible_last = (past + n - 1) / b;  // eligible pages of the forward's last query
   if (eligible_last <= config_.pages) return;
-  const int64_t have = page_min_[layer].defined() ? std::min(page_min_[layer].size(1), eligible_last) : 0;
-  torch::Tensor mn, mx;
-  if (have > 0) {
-    mn = page_min_[layer].slice(1, 0, have);
-    mx = page_max_[layer].slice(1, 0, have);
-  }
-  if (have < eligible_last) {
-    torch::Tensor k = keys.slice(1, have * b, eligible_last * b).to(torch::kFloat);
-    k = k.reshape({k.size(0), eligible_last - have, b, k.size(2)});
-    mn = have > 0 ? torch::cat({mn, k.amin(2)}, 1) : k.amin(2);
-    mx = have > 0 ? torch::cat({mx, k.amax(2)}, 1) : k.amax(2);
-  }
+  torch::Tensor k = keys.slice(1, 0, eligible_last * b).to(torch::kFloat);
+  k = k.reshape({k.size(0), eligible_last, b, k.size(2)});
+  const torch::Tensor mn = k.amin(2), mx = k.amax(2);
   const int64_t pages = eligible_last;
   torch::Tensor qf = q.to(torch::kFloat).unsqueeze(2);  // [heads, n, 1, hd]
   torch::Tensor bound = torch::maximum(qf * mn.unsqueeze(1), qf * mx.unsqueeze(1)).sum(-1);  // [heads, n, pages]
@@ -369,11 +358,6 @@ absl::Status PagedKvCache::Truncate(int64_t length) {
     for (size_t l = 0; l < scores_.size(); ++l) {
       if (scores_[l].defined()) scores_[l] = scores_[l].slice(1, 0, length);
       if (log_count_[l].defined()) log_count_[l] = log_count_[l].slice(1, 0, length);
-      const int64_t pages = length / store_->block();
-      if (page_min_[l].defined() && page_min_[l].size(1) > pages) {
-        page_min_[l] = page_min_[l].slice(1, 0, pages);
-        page_max_[l] = page_max_[l].slice(1, 0, pages);
-      }
     }
   }
   // queries_ holds the queries of positions [segment_start_, length_) (segment_start_ is 0
@@ -398,9 +382,6 @@ absl::Status PagedKvCache::Commit(int64_t length) {
   const KvBoundaries bounds = config_.Boundaries();
   const bool at_boundary = bounds.any() && length == bounds.Next(committed_);
   const int64_t new_committed_slots = committed_slots_ + (length - committed_);
-  if (config_.policy == KvPolicy::kQueryAware) {
-    for (size_t l = 0; l < page_min_.size(); ++l) UpdatePageSummaries(l, committed_slots_, new_committed_slots);
-  }
   committed_ = length;
   committed_slots_ = new_committed_slots;
   if (at_boundary) {
@@ -412,18 +393,6 @@ absl::Status PagedKvCache::Commit(int64_t length) {
     segment_slots_ = committed_slots_;
   }
   return absl::OkStatus();
-}
-
-void PagedKvCache::UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots) {
-  const int64_t b = store_->block();
-  const int64_t have = page_min_[layer].defined() ? page_min_[layer].size(1) : 0;
-  const int64_t want = new_slots / b;
-  if (want <= have) return;
-  torch::Tensor k = ReadSlots(layer, true, want * b).slice(1, have * b).to(torch::kFloat);
-  k = k.reshape({k.size(0), want - have, b, k.size(2)});
-  torch::Tensor mn = k.amin(2), mx = k.amax(2);
-  page_min_[layer] = have ? torch::cat({page_min_[layer], mn}, 1) : mn;
-  page_max_[layer] = have ? torch::cat({page_max_[layer], mx}, 1) : mx;
 }
 
 // Attention mass that the queries of the segment [segment_start_, committed_) (all committed:

@@ -128,7 +128,6 @@ class PagedKvCache {
   void AccumulateScores();
   void MaskUnselectedPages(size_t layer, const torch::Tensor& q, const torch::Tensor& keys,
                            torch::Tensor* scores);
-  void UpdatePageSummaries(size_t layer, int64_t old_slots, int64_t new_slots);
   void Evict();
   torch::Tensor KeepIndex(size_t layer, int64_t committed_slots, std::vector<std::vector<int64_t>>* groups);
 
@@ -152,8 +151,6 @@ class PagedKvCache {
   std::vector<torch::Tensor> log_count_;  // [heads, slots] log(tokens merged into the slot)
   // [heads, length - segment_start_, hd] rotated queries of the positions since the last boundary
   std::vector<torch::Tensor> queries_;
-  // query_aware, per layer: per full page of keys, [heads, pages, hd] min and max.
-  std::vector<torch::Tensor> page_min_, page_max_;
   // Native query_aware (see DirectQueryAware): [layer][head] -> [pages][2 * head_dim].
   void DropSummariesBeyond(int64_t slots);
   bool direct_query_aware_ = false;
