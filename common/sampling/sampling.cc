@@ -27,6 +27,20 @@ uint64_t SplitMix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The hash every draw at (seed, position, purpose) starts from.
+uint64_t StreamHash(uint64_t seed, int64_t position, RandomPurpose purpose) {
+  uint64_t h = SplitMix64(seed);
+  h = SplitMix64(h ^ static_cast<uint64_t>(position));
+  return SplitMix64(h ^ static_cast<uint64_t>(purpose));
+}
+
+// Token `id`'s race noise at the position whose stream hash is `stream`: a uniform in (0, 1)
+// (never 0, so -log is finite).
+double TokenUniform(uint64_t stream, int32_t id) {
+  const uint64_t h = SplitMix64(stream ^ static_cast<uint64_t>(static_cast<uint32_t>(id)));
+  return (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;
+}
+
 TokenDistribution OneHot(int32_t token) {
   TokenDistribution dist;
   dist.ids.push_back(token);
@@ -39,6 +53,17 @@ int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
 }
 
 }  // namespace
+
+absl::StatusOr<Coupling> ParseCoupling(absl::string_view name) {
+  if (name == "rejection") return Coupling::kRejection;
+  if (name == "shared_noise") return Coupling::kSharedNoise;
+  return absl::InvalidArgumentError(
+      absl::StrCat("coupling must be rejection or shared_noise, got \"", name, "\""));
+}
+
+const char* CouplingName(Coupling coupling) {
+  return coupling == Coupling::kSharedNoise ? "shared_noise" : "rejection";
+}
 
 absl::Status SamplingParams::Validate() const {
   if (std::isnan(temperature) || temperature < 0.0f || std::isinf(temperature)) {
@@ -65,11 +90,8 @@ float TokenDistribution::ProbOf(int32_t token) const {
 }
 
 double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose) {
-  uint64_t h = SplitMix64(seed);
-  h = SplitMix64(h ^ static_cast<uint64_t>(position));
-  h = SplitMix64(h ^ static_cast<uint64_t>(purpose));
   // The top 53 bits fill a double's mantissa exactly: a multiple of 2^-53 in [0, 1).
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return static_cast<double>(StreamHash(seed, position, purpose) >> 11) * 0x1.0p-53;
 }
 
 int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids) {
@@ -244,11 +266,43 @@ int32_t SampleToken(const TokenDistribution& dist, double u) {
   return dist.IdAt(last_positive);
 }
 
+int32_t RaceToken(const TokenDistribution& dist, uint64_t seed, int64_t position) {
+  int64_t heaviest = -1;
+  for (int64_t i = 0; i < dist.size(); ++i) {
+    if (dist.probs[i] > 0.0f && (heaviest < 0 || dist.probs[i] > dist.probs[heaviest])) heaviest = i;
+  }
+  if (heaviest < 0) return -1;
+  const uint64_t stream = StreamHash(seed, position, RandomPurpose::kShared);
+  // The heaviest token's key bounds the winner's, so one hash and one comparison rule out
+  // almost every other token: key_t = -log(U_t) / p_t < best needs -log(U_t) < best * p_t,
+  // and as -log(u) >= 1 - u that needs U_t > 1 - best * p_t. Only those pay for a log.
+  int32_t best_id = dist.IdAt(heaviest);
+  double best = -std::log(TokenUniform(stream, best_id)) / dist.probs[heaviest];
+  for (int64_t i = 0; i < dist.size(); ++i) {
+    const double p = dist.probs[i];
+    if (!(p > 0.0)) continue;
+    const int32_t id = dist.IdAt(i);
+    const double u = TokenUniform(stream, id);
+    if (u <= 1.0 - best * p) continue;
+    const double key = -std::log(u) / p;
+    if (key < best || (key == best && id < best_id)) {
+      best = key;
+      best_id = id;
+    }
+  }
+  return best_id;
+}
+
+int32_t DrawToken(const TokenDistribution& dist, const SamplingParams& params, int64_t position,
+                  RandomPurpose purpose) {
+  if (params.shared_noise()) return RaceToken(dist, params.seed, position);
+  return SampleToken(dist, UniformAt(params.seed, position, purpose));
+}
+
 int32_t PickToken(const float* logits, int64_t cols, const int32_t* vocab_ids,
                   const SamplingParams& params, int64_t position, RandomPurpose purpose) {
   if (params.greedy()) return ArgmaxToken(logits, cols, vocab_ids);
-  return SampleToken(ToDistribution(logits, cols, vocab_ids, params),
-                     UniformAt(params.seed, position, purpose));
+  return DrawToken(ToDistribution(logits, cols, vocab_ids, params), params, position, purpose);
 }
 
 }  // namespace specdec
