@@ -96,13 +96,8 @@ double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose) {
 
 int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids) {
   if (cols <= 0) return -1;
-  int64_t best = -1;
-  for (int64_t i = 0; i < cols; ++i) {
-    if (std::isnan(logits[i])) continue;  // NaN never wins unless the whole row is NaN
-    if (best < 0 || logits[i] > logits[best]) best = i;
-  }
-  if (best < 0) best = 0;
-  return MapColumn(best, vocab_ids);
+  // NaN never wins unless the whole row is NaN (then column 0).
+  return MapColumn(ArgMax(logits, cols), vocab_ids);
 }
 
 TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_t* vocab_ids,
@@ -117,7 +112,11 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   const float inv_t = 1.0f / params.temperature;
   // A temperature so small that 1/T overflows is greedy in all but name.
   if (!std::isfinite(inv_t)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
-  std::vector<float> w(static_cast<size_t>(cols));
+  // Scratch kept per thread: a row's weights and candidate columns are ~400 KB, which a fresh
+  // allocation per token would page-fault in again and again.
+  static thread_local std::vector<float> w;
+  static thread_local std::vector<int32_t> order;
+  if (w.size() < static_cast<size_t>(cols)) w.resize(static_cast<size_t>(cols));
   const double total = SoftmaxWeights(logits, cols, max_logit, inv_t, w.data());
 
   const bool cut_k = params.top_k > 0 && params.top_k < cols;
@@ -133,7 +132,7 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     return dist;
   }
 
-  std::vector<int32_t> order;
+  order.resize(static_cast<size_t>(cols));
   double z = 0.0;
   if (cut_p && !cut_k) {
     // Only tokens of weight >= floor can be in the nucleus: if token j of weight w_j < floor
@@ -143,16 +142,12 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     // the whole vocabulary; the result is the same as sorting everything.
     z = total;
     const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
-    order.reserve(1024);
-    for (int64_t i = 0; i < cols; ++i) {
-      if (w[i] >= floor) order.push_back(static_cast<int32_t>(i));
-    }
+    order.resize(static_cast<size_t>(IndicesAtLeast(w.data(), cols, floor, order.data())));
   } else {
-    order.resize(static_cast<size_t>(cols));
     std::iota(order.begin(), order.end(), 0);
   }
   // Descending weight, ties to the lower column, so truncation is deterministic.
-  auto heavier = [&w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+  auto heavier = [](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
 
   // Top-k keeps exactly k columns (HF keeps every tie of the k-th; ties are measure-zero here).
   size_t n = order.size();
@@ -175,28 +170,34 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   size_t keep = 0;
   double mass = 0.0;
   bool taken_in_order = false;  // `order` is already the order to take tokens in
-  if (n > 4096 && cut_p && !cut_k) {
-    // A flat row (a random model, a high temperature) keeps most of the vocabulary: sorting it
-    // would cost milliseconds. Bucket the candidates by weight instead (the float's bits are
-    // monotonic in its value; 32 buckets an octave) and find the bucket where the mass from the
-    // heaviest down reaches the target. Every lighter-than-it token is out, every heavier one in
-    // (kept in column order: the distribution is the same whatever the order of its support);
-    // only that bucket is sorted, which decides exactly where the nucleus ends.
+  if (n > 256 && cut_p && !cut_k) {
+    // A flat row (a weak or random model, a high temperature) keeps thousands of tokens:
+    // sorting them would cost more than the forward. Bucket the candidates by weight instead (the
+    // float's bits are monotonic in its value; 32 buckets an octave) and find the bucket where
+    // the mass from the heaviest down reaches the target. Every lighter-than-it token is out,
+    // every heavier one in (kept in column order: the distribution is the same whatever the
+    // order of its support); only that bucket is sorted, which decides exactly where the nucleus
+    // ends. Two linear passes, no data-dependent branches.
     constexpr int kShift = 18;
-    const size_t buckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
-    std::vector<double> bucket_mass(buckets, 0.0);
-    std::vector<uint32_t> bucket_count(buckets, 0);
-    auto bucket_of = [&w](int32_t i) {
-      uint32_t bits;
-      std::memcpy(&bits, &w[i], sizeof(bits));
-      return bits >> kShift;
-    };
+    constexpr size_t kBuckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
+    static thread_local std::vector<double> bucket_mass;
+    static thread_local std::vector<uint32_t> bucket_count;
+    static thread_local std::vector<uint16_t> bucket_at;
+    static thread_local std::vector<int32_t> edge;
+    bucket_mass.assign(kBuckets, 0.0);
+    bucket_count.assign(kBuckets, 0);
+    if (bucket_at.size() < n) bucket_at.resize(n);
+    if (edge.size() < n) edge.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const uint32_t b = bucket_of(order[i]);
-      bucket_mass[b] += w[order[i]];
+      const float weight = w[order[i]];
+      uint32_t bits;
+      std::memcpy(&bits, &weight, sizeof(bits));
+      const uint32_t b = bits >> kShift;
+      bucket_at[i] = static_cast<uint16_t>(b);
+      bucket_mass[b] += weight;
       bucket_count[b] += 1;
     }
-    size_t boundary = buckets;
+    size_t boundary = kBuckets;
     double above = 0.0;
     size_t above_count = 0;
     while (boundary > 0) {
@@ -205,20 +206,21 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
       above += bucket_mass[boundary];
       above_count += bucket_count[boundary];
     }
-    std::vector<int32_t> heavy, edge;
-    heavy.reserve(above_count);
+    // Heavier buckets compacted in place (the write index never passes the read index), the
+    // boundary bucket aside, sorted, then appended.
+    size_t heavy = 0, edges = 0;
     for (size_t i = 0; i < n; ++i) {
-      const uint32_t b = bucket_of(order[i]);
-      if (b > boundary) {
-        heavy.push_back(order[i]);
-      } else if (b == boundary) {
-        edge.push_back(order[i]);
-      }
+      const int32_t column = order[i];
+      const uint32_t b = bucket_at[i];
+      order[heavy] = column;
+      heavy += b > boundary;
+      edge[edges] = column;
+      edges += b == boundary;
     }
-    std::sort(edge.begin(), edge.end(), heavier);
-    order = std::move(heavy);
-    order.insert(order.end(), edge.begin(), edge.end());
-    n = order.size();
+    std::sort(edge.begin(), edge.begin() + edges, heavier);
+    std::copy(edge.begin(), edge.begin() + edges, order.begin() + heavy);
+    n = heavy + edges;
+    order.resize(n);
     taken_in_order = true;
     for (; keep < n && keep < limit && mass < target; ++keep) mass += w[order[keep]];
   }
