@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
 
 namespace specdec {
 namespace {
@@ -51,29 +52,51 @@ absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
   return absl::OkStatus();
 }
 
+bool AcceptsDraftToken(const SamplingParams& params, int64_t position, const DraftProposal& x,
+                       const VerifiedPosition& v) {
+  if (params.greedy() || params.shared_noise()) return x.token == v.fallback_token;
+  const double q = x.q_prob;
+  const double p = v.p_prob_of_draft;
+  // A token the draft claims it could not have drawn is never accepted (and the test is written
+  // as u * q < p so q = 0 never divides).
+  const double u = UniformAt(params.seed, position, RandomPurpose::kAccept);
+  return q > 0.0 && u * q < p;
+}
+
 RoundOutcome AcceptProposals(const SamplingParams& params, int64_t first_position,
                              absl::Span<const DraftProposal> proposals,
                              absl::Span<const VerifiedPosition> verified) {
   if (verified.empty()) return RoundOutcome{0, -1};
   const size_t k = std::min(proposals.size(), verified.size() - 1);
   for (size_t i = 0; i < k; ++i) {
-    const DraftProposal& x = proposals[i];
-    const VerifiedPosition& v = verified[i];
-    bool accept;
-    if (params.greedy() || params.shared_noise()) {
-      accept = x.token == v.fallback_token;
-    } else {
-      const double q = x.q_prob;
-      const double p = v.p_prob_of_draft;
-      // A token the draft claims it could not have drawn is never accepted (and the test is
-      // written as u * q < p so q = 0 never divides).
-      const double u =
-          UniformAt(params.seed, first_position + static_cast<int64_t>(i), RandomPurpose::kAccept);
-      accept = q > 0.0 && u * q < p;
+    if (!AcceptsDraftToken(params, first_position + static_cast<int64_t>(i), proposals[i],
+                           verified[i])) {
+      return RoundOutcome{static_cast<int>(i), verified[i].fallback_token};
     }
-    if (!accept) return RoundOutcome{static_cast<int>(i), v.fallback_token};
   }
   return RoundOutcome{static_cast<int>(k), verified[k].fallback_token};
+}
+
+absl::StatusOr<RoundOutcome> DecideRound(const SamplingParams& params, int64_t first_position,
+                                         absl::Span<const DraftProposal> proposals,
+                                         absl::Span<const VerifiedPosition> verified) {
+  const size_t m = verified.size();
+  if (m == 0 || m > proposals.size() + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("expected 1 to ", proposals.size() + 1,
+                                                   " verified positions for ", proposals.size(),
+                                                   " draft tokens, got ", m));
+  }
+  // The values as ValidateRound checks them, on the proposals the answer covers.
+  RETURN_IF_ERROR(ValidateRound(proposals.subspan(0, m - 1), verified));
+  const RoundOutcome outcome = AcceptProposals(params, first_position, proposals, verified);
+  if (m <= proposals.size() && outcome.num_accepted == static_cast<int>(m - 1) &&
+      AcceptsDraftToken(params, first_position + static_cast<int64_t>(m - 1), proposals[m - 1],
+                        verified[m - 1])) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the verifier stopped at position ", m - 1, " of ", proposals.size(),
+        " draft tokens, which the acceptance rule accepts"));
+  }
+  return outcome;
 }
 
 TokenDistribution ResidualDistribution(const TokenDistribution& p, const TokenDistribution& q) {
@@ -118,33 +141,41 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
                                               const int32_t* vocab_ids,
                                               const SamplingParams& params, int64_t first_position,
                                               absl::Span<const int32_t> draft_tokens,
-                                              absl::Span<const TokenDistribution> draft_dists) {
+                                              absl::Span<const TokenDistribution> draft_dists,
+                                              bool up_to_first_rejection) {
+  static const TokenDistribution kNoDraft;
   const size_t k = draft_tokens.size();
   std::vector<VerifiedPosition> out(k + 1);
   for (size_t i = 0; i <= k; ++i) {
     const float* row = logits + static_cast<int64_t>(i) * cols;
     const int64_t position = first_position + static_cast<int64_t>(i);
+    const TokenDistribution& q = i < draft_dists.size() ? draft_dists[i] : kNoDraft;
     VerifiedPosition& v = out[i];
     if (params.greedy()) {
       v.fallback_token = ArgmaxToken(row, cols, vocab_ids);
       v.p_prob_of_draft = i < k && draft_tokens[i] == v.fallback_token ? 1.0f : 0.0f;
-      continue;
-    }
-    const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
-    if (params.shared_noise()) {
-      v.fallback_token = RaceToken(p, params.seed, position);
+    } else {
+      const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
       if (i < k) v.p_prob_of_draft = p.ProbOf(draft_tokens[i]);
-      continue;
+      if (params.shared_noise()) {
+        v.fallback_token = RaceToken(p, params.seed, position);
+      } else {
+        const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
+        if (i == k) {
+          v.fallback_token = SampleToken(p, u);  // the bonus token
+        } else if (up_to_first_rejection &&
+                   AcceptsDraftToken(params, position, MakeProposal(draft_tokens[i], q), v)) {
+          v.fallback_token = draft_tokens[i];  // accepted: no residual is ever read
+        } else {
+          v.fallback_token = SampleToken(ResidualDistribution(p, q), u);
+        }
+      }
     }
-    const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
-    if (i == k) {
-      v.fallback_token = SampleToken(p, u);  // the bonus token
+    if (up_to_first_rejection && i < k &&
+        !AcceptsDraftToken(params, position, MakeProposal(draft_tokens[i], q), v)) {
+      out.resize(i + 1);
       break;
     }
-    v.p_prob_of_draft = p.ProbOf(draft_tokens[i]);
-    static const TokenDistribution kNoDraft;
-    const TokenDistribution& q = i < draft_dists.size() ? draft_dists[i] : kNoDraft;
-    v.fallback_token = SampleToken(ResidualDistribution(p, q), u);
   }
   return out;
 }
@@ -153,33 +184,12 @@ RoundOutcome VerifyAndAccept(const float* logits, int64_t cols, const int32_t* v
                              const SamplingParams& params, int64_t first_position,
                              absl::Span<const DraftProposal> proposals,
                              absl::Span<const TokenDistribution> draft_dists) {
-  const size_t k = proposals.size();
-  for (size_t i = 0; i <= k; ++i) {
-    const float* row = logits + static_cast<int64_t>(i) * cols;
-    const int64_t position = first_position + static_cast<int64_t>(i);
-    if (params.greedy()) {
-      const int32_t argmax = ArgmaxToken(row, cols, vocab_ids);
-      if (i == k || proposals[i].token != argmax) return RoundOutcome{static_cast<int>(i), argmax};
-      continue;
-    }
-    const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
-    if (params.shared_noise()) {
-      const int32_t drawn = RaceToken(p, params.seed, position);
-      if (i == k || proposals[i].token != drawn) return RoundOutcome{static_cast<int>(i), drawn};
-      continue;
-    }
-    const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
-    if (i == k) return RoundOutcome{static_cast<int>(k), SampleToken(p, u)};  // the bonus token
-    // The acceptance test of AcceptProposals, on the same p_i(x_i) VerifyProposals reports.
-    const double q = proposals[i].q_prob;
-    const double p_x = static_cast<double>(p.ProbOf(proposals[i].token));
-    const double accept_u = UniformAt(params.seed, position, RandomPurpose::kAccept);
-    if (q > 0.0 && accept_u * q < p_x) continue;
-    static const TokenDistribution kNoDraft;
-    const TokenDistribution& qd = i < draft_dists.size() ? draft_dists[i] : kNoDraft;
-    return RoundOutcome{static_cast<int>(i), SampleToken(ResidualDistribution(p, qd), u)};
-  }
-  return RoundOutcome{0, -1};  // not reached: i == k always returns
+  std::vector<int32_t> tokens;
+  tokens.reserve(proposals.size());
+  for (const DraftProposal& x : proposals) tokens.push_back(x.token);
+  return AcceptProposals(params, first_position, proposals,
+                         VerifyProposals(logits, cols, vocab_ids, params, first_position, tokens,
+                                         draft_dists, /*up_to_first_rejection=*/true));
 }
 
 }  // namespace specdec

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/sampling/sampling.h"
 
@@ -59,6 +60,19 @@ DraftProposal DrawDraftToken(const TokenDistribution& q, const SamplingParams& p
 absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
                            absl::Span<const VerifiedPosition> verified);
 
+// Whether the acceptance rule keeps draft token `x` at `position` given the verifier's data
+// there (the per-position test of AcceptProposals).
+bool AcceptsDraftToken(const SamplingParams& params, int64_t position, const DraftProposal& x,
+                       const VerifiedPosition& v);
+
+// The gateway's whole decision on a verifier's answer: ValidateRound, then AcceptProposals. A
+// verifier asked to stop at the first rejection (VerifyProposals' `up_to_first_rejection`) may
+// answer m <= K positions; the rule must then reject x_{m-1}, or the answer is refused
+// (INVALID_ARGUMENT): the verifier and the gateway disagree on the round.
+absl::StatusOr<RoundOutcome> DecideRound(const SamplingParams& params, int64_t first_position,
+                                         absl::Span<const DraftProposal> proposals,
+                                         absl::Span<const VerifiedPosition> verified);
+
 // The gateway's acceptance rule. Draft token i sits at position first_position + i.
 // Greedy: accept x_i while x_i == fallback_token_i (the target's argmax).
 // Coupling::kSharedNoise: the same equality, with fallback_token_i the target's own race draw.
@@ -85,16 +99,21 @@ TokenDistribution ResidualDistribution(const TokenDistribution& p, const TokenDi
 // residual is p_i (and the gateway, seeing q_prob = 0, rejects).
 // Residual and bonus samples use UniformAt(seed, first_position + i, kTarget), the same stream
 // plain decoding uses, so with K = 0 the bonus token is exactly the non-speculative token.
+// `up_to_first_rejection`: evaluate the acceptance rule here (it is a pure function of the seed,
+// p and q) and stop after the first position it rejects: later rows are never turned into
+// distributions, no residual is drawn for an accepted position (its fallback_token is then the
+// draft token itself, which the rule never reads), and the result may hold fewer than K + 1
+// positions (DecideRound takes them).
 std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
                                               const int32_t* vocab_ids,
                                               const SamplingParams& params, int64_t first_position,
                                               absl::Span<const int32_t> draft_tokens,
-                                              absl::Span<const TokenDistribution> draft_dists);
+                                              absl::Span<const TokenDistribution> draft_dists,
+                                              bool up_to_first_rejection = false);
 
 // VerifyProposals and AcceptProposals in one, for a caller that holds both sides (in-process
-// generation): rows are turned into distributions only up to the first rejection, and the one
-// residual needed is the only one drawn. The outcome is exactly
-// AcceptProposals(params, first_position, proposals, VerifyProposals(...)).
+// generation): VerifyProposals up to the first rejection, then AcceptProposals. The outcome is
+// exactly AcceptProposals(params, first_position, proposals, VerifyProposals(...)).
 RoundOutcome VerifyAndAccept(const float* logits, int64_t cols, const int32_t* vocab_ids,
                              const SamplingParams& params, int64_t first_position,
                              absl::Span<const DraftProposal> proposals,

@@ -518,6 +518,61 @@ TEST(GreedySpeculationTest, MatchesPlainGreedyDecodingWhateverTheDraft) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A verifier that stops at the first rejection decides every round as one that does not.
+
+TEST(VerifyUpToFirstRejectionTest, SameOutcomeAsTheFullAnswerAndRefusedWhenInconsistent) {
+  constexpr int64_t kCols = 200;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  int truncated = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    const int k = 1 + trial % 6;
+    SamplingParams params = trial % 3 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
+    if (trial % 3 == 1) params.coupling = Coupling::kSharedNoise;
+    std::vector<float> target((k + 1) * kCols), draft(kCols);
+    for (float& l : target) l = normal(rng);
+    std::vector<DraftProposal> proposals;
+    std::vector<TokenDistribution> dists;
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < k; ++i) {
+      for (int64_t c = 0; c < kCols; ++c) draft[c] = target[i * kCols + c] + 0.3f * normal(rng);
+      TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
+      proposals.push_back(DrawDraftToken(q, params, 50 + i));
+      tokens.push_back(proposals.back().token);
+      dists.push_back(std::move(q));
+    }
+    const auto full = VerifyProposals(target.data(), kCols, nullptr, params, 50, tokens, dists);
+    const auto cut = VerifyProposals(target.data(), kCols, nullptr, params, 50, tokens, dists, true);
+    const RoundOutcome want = AcceptProposals(params, 50, proposals, full);
+    const absl::StatusOr<RoundOutcome> got = DecideRound(params, 50, proposals, cut);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->num_accepted, want.num_accepted) << "trial " << trial;
+    ASSERT_EQ(got->next_token, want.next_token) << "trial " << trial;
+    // The answer stops right after the first rejection (or is whole when none).
+    ASSERT_EQ(cut.size(), static_cast<size_t>(want.num_accepted == k ? k + 1 : want.num_accepted + 1));
+    truncated += cut.size() < full.size();
+    if (cut.size() < full.size()) {
+      // A verifier that claims to stop where the rule accepts is refused: present the accepted
+      // prefix alone (its last position accepted).
+      if (want.num_accepted >= 1) {
+        const auto bad = absl::MakeConstSpan(full).subspan(0, want.num_accepted);
+        std::vector<VerifiedPosition> lying(bad.begin(), bad.end());
+        for (size_t i = 0; i < lying.size(); ++i) lying[i] = cut[i];
+        EXPECT_EQ(DecideRound(params, 50, proposals, lying).status().code(),
+                  absl::StatusCode::kInvalidArgument);
+      }
+    }
+    EXPECT_TRUE(DecideRound(params, 50, proposals, full).ok());
+  }
+  EXPECT_GT(truncated, 100);
+  // Sizes outside [1, K + 1] are refused.
+  const std::vector<DraftProposal> one = {{3, 0.5f}};
+  EXPECT_FALSE(DecideRound(Params(0.0f), 0, one, {}).ok());
+  EXPECT_FALSE(
+      DecideRound(Params(0.0f), 0, one, std::vector<VerifiedPosition>{{0, 1}, {0, 1}, {0, 1}}).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared noise: speculative sampling that is plain sampling, token for token.
 
 Setup SharedNoise(Setup setup) {

@@ -78,7 +78,8 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     v1::DraftToken* out = response.mutable_token();
     out->set_index(i);
     out->set_token(token);
-    ToProto(q, out->mutable_q());
+    // Shared noise accepts by token equality: nobody reads q, so it is not sent.
+    if (!params.shared_noise()) ToProto(q, out->mutable_q());
     out->set_last(i + 1 == k);
     out->set_cache_length(session->length());
     out->set_compute_ms(MsSince(start));

@@ -120,12 +120,12 @@ absl::Status GenerationSession::RunRound(int64_t number, const Emit& emit) {
   round.proposals = Draft(&round, busy);
   MaybePredraft(round);
   ASSIGN_OR_RETURN(round.verdict, Verify(round));
-  if (absl::Status valid = ValidateRound(round.proposals.proposals, round.verdict.positions);
-      !valid.ok()) {
-    return absl::InternalError(absl::StrCat("malformed verifier answer: ", valid.message()));
+  absl::StatusOr<RoundOutcome> outcome = DecideRound(
+      request_.sampling, round.length, round.proposals.proposals, round.verdict.positions);
+  if (!outcome.ok()) {
+    return absl::InternalError(absl::StrCat("malformed verifier answer: ", outcome.status().message()));
   }
-  round.outcome = AcceptProposals(request_.sampling, round.length, round.proposals.proposals,
-                                  round.verdict.positions);
+  round.outcome = *outcome;
   Settle(round);
   v1::GenerateResponse response;
   Commit(&round, &response);
@@ -213,8 +213,11 @@ absl::StatusOr<GenerationSession::Verdict> GenerationSession::Verify(const Round
     for (size_t i = 0; i < proposals.proposals.size(); ++i) {
       v1::DraftedToken* drafted = verify->add_drafts();
       drafted->set_token(proposals.proposals[i].token);
-      ToProto(proposals.dists[i], drafted->mutable_q());
+      // Shared noise decides by token equality: q is not needed.
+      if (!request_.sampling.shared_noise()) ToProto(proposals.dists[i], drafted->mutable_q());
     }
+    // Rows after the first rejection are never read: the verifier need not sample them.
+    verify->set_up_to_first_rejection(true);
     if (request_.logprobs_top_n >= 0) verify->mutable_logprobs()->set_top_n(request_.logprobs_top_n);
     return request;
   };

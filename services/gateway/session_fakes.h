@@ -161,7 +161,7 @@ class FakeVerifier {
     }
     const std::vector<VerifiedPosition> verified =
         VerifyProposals(logits.data(), kVocab, nullptr, params_, request.committed_length(),
-                        drafts, dists);
+                        drafts, dists, request.verify().up_to_first_rejection());
     v1::VerifyResult* result = response->mutable_verified();
     for (const VerifiedPosition& position : verified) {
       v1::VerifiedPosition* out = result->add_positions();

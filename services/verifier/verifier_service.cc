@@ -98,7 +98,8 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
   ASSIGN_OR_RETURN(Logits logits, session->Forward(input, LogitsWanted::kAll));  // [K+1, cols]
   std::vector<VerifiedPosition> verified = VerifyProposals(
       logits.values.data(), logits.cols, logits.vocab_ids ? logits.vocab_ids->data() : nullptr,
-      session->sampling(), request.committed_length(), draft_tokens, draft_dists);
+      session->sampling(), request.committed_length(), draft_tokens, draft_dists,
+      verify.up_to_first_rejection());
   v1::VerifyResult* result = response->mutable_verified();
   for (const VerifiedPosition& position : verified) {
     v1::VerifiedPosition* out = result->add_positions();
