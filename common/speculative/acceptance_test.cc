@@ -32,32 +32,51 @@ SamplingParams Params(float temperature, uint64_t seed = 0, int32_t top_k = 0, f
 // ---------------------------------------------------------------------------------------------
 // VerifyAndAccept (in-process rounds) decides exactly what the split protocol decides.
 
-TEST(VerifyAndAcceptTest, EqualsVerifyProposalsThenAcceptProposals) {
-  constexpr int64_t kCols = 300;
-  std::mt19937 rng(5);
+// One random round at position kFirst: k target rows, and draft rows close to them (so that
+// some proposals are accepted), each draft token drawn from its q as the draft would.
+constexpr int64_t kCols = 300;
+constexpr int64_t kFirst = 100;
+struct RandomRound {
+  std::vector<float> target;  // [k + 1, kCols]
+  std::vector<DraftProposal> proposals;
+  std::vector<TokenDistribution> dists;
+  std::vector<int32_t> tokens;
+};
+RandomRound MakeRandomRound(int k, const SamplingParams& params, std::mt19937* rng) {
   std::normal_distribution<float> normal(0.0f, 2.0f);
+  RandomRound round;
+  round.target.resize((k + 1) * kCols);
+  for (float& l : round.target) l = normal(*rng);
+  std::vector<float> draft(kCols);
+  for (int i = 0; i < k; ++i) {
+    for (int64_t c = 0; c < kCols; ++c) draft[c] = round.target[i * kCols + c] + 0.3f * normal(*rng);
+    TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
+    round.proposals.push_back(DrawDraftToken(q, params, kFirst + i));
+    round.tokens.push_back(round.proposals.back().token);
+    round.dists.push_back(std::move(q));
+  }
+  return round;
+}
+
+// Greedy, rejection sampling and shared noise in turn.
+SamplingParams TrialParams(int trial) {
+  SamplingParams params = trial % 3 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
+  if (trial % 3 == 1) params.coupling = Coupling::kSharedNoise;
+  return params;
+}
+
+TEST(VerifyAndAcceptTest, EqualsVerifyProposalsThenAcceptProposals) {
+  std::mt19937 rng(5);
   int rejections = 0, full_accepts = 0;
   for (int trial = 0; trial < 600; ++trial) {
     const int k = trial % 7;
-    SamplingParams params = trial % 5 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
-    if (trial % 5 == 1) params.coupling = Coupling::kSharedNoise;
-    // Target rows, and draft rows close to them (so that some proposals are accepted).
-    std::vector<float> target((k + 1) * kCols), draft(kCols);
-    for (float& l : target) l = normal(rng);
-    std::vector<DraftProposal> proposals;
-    std::vector<TokenDistribution> dists;
-    std::vector<int32_t> tokens;
-    for (int i = 0; i < k; ++i) {
-      for (int64_t c = 0; c < kCols; ++c) draft[c] = target[i * kCols + c] + 0.3f * normal(rng);
-      TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
-      proposals.push_back(DrawDraftToken(q, params, 100 + i));
-      tokens.push_back(proposals.back().token);
-      dists.push_back(std::move(q));
-    }
+    const SamplingParams params = TrialParams(trial);
+    const RandomRound r = MakeRandomRound(k, params, &rng);
     const RoundOutcome split = AcceptProposals(
-        params, 100, proposals,
-        VerifyProposals(target.data(), kCols, nullptr, params, 100, tokens, dists));
-    const RoundOutcome joint = VerifyAndAccept(target.data(), kCols, nullptr, params, 100, proposals, dists);
+        params, kFirst, r.proposals,
+        VerifyProposals(r.target.data(), kCols, nullptr, params, kFirst, r.tokens, r.dists));
+    const RoundOutcome joint =
+        VerifyAndAccept(r.target.data(), kCols, nullptr, params, kFirst, r.proposals, r.dists);
     ASSERT_EQ(joint.num_accepted, split.num_accepted) << "trial " << trial;
     ASSERT_EQ(joint.next_token, split.next_token) << "trial " << trial;
     rejections += split.num_accepted < k;
@@ -521,48 +540,32 @@ TEST(GreedySpeculationTest, MatchesPlainGreedyDecodingWhateverTheDraft) {
 // A verifier that stops at the first rejection decides every round as one that does not.
 
 TEST(VerifyUpToFirstRejectionTest, SameOutcomeAsTheFullAnswerAndRefusedWhenInconsistent) {
-  constexpr int64_t kCols = 200;
   std::mt19937 rng(9);
-  std::normal_distribution<float> normal(0.0f, 2.0f);
   int truncated = 0;
   for (int trial = 0; trial < 600; ++trial) {
     const int k = 1 + trial % 6;
-    SamplingParams params = trial % 3 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
-    if (trial % 3 == 1) params.coupling = Coupling::kSharedNoise;
-    std::vector<float> target((k + 1) * kCols), draft(kCols);
-    for (float& l : target) l = normal(rng);
-    std::vector<DraftProposal> proposals;
-    std::vector<TokenDistribution> dists;
-    std::vector<int32_t> tokens;
-    for (int i = 0; i < k; ++i) {
-      for (int64_t c = 0; c < kCols; ++c) draft[c] = target[i * kCols + c] + 0.3f * normal(rng);
-      TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
-      proposals.push_back(DrawDraftToken(q, params, 50 + i));
-      tokens.push_back(proposals.back().token);
-      dists.push_back(std::move(q));
-    }
-    const auto full = VerifyProposals(target.data(), kCols, nullptr, params, 50, tokens, dists);
-    const auto cut = VerifyProposals(target.data(), kCols, nullptr, params, 50, tokens, dists, true);
-    const RoundOutcome want = AcceptProposals(params, 50, proposals, full);
-    const absl::StatusOr<RoundOutcome> got = DecideRound(params, 50, proposals, cut);
+    const SamplingParams params = TrialParams(trial);
+    const RandomRound r = MakeRandomRound(k, params, &rng);
+    const auto full =
+        VerifyProposals(r.target.data(), kCols, nullptr, params, kFirst, r.tokens, r.dists);
+    const auto cut =
+        VerifyProposals(r.target.data(), kCols, nullptr, params, kFirst, r.tokens, r.dists, true);
+    const RoundOutcome want = AcceptProposals(params, kFirst, r.proposals, full);
+    const absl::StatusOr<RoundOutcome> got = DecideRound(params, kFirst, r.proposals, cut);
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->num_accepted, want.num_accepted) << "trial " << trial;
     ASSERT_EQ(got->next_token, want.next_token) << "trial " << trial;
     // The answer stops right after the first rejection (or is whole when none).
     ASSERT_EQ(cut.size(), static_cast<size_t>(want.num_accepted == k ? k + 1 : want.num_accepted + 1));
     truncated += cut.size() < full.size();
-    if (cut.size() < full.size()) {
-      // A verifier that claims to stop where the rule accepts is refused: present the accepted
-      // prefix alone (its last position accepted).
-      if (want.num_accepted >= 1) {
-        const auto bad = absl::MakeConstSpan(full).subspan(0, want.num_accepted);
-        std::vector<VerifiedPosition> lying(bad.begin(), bad.end());
-        for (size_t i = 0; i < lying.size(); ++i) lying[i] = cut[i];
-        EXPECT_EQ(DecideRound(params, 50, proposals, lying).status().code(),
-                  absl::StatusCode::kInvalidArgument);
-      }
+    // A verifier that claims to stop where the rule accepts is refused: the accepted prefix
+    // alone (its last position accepted).
+    if (cut.size() < full.size() && want.num_accepted >= 1) {
+      const std::vector<VerifiedPosition> lying(cut.begin(), cut.begin() + want.num_accepted);
+      EXPECT_EQ(DecideRound(params, kFirst, r.proposals, lying).status().code(),
+                absl::StatusCode::kInvalidArgument);
     }
-    EXPECT_TRUE(DecideRound(params, 50, proposals, full).ok());
+    EXPECT_TRUE(DecideRound(params, kFirst, r.proposals, full).ok());
   }
   EXPECT_GT(truncated, 100);
   // Sizes outside [1, K + 1] are refused.
