@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/attention/attention.h"
 
 namespace specdec {
 
@@ -14,29 +15,9 @@ using torch::indexing::Slice;
 
 namespace {
 
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
-}
-
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Rows of a causal mask for `n` new queries that see every one of `total - n` older keys.
-torch::Tensor CausalMask(int64_t n, int64_t total, const torch::Device& device) {
-  return torch::ones({n, total}, torch::TensorOptions().dtype(torch::kBool).device(device))
-      .triu(total - n + 1);
-}
-
 }  // namespace
-
-torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                          int64_t rot) {
-  if (rot == 0) return x;
-  torch::Tensor x_rot = x.slice(-1, 0, rot);
-  torch::Tensor rotated = x_rot * cos + RotateHalf(x_rot) * sin;
-  if (rot == x.size(-1)) return rotated;
-  return torch::cat({rotated, x.slice(-1, rot)}, -1);
-}
 
 // ---------------------------------------------------------------------------------------------
 // KvStore
@@ -287,8 +268,7 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
     keys = ApplyRotary(keys, s.cos.slice(0, 0, past + n).to(keys.scalar_type()),
                        s.sin.slice(0, 0, past + n).to(keys.scalar_type()), s.rotary_dims);
   }
-  const int64_t total = keys.size(1);
-  torch::Tensor scores = torch::matmul(q, keys.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  torch::Tensor scores = AttentionScores(q, keys);
   if (log_count_[layer].defined() && log_count_[layer].size(1) > 0) {
     // Merged slots stand for `count` tokens. Slots after the last compression hold one token
     // each (log 1 = 0), so only the slots the last compression left carry a bias.
@@ -297,10 +277,9 @@ torch::Tensor PagedKvCache::Attend(size_t layer, torch::Tensor q, torch::Tensor 
         .add_(log_count_[layer].unsqueeze(1).to(scores.scalar_type()));
   }
   if (config_.policy == KvPolicy::kQueryAware) MaskUnselectedPages(layer, q, keys, &scores);
-  if (n > 1) scores = scores.masked_fill(CausalMask(n, total, q.device()), -std::numeric_limits<float>::infinity());
-  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);
+  torch::Tensor probs = CausalProbs(scores);
   if (probs_out) *probs_out = probs;
-  return torch::matmul(probs.to(values.scalar_type()), values);
+  return AttendValues(probs, values);
 }
 
 // Quest, per query position p (slots are positions under query_aware): the eligible pages are
@@ -402,7 +381,6 @@ absl::Status PagedKvCache::Commit(int64_t length) {
 // rounds; and a rolled-back speculative query never counts.
 void PagedKvCache::AccumulateScores() {
   const int64_t first = segment_slots_, m = committed_ - segment_start_;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(store_->shape().head_dim));
   for (size_t l = 0; l < queries_.size(); ++l) {
     torch::Tensor keys = ReadSlots(l, true, committed_slots_);
     torch::Tensor acc = torch::zeros({keys.size(0), committed_slots_},
@@ -419,10 +397,9 @@ void PagedKvCache::AccumulateScores() {
       const int64_t rows = std::min(kChunk, m - r);
       const int64_t visible = first + r + rows;
       torch::Tensor q = queries_[l].slice(1, r, r + rows);
-      torch::Tensor s = torch::matmul(q, keys.slice(1, 0, visible).transpose(1, 2)).to(torch::kFloat) * scale;
+      torch::Tensor s = AttentionScores(q, keys.slice(1, 0, visible)).to(torch::kFloat);
       if (bias.defined()) s = s + bias.slice(1, 0, visible).unsqueeze(1);
-      s = s.masked_fill(CausalMask(rows, visible, s.device()), -std::numeric_limits<float>::infinity());
-      acc.slice(1, 0, visible).add_(torch::softmax(s, -1).sum(1));
+      acc.slice(1, 0, visible).add_(CausalProbs(s).sum(1));
     }
     scores_[l] = acc;
     queries_[l] = queries_[l].slice(1, m);

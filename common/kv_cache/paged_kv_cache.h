@@ -1,7 +1,8 @@
 // Internal to the runtime: the paged KV storage of a view (KvStore) and one sequence's cache
-// over it (PagedKvCache), which also runs attention so that every policy (int8, eviction,
-// re-rotation, page selection) lives in one place. Includes libtorch: include only from .cc
-// files (common/model/model.cc and the tests); the public API is model.h.
+// over it (PagedKvCache): storage and policy (int8, eviction, re-rotation, page selection).
+// Its libtorch attention path calls the maths of common/attention, as the contiguous cache
+// does, and adds only what the policy changes (merged slots' bias, unselected pages). Includes
+// libtorch: include only from .cc files (common/model and the tests); the public API is model.h.
 #ifndef SPECDEC_COMMON_KV_CACHE_PAGED_KV_CACHE_H_
 #define SPECDEC_COMMON_KV_CACHE_PAGED_KV_CACHE_H_
 
@@ -16,10 +17,6 @@
 #include "common/kv_cache/kv_cache_config.h"
 
 namespace specdec {
-
-// q or k: [heads, n, head_dim]; cos/sin: [n, rot]. GPT-NeoX (HF) rotary on the first `rot` dims.
-torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                          int64_t rot);
 
 // Shape of the model the store serves.
 struct KvStoreShape {

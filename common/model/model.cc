@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/attention/attention.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/kv_cache/paged_kv_cache.h"
@@ -131,17 +132,10 @@ static torch::Tensor Attend(const Model::Impl& m, const ViewLayer& layer, const 
   k = ApplyRotary(k, rows.cos, rows.sin, rot);
   torch::Tensor keys = AppendToCache(rows.state->k[layer_slot], k, past);    // [heads, past + n, hd]
   torch::Tensor values = AppendToCache(rows.state->v[layer_slot], v, past);  // [heads, past + n, hd]
-  torch::Tensor scores = torch::matmul(q, keys.transpose(1, 2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  if (n > 1) {
-    // New position i (absolute past + i) sees keys j <= past + i.
-    torch::Tensor mask = torch::ones({n, past + n}, torch::TensorOptions().dtype(torch::kBool).device(qkv_rows.device()))
-                             .triu(past + 1);
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  }
-  torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);
+  // New position i (absolute past + i) sees keys j <= past + i.
+  torch::Tensor probs = CausalProbs(AttentionScores(q, keys));
   if (stats != nullptr) RecordAttentionStats(layer, probs, past, stats);
-  probs = probs.to(values.scalar_type());
-  return torch::matmul(probs, values).transpose(0, 1).reshape({n, heads * hd});
+  return AttendValues(probs, values).transpose(0, 1).reshape({n, heads * hd});
 }
 
 // Runs `x` ([rows, hidden], the rows of every sequence in `pass`) through one layer: the matrix
