@@ -37,6 +37,9 @@ def parse_args():
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--coupling", choices=["rejection", "shared_noise"], default=None,
+                   help="sampled speculation: shared_noise gives plain sampling's tokens for the "
+                        "seed whatever the draft (default: the gateway's)")
     p.add_argument("--timeout", type=float, default=60.0, help="request deadline, seconds")
     p.add_argument("--json", action="store_true",
                    help="print one JSON document at the end instead of streaming text")
@@ -75,8 +78,11 @@ def main():
     request = pb2.GenerateRequest(
         prompt=args.prompt,
         max_new_tokens=args.max_new_tokens,
-        sampling=pb2.SamplingParameters(temperature=args.temperature, top_p=args.top_p,
-                                        seed=args.seed),
+        sampling=pb2.SamplingParameters(
+            temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+            coupling={None: pb2.SAMPLING_COUPLING_UNSPECIFIED,
+                      "rejection": pb2.SAMPLING_COUPLING_REJECTION,
+                      "shared_noise": pb2.SAMPLING_COUPLING_SHARED_NOISE}[args.coupling]),
         speculation=pb2.SpeculationParameters(num_draft_tokens=args.k),
         include_rounds=True)
     ids, text, rounds, last, request_id = [], [], [], None, ""

@@ -201,6 +201,16 @@ bool ToGenerateRequest(const json& body, int default_num_draft_tokens, v1::Gener
   uint64_t chosen_seed = static_cast<uint64_t>(seed);
   if (!has_seed && temperature > 0) chosen_seed = std::random_device{}();
   sampling->set_seed(chosen_seed);
+  if (body.contains("coupling") && !body["coupling"].is_null()) {
+    const json& coupling = body["coupling"];
+    if (!coupling.is_string() ||
+        (coupling != "rejection" && coupling != "shared_noise")) {
+      *error = "'coupling' must be \"rejection\" or \"shared_noise\"";
+      return false;
+    }
+    sampling->set_coupling(coupling == "shared_noise" ? v1::SAMPLING_COUPLING_SHARED_NOISE
+                                                      : v1::SAMPLING_COUPLING_REJECTION);
+  }
   request->mutable_speculation()->set_num_draft_tokens(static_cast<int32_t>(k));
   request->mutable_speculation()->set_adaptive(adaptive);
   options->logprobs = static_cast<int>(logprobs);

@@ -34,6 +34,7 @@ TEST(OpenAiRequestTest, DefaultsAreOpenAis) {
   EXPECT_FLOAT_EQ(p.request.sampling().temperature(), 1.0f);
   EXPECT_FLOAT_EQ(p.request.sampling().top_p(), 1.0f);
   EXPECT_EQ(p.request.speculation().num_draft_tokens(), 6);
+  EXPECT_EQ(p.request.sampling().coupling(), v1::SAMPLING_COUPLING_UNSPECIFIED);  // the gateway's default
   EXPECT_FALSE(p.request.has_logprobs());
   EXPECT_FALSE(p.options.stream);
   EXPECT_FALSE(p.options.echo);
@@ -44,7 +45,7 @@ TEST(OpenAiRequestTest, FieldsMapToTheGrpcRequest) {
   const Parsed p = Parse(
       R"({"prompt": [5, 6, 7], "max_tokens": 3, "temperature": 0.8, "top_p": 0.95, "top_k": 40,
           "seed": -1, "stop": ["\n", "END"], "logprobs": 2, "num_draft_tokens": 8,
-          "adaptive": true, "stream": true})");
+          "adaptive": true, "stream": true, "coupling": "shared_noise"})");
   ASSERT_TRUE(p.ok) << p.error;
   ASSERT_EQ(p.request.prompt_ids_size(), 3);
   EXPECT_EQ(p.request.prompt_ids(2), 7);
@@ -59,6 +60,7 @@ TEST(OpenAiRequestTest, FieldsMapToTheGrpcRequest) {
   EXPECT_FALSE(p.request.logprobs().prompt());
   EXPECT_EQ(p.request.speculation().num_draft_tokens(), 8);
   EXPECT_TRUE(p.request.speculation().adaptive());
+  EXPECT_EQ(p.request.sampling().coupling(), v1::SAMPLING_COUPLING_SHARED_NOISE);
   EXPECT_TRUE(p.options.stream);
   EXPECT_EQ(p.options.logprobs, 2);
 }
@@ -96,6 +98,8 @@ TEST(OpenAiRequestTest, RefusalsSayWhatToFix) {
       {R"({"prompt": "x", "num_draft_tokens": 65})", "'num_draft_tokens' must be in [0, 64]"},
       {R"({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]})", "at most 4 sequences"},
       {R"({"prompt": "x", "stop": [1]})", "'stop' must be a string or a list of strings"},
+      {R"({"prompt": "x", "coupling": "gumbel"})", "'coupling' must be \"rejection\" or"},
+      {R"({"prompt": "x", "coupling": 2})", "'coupling' must be \"rejection\" or"},
   };
   for (const auto& c : cases) {
     const Parsed p = Parse(c.body);

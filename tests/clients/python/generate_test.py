@@ -164,6 +164,12 @@ def main():
             cpp_sampled = cpp_ids("--temperature=0.8", "--top_p=0.9", "--seed=7")
             checks.check("seeded sampling: Python and C++ clients get the same tokens",
                          sampled == cpp_sampled, f"python {sampled}\n     c++    {cpp_sampled}")
+            shared = ["--coupling", "shared_noise"]
+            shared_k3 = py_json(*sampled_flags, *shared)["token_ids"]
+            shared_k0 = py_json(*sampled_flags, *shared, "--k", "0")["token_ids"]
+            checks.check("shared-noise sampling: the same tokens with and without a draft",
+                         shared_k3 == shared_k0 and len(shared_k3) > 0,
+                         f"K=3 {shared_k3}\n     K=0 {shared_k0}")
 
             streamed = python_client("--target", gateway, "--prompt", PROMPT, *common)
             checks.check("streaming mode prints the text and the round records",
