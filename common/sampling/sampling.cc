@@ -132,7 +132,10 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     return dist;
   }
 
-  order.resize(static_cast<size_t>(cols));
+  // `order` only grows (shrinking and regrowing it would zero it again every token); its first
+  // `n` entries are the candidates.
+  if (order.size() < static_cast<size_t>(cols)) order.resize(static_cast<size_t>(cols));
+  size_t n = static_cast<size_t>(cols);
   double z = 0.0;
   if (cut_p && !cut_k) {
     // Only tokens of weight >= floor can be in the nucleus: if token j of weight w_j < floor
@@ -142,19 +145,18 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     // the whole vocabulary; the result is the same as sorting everything.
     z = total;
     const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
-    order.resize(static_cast<size_t>(IndicesAtLeast(w.data(), cols, floor, order.data())));
+    n = static_cast<size_t>(IndicesAtLeast(w.data(), cols, floor, order.data()));
   } else {
-    std::iota(order.begin(), order.end(), 0);
+    std::iota(order.begin(), order.begin() + cols, 0);
   }
   // Descending weight, ties to the lower column, so truncation is deterministic.
   auto heavier = [](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
 
   // Top-k keeps exactly k columns (HF keeps every tie of the k-th; ties are measure-zero here).
-  size_t n = order.size();
   if (cut_k) {
-    n = static_cast<size_t>(params.top_k);
-    std::nth_element(order.begin(), order.begin() + n, order.end(), heavier);
-    order.resize(n);
+    const size_t k = static_cast<size_t>(params.top_k);
+    std::nth_element(order.begin(), order.begin() + k, order.begin() + n, heavier);
+    n = k;
   }
   if (cut_k || !cut_p) {
     z = 0.0;
@@ -220,14 +222,13 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     std::sort(edge.begin(), edge.begin() + edges, heavier);
     std::copy(edge.begin(), edge.begin() + edges, order.begin() + heavy);
     n = heavy + edges;
-    order.resize(n);
     taken_in_order = true;
     for (; keep < n && keep < limit && mass < target; ++keep) mass += w[order[keep]];
   }
   size_t chunk = 64;
   while (!taken_in_order && keep < limit && mass < target) {
     const size_t end = std::min(n, keep + chunk);
-    if (end < n) std::nth_element(order.begin() + keep, order.begin() + end, order.end(), heavier);
+    if (end < n) std::nth_element(order.begin() + keep, order.begin() + end, order.begin() + n, heavier);
     std::sort(order.begin() + keep, order.begin() + end, heavier);
     for (; keep < end && keep < limit && mass < target; ++keep) mass += w[order[keep]];
     chunk *= 2;

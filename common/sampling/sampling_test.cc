@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -294,6 +295,43 @@ TEST(SampleTokenTest, FrequenciesMatchProbabilities) {
     chi2 += (counts[t] - e) * (counts[t] - e) / e;
   }
   EXPECT_LT(chi2, 18.4);  // 2 dof, false alarm 1e-4
+}
+
+TEST(ToDistributionTest, ScratchKeptPerThreadDoesNotLeakBetweenRows) {
+  // One thread turns rows of other widths and parameters into distributions in turn (a draft's
+  // 2,048-column head, the target's 50,304, a tiny one); each result must equal what a fresh
+  // thread computes for the same row alone.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 2.5f);
+  struct Case {
+    std::vector<float> row;
+    SamplingParams params;
+    int32_t max_support;
+  };
+  std::vector<Case> cases;
+  for (int64_t cols : {50304, 2048, 300, 50304, 7}) {
+    for (const SamplingParams& params :
+         {Params(0.8f, 0, 0.95f), Params(1.0f, 40), Params(0.7f), Params(1.2f, 0, 0.5f)}) {
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (float& l : row) l = normal(rng);
+      cases.push_back({row, params, cols == 2048 ? 64 : 0});
+    }
+  }
+  std::vector<TokenDistribution> in_turn;
+  for (const Case& c : cases) {
+    in_turn.push_back(ToDistribution(c.row.data(), static_cast<int64_t>(c.row.size()), nullptr,
+                                     c.params, c.max_support));
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    TokenDistribution alone;
+    std::thread([&] {
+      alone = ToDistribution(cases[i].row.data(), static_cast<int64_t>(cases[i].row.size()),
+                             nullptr, cases[i].params, cases[i].max_support);
+    }).join();
+    EXPECT_EQ(in_turn[i].ids, alone.ids) << "case " << i;
+    EXPECT_EQ(in_turn[i].probs, alone.probs) << "case " << i;
+    EXPECT_NEAR(Sum(alone), 1.0, 1e-4) << "case " << i;
+  }
 }
 
 TEST(RaceTokenTest, FrequenciesMatchProbabilities) {
