@@ -298,41 +298,46 @@ TEST(OpsTest, CausalAttentionMatchesTheDefinitionOnEveryIsa) {
       {CpuIsa::kGeneric, isa_generic::CausalAttention},
       {CpuIsa::kAvx2, isa_avx2::CausalAttention},
       {CpuIsa::kAvx512, isa_avx512::CausalAttention}};
-  // head_dim 37: vector and scalar tails; 4 new rows after 21 cached positions.
-  const int64_t heads = 3, hd = 37, past = 21, n = 4, total = past + n;
-  const int64_t q_stride = heads * hd * 3, kv_stride = heads * hd + 2;
-  const std::vector<float> q = RandomVector(n * q_stride, 41);
-  const std::vector<float> k = RandomVector(total * kv_stride, 42), v = RandomVector(total * kv_stride, 43);
-  std::vector<const float*> key_rows, value_rows;
-  for (int64_t j = 0; j < total; ++j) {
-    key_rows.push_back(k.data() + j * kv_stride);
-    value_rows.push_back(v.data() + j * kv_stride);
-  }
-  for (const auto& [isa, attention] : kernels) {
-    if (isa > DetectCpuIsa()) continue;
-    std::vector<float> out(static_cast<size_t>(n * heads * hd)), scratch(total),
-        probs(static_cast<size_t>(heads * n * total));
-    attention(q.data(), q_stride, 3 * hd, key_rows.data(), value_rows.data(), hd, n, past, heads,
-              hd, out.data(), heads * hd, scratch.data(), probs.data());
-    for (int64_t h = 0; h < heads; ++h) {
-      for (int64_t i = 0; i < n; ++i) {
-        std::vector<double> p(total, 0.0);
-        double max_s = -1e30, z = 0;
-        for (int64_t j = 0; j <= past + i; ++j) {
-          double s = 0;
-          for (int64_t d = 0; d < hd; ++d) s += q[i * q_stride + h * 3 * hd + d] * k[j * kv_stride + h * hd + d];
-          p[j] = s / std::sqrt(static_cast<double>(hd));
-          max_s = std::max(max_s, p[j]);
-        }
-        for (int64_t j = 0; j <= past + i; ++j) z += (p[j] = std::exp(p[j] - max_s));
-        for (int64_t j = 0; j < total; ++j) {
-          const double pj = j <= past + i ? p[j] / z : 0.0;
-          ASSERT_NEAR(probs[(h * n + i) * total + j], pj, 1e-5) << CpuIsaName(isa);
-        }
-        for (int64_t d = 0; d < hd; ++d) {
-          double o = 0;
-          for (int64_t j = 0; j <= past + i; ++j) o += p[j] / z * v[j * kv_stride + h * hd + d];
-          ASSERT_NEAR(out[i * heads * hd + h * hd + d], o, 1e-5) << CpuIsaName(isa);
+  // head_dim 37: vector and scalar tails; the others are whole vectors on some ISA (their own
+  // code path there). 4 new rows after 21 cached positions: visible counts 22-25, not all
+  // multiples of the four keys a step takes.
+  for (const int64_t hd : {37, 8, 16, 32, 64, 128}) {
+    SCOPED_TRACE(hd);
+    const int64_t heads = 3, past = 21, n = 4, total = past + n;
+    const int64_t q_stride = heads * hd * 3, kv_stride = heads * hd + 2;
+    const std::vector<float> q = RandomVector(n * q_stride, 41);
+    const std::vector<float> k = RandomVector(total * kv_stride, 42), v = RandomVector(total * kv_stride, 43);
+    std::vector<const float*> key_rows, value_rows;
+    for (int64_t j = 0; j < total; ++j) {
+      key_rows.push_back(k.data() + j * kv_stride);
+      value_rows.push_back(v.data() + j * kv_stride);
+    }
+    for (const auto& [isa, attention] : kernels) {
+      if (isa > DetectCpuIsa()) continue;
+      std::vector<float> out(static_cast<size_t>(n * heads * hd)), scratch(total),
+          probs(static_cast<size_t>(heads * n * total));
+      attention(q.data(), q_stride, 3 * hd, key_rows.data(), value_rows.data(), hd, n, past, heads,
+                hd, out.data(), heads * hd, scratch.data(), probs.data());
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t i = 0; i < n; ++i) {
+          std::vector<double> p(total, 0.0);
+          double max_s = -1e30, z = 0;
+          for (int64_t j = 0; j <= past + i; ++j) {
+            double s = 0;
+            for (int64_t d = 0; d < hd; ++d) s += q[i * q_stride + h * 3 * hd + d] * k[j * kv_stride + h * hd + d];
+            p[j] = s / std::sqrt(static_cast<double>(hd));
+            max_s = std::max(max_s, p[j]);
+          }
+          for (int64_t j = 0; j <= past + i; ++j) z += (p[j] = std::exp(p[j] - max_s));
+          for (int64_t j = 0; j < total; ++j) {
+            const double pj = j <= past + i ? p[j] / z : 0.0;
+            ASSERT_NEAR(probs[(h * n + i) * total + j], pj, 1e-5) << CpuIsaName(isa);
+          }
+          for (int64_t d = 0; d < hd; ++d) {
+            double o = 0;
+            for (int64_t j = 0; j <= past + i; ++j) o += p[j] / z * v[j * kv_stride + h * hd + d];
+            ASSERT_NEAR(out[i * heads * hd + h * hd + d], o, 1e-5) << CpuIsaName(isa);
+          }
         }
       }
     }
