@@ -21,6 +21,7 @@ void CommittedText::Update(const std::string& session, int64_t start_position,
   absl::MutexLock lock(&mu_);
   Text& text = texts_[session];
   text.touched = ++updates_;
+  const int64_t old_end = text.end;
   if (start_position < text.end) {
     const int64_t drop = text.end - start_position;
     if (drop >= static_cast<int64_t>(text.tokens.size())) {
@@ -34,7 +35,7 @@ void CommittedText::Update(const std::string& session, int64_t start_position,
   text.tokens.insert(text.tokens.end(), tokens.begin(), tokens.end());
   text.end = start_position + static_cast<int64_t>(tokens.size());
   while (static_cast<int64_t>(text.tokens.size()) > tokens_per_session_) text.tokens.pop_front();
-  tokens_added_ += static_cast<int64_t>(tokens.size());
+  tokens_added_ += std::max<int64_t>(0, text.end - std::max<int64_t>(old_end, start_position));
   while (static_cast<int>(texts_.size()) > max_sessions_) {
     auto oldest = texts_.begin();
     for (auto it = texts_.begin(); it != texts_.end(); ++it) {

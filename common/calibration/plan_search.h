@@ -43,8 +43,10 @@ class CommittedText {
               absl::Span<const int32_t> tokens);
   // Each held session's tokens, most recently updated first.
   std::vector<std::vector<int32_t>> Snapshot() const;
-  // Tokens added since start (the search re-evaluates only after new text arrived).
+  // New positions added since start (the search re-evaluates only after new text arrived);
+  // tokens sent again over ones already held do not count.
   int64_t tokens_added() const;
+  int64_t tokens_per_session() const { return tokens_per_session_; }
 
  private:
   struct Text {

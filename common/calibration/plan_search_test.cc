@@ -30,6 +30,8 @@ TEST(CommittedTextTest, KeepsTheLastTokensOfTheMostRecentSessions) {
   EXPECT_EQ(snapshot[0], (std::vector<int32_t>{20, 21}));
   EXPECT_EQ(snapshot[1], (std::vector<int32_t>{2, 3, 4, 5}));
   EXPECT_EQ(text.tokens_added(), 9);
+  text.Update("c", 0, {20, 21, 22});  // sent again, one new
+  EXPECT_EQ(text.tokens_added(), 10);
 }
 
 TEST(CommittedTextTest, ARolledBackGuessIsReplaced) {
