@@ -127,6 +127,7 @@ PlanSearch::PlanSearch(std::shared_ptr<const Model> model, const LayerPlan& star
     if (std::find(cuts.begin(), cuts.end(), cut) == cuts.end()) cuts.push_back(cut);
   }
   if (cuts.empty()) cuts.push_back(0);
+  cuts_ = cuts;
   std::vector<std::string> seen;
   auto add = [&](LayerPlan plan) {
     if (static_cast<int>(plan.layers.size()) == num_layers) plan.layers.clear();
@@ -197,7 +198,9 @@ absl::Status PlanSearch::BeginEvaluation(const std::vector<std::vector<int32_t>>
   for (CandidateScore& score : scores_) score.agreement = -1;
   for (const std::vector<int32_t>& text : texts) {
     if (text.size() < 2) continue;
-    ASSIGN_OR_RETURN(AgreementMeter meter, AgreementMeter::Create(*model_, text, options_.window));
+    // The full model's own cuts come from the reference forward: every layer costs no forward.
+    ASSIGN_OR_RETURN(AgreementMeter meter,
+                     AgreementMeter::Create(*model_, text, options_.window, cuts_));
     meters_.push_back(std::move(meter));
   }
   if (meters_.empty()) return absl::FailedPreconditionError("no committed text to evaluate on");
@@ -208,6 +211,11 @@ absl::Status PlanSearch::MeasureGroup(int g) {
   if (g < 0 || g >= num_groups()) return absl::InvalidArgumentError(absl::StrCat("no group ", g));
   if (meters_.empty()) return absl::FailedPreconditionError("no evaluation begun");
   const Group& group = groups_[g];
+  // A group none of whose candidates has a cost yet cannot be scored: skip its forward.
+  if (std::none_of(group.members.begin(), group.members.end(),
+                   [&](int c) { return scores_[c].cost_ratio > 0; })) {
+    return absl::OkStatus();
+  }
   std::vector<double> agreed(group.cuts.size(), 0.0);
   int64_t positions = 0;
   for (const AgreementMeter& meter : meters_) {

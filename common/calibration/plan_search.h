@@ -120,7 +120,7 @@ struct PlanSearchOptions {
   int64_t window = 256;
   // Cost measurement: context length and timed repeats per candidate.
   int64_t cost_context = 64;
-  int cost_repeats = 7;
+  int cost_repeats = 5;
 };
 
 // A candidate's latest scores.
@@ -151,7 +151,8 @@ class PlanSearch {
   absl::Status BeginEvaluation(const std::vector<std::vector<int32_t>>& texts);
   // Layer-and-heads configurations to measure in this evaluation (each serves several cuts).
   int num_groups() const { return static_cast<int>(groups_.size()); }
-  // Measures group `g`'s candidates' agreement on the evaluation's texts.
+  // Measures group `g`'s candidates' agreement on the evaluation's texts (nothing when none of
+  // them has a measured cost: it could not be scored).
   absl::Status MeasureGroup(int g);
   // Fills every candidate's best K and expected speedup from its cost and agreement, and returns
   // the speedups (0 for candidates not fully measured).
@@ -168,6 +169,7 @@ class PlanSearch {
   std::vector<LayerPlan> candidates_;
   std::vector<CandidateScore> scores_;
   std::vector<Group> groups_;
+  std::vector<int64_t> cuts_;  // distinct vocabulary cuts of the grid
   std::vector<int32_t> cost_context_;
   VerifyCost verify_;
   std::vector<AgreementMeter> meters_;  // one per text of the evaluation

@@ -172,5 +172,21 @@ TEST_F(PlanSearchTest, ScoresEveryCandidateFromCostAndAgreement) {
   EXPECT_FALSE(search.BeginEvaluation({{1}}).ok());  // no text long enough
 }
 
+// The full model's cuts kept from the reference forward give what a forward of the all-layer
+// view gives (the shortcut the search takes for its cheapest group).
+TEST_F(PlanSearchTest, FullModelCutsFromTheReferenceMatchAForward) {
+  const std::vector<int64_t> cuts = {0, 128, 64};
+  auto with = AgreementMeter::Create(**model_, Text(90, 3), 32, cuts);
+  auto without = AgreementMeter::Create(**model_, Text(90, 3), 32);
+  ASSERT_TRUE(with.ok() && without.ok());
+  LayerPlan all;
+  all.layers = {0, 1, 2};  // every layer, spelled out
+  auto fast = with->Measure(all, cuts);
+  auto slow = without->Measure(all, cuts);
+  ASSERT_TRUE(fast.ok() && slow.ok());
+  EXPECT_EQ(*fast, *slow);
+  EXPECT_LT((*fast)[2], 1.0) << "a 64-id head should disagree somewhere (else this proves little)";
+}
+
 }  // namespace
 }  // namespace specdec

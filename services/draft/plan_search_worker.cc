@@ -61,18 +61,23 @@ void PlanSearchWorker::Run() {
   const std::vector<LayerPlan>& candidates = search_.candidates();
   SPECDEC_LOG(Info) << "plan search: " << candidates.size() << " candidates, duty cycle "
                     << options_.duty;
-  // Costs first: they do not depend on the traffic, so each is measured once.
+  // The verification profile and the starting plan's cost first (nothing can be compared
+  // without them); the other candidates' costs (which do not depend on the traffic, so each is
+  // measured once) in between evaluations. A candidate without a cost is not a contender yet.
   if (!Work([&] { return search_.MeasureVerify(); }, "verify cost")) return;
-  for (int c = search_.NextUnmeasuredCost(); c >= 0; c = search_.NextUnmeasuredCost()) {
-    absl::Status status;
-    if (!Work([&] { return status = search_.MeasureCost(c); }, "draft cost")) return;
-    if (!status.ok()) return;  // a candidate that cannot be measured: the search stops
-  }
+  if (!Work([&] { return search_.MeasureCost(0); }, "draft cost")) return;
   PlanDecider decider(options_.rule, 0, absl::Now());
   int64_t evaluated_at = -options_.min_new_tokens;  // evaluate on the first text that arrives
   while (!stop_.HasBeenNotified()) {
     if (text_->tokens_added() < evaluated_at + options_.min_new_tokens) {
-      if (!SleepUntil(absl::Now() + options_.idle_poll)) return;
+      const int unmeasured = search_.NextUnmeasuredCost();
+      if (unmeasured >= 0) {
+        absl::Status status;
+        if (!Work([&] { return status = search_.MeasureCost(unmeasured); }, "draft cost")) return;
+        if (!status.ok()) return;  // a candidate that cannot be measured: the search stops
+      } else if (!SleepUntil(absl::Now() + options_.idle_poll)) {
+        return;
+      }
       continue;
     }
     evaluated_at = text_->tokens_added();
