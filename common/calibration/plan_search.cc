@@ -193,23 +193,29 @@ absl::Status PlanSearch::MeasureCost(int candidate) {
   return absl::OkStatus();
 }
 
-absl::Status PlanSearch::BeginEvaluation(const std::vector<std::vector<int32_t>>& texts) {
+absl::Status PlanSearch::BeginEvaluation(std::vector<std::vector<int32_t>> texts) {
   meters_.clear();
+  texts_.clear();
   for (CandidateScore& score : scores_) score.agreement = -1;
-  for (const std::vector<int32_t>& text : texts) {
-    if (text.size() < 2) continue;
-    // The full model's own cuts come from the reference forward: every layer costs no forward.
-    ASSIGN_OR_RETURN(AgreementMeter meter,
-                     AgreementMeter::Create(*model_, text, options_.window, cuts_));
-    meters_.push_back(std::move(meter));
+  for (std::vector<int32_t>& text : texts) {
+    if (text.size() >= 2) texts_.push_back(std::move(text));
   }
-  if (meters_.empty()) return absl::FailedPreconditionError("no committed text to evaluate on");
+  if (texts_.empty()) return absl::FailedPreconditionError("no committed text to evaluate on");
+  return absl::OkStatus();
+}
+
+absl::Status PlanSearch::AddReference(int i) {
+  if (i < 0 || i >= num_texts()) return absl::InvalidArgumentError(absl::StrCat("no text ", i));
+  // The full model's own cuts come from the reference forward: every layer costs no forward.
+  ASSIGN_OR_RETURN(AgreementMeter meter,
+                   AgreementMeter::Create(*model_, texts_[i], options_.window, cuts_));
+  meters_.push_back(std::move(meter));
   return absl::OkStatus();
 }
 
 absl::Status PlanSearch::MeasureGroup(int g) {
   if (g < 0 || g >= num_groups()) return absl::InvalidArgumentError(absl::StrCat("no group ", g));
-  if (meters_.empty()) return absl::FailedPreconditionError("no evaluation begun");
+  if (meters_.empty()) return absl::FailedPreconditionError("no reference run yet");
   const Group& group = groups_[g];
   // A group none of whose candidates has a cost yet cannot be scored: skip its forward.
   if (std::none_of(group.members.begin(), group.members.end(),

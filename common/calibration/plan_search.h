@@ -147,8 +147,11 @@ class PlanSearch {
   // Pieces of work.
   absl::Status MeasureVerify();
   absl::Status MeasureCost(int candidate);
-  // Starts an evaluation over `texts` (runs the full model over them: the reference).
-  absl::Status BeginEvaluation(const std::vector<std::vector<int32_t>>& texts);
+  // Starts an evaluation over `texts` (those of fewer than 2 tokens are left out); then
+  // AddReference(i) runs the full model over text i (the reference), one piece per text.
+  absl::Status BeginEvaluation(std::vector<std::vector<int32_t>> texts);
+  int num_texts() const { return static_cast<int>(texts_.size()); }
+  absl::Status AddReference(int i);
   // Layer-and-heads configurations to measure in this evaluation (each serves several cuts).
   int num_groups() const { return static_cast<int>(groups_.size()); }
   // Measures group `g`'s candidates' agreement on the evaluation's texts (nothing when none of
@@ -172,7 +175,8 @@ class PlanSearch {
   std::vector<int64_t> cuts_;  // distinct vocabulary cuts of the grid
   std::vector<int32_t> cost_context_;
   VerifyCost verify_;
-  std::vector<AgreementMeter> meters_;  // one per text of the evaluation
+  std::vector<std::vector<int32_t>> texts_;  // of the evaluation
+  std::vector<AgreementMeter> meters_;       // one per text added
 };
 
 }  // namespace specdec

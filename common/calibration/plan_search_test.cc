@@ -160,6 +160,8 @@ TEST_F(PlanSearchTest, ScoresEveryCandidateFromCostAndAgreement) {
   }
   EXPECT_FALSE(search.MeasureGroup(0).ok());  // no evaluation begun
   ASSERT_TRUE(search.BeginEvaluation({Text(70, 5), Text(40, 9), {3}}).ok());
+  EXPECT_EQ(search.num_texts(), 2);  // {3} is too short
+  for (int i = 0; i < search.num_texts(); ++i) ASSERT_TRUE(search.AddReference(i).ok());
   for (int g = 0; g < search.num_groups(); ++g) ASSERT_TRUE(search.MeasureGroup(g).ok());
   const std::vector<double> speedups = search.Score();
   for (size_t c = 0; c < speedups.size(); ++c) {

@@ -41,7 +41,7 @@ struct DraftServerConfig : ModelServiceOptions {
   double plan_search_margin = 0.05;       // a challenger's least relative gain
   double plan_search_dwell_s = 5;         // least time between switches
   int plan_search_sessions = 4;           // sessions in the committed-text sample
-  int64_t plan_search_tokens = 256;       // last tokens of each
+  int64_t plan_search_tokens = 128;       // last tokens of each
   // Test only: every N proposals the draft switches between its plan and the debug plan
   // (--debug_switch_layers, --debug_switch_vocab), to exercise switches mid-stream.
   int debug_plan_switch_every = 0;

@@ -26,7 +26,7 @@ ABSL_FLAG(double, plan_search_margin, 0.05,
           "a plan replaces the current one when its expected speedup is this much higher");
 ABSL_FLAG(double, plan_search_dwell_s, 5, "least seconds between plan switches");
 ABSL_FLAG(int32_t, plan_search_sessions, 4, "recent sessions whose committed text the search uses");
-ABSL_FLAG(int64_t, plan_search_tokens, 256, "last committed tokens of each of those sessions");
+ABSL_FLAG(int64_t, plan_search_tokens, 128, "last committed tokens of each of those sessions");
 ABSL_FLAG(int32_t, debug_plan_switch_every, 0,
           "test only: every N proposals flip between the plan and the debug plan");
 ABSL_FLAG(std::string, debug_switch_layers, "", "test only: the debug plan's layers (empty: all)");

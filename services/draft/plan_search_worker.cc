@@ -54,6 +54,8 @@ bool PlanSearchWorker::Work(const std::function<absl::Status()>& piece, const ch
     next = duty_.Worked(begin, end);
   }
   if (!status.ok()) SPECDEC_LOG(Warning) << "plan search: " << what << ": " << status;
+  SPECDEC_LOG(Debug) << "plan search: " << what << " took " << absl::ToDoubleMilliseconds(end - begin)
+                     << " ms, sleeping " << absl::ToDoubleMilliseconds(next - end) << " ms";
   return SleepUntil(next);
 }
 
@@ -81,9 +83,12 @@ void PlanSearchWorker::Run() {
       continue;
     }
     evaluated_at = text_->tokens_added();
-    const std::vector<std::vector<int32_t>> texts = text_->Snapshot();
+    std::vector<std::vector<int32_t>> texts = text_->Snapshot();
     absl::Status status;
-    if (!Work([&] { return status = search_.BeginEvaluation(texts); }, "reference")) return;
+    if (!search_.BeginEvaluation(std::move(texts)).ok()) continue;
+    for (int i = 0; i < search_.num_texts() && status.ok(); ++i) {
+      if (!Work([&] { return status = search_.AddReference(i); }, "reference")) return;
+    }
     if (!status.ok()) continue;
     for (int g = 0; g < search_.num_groups() && status.ok(); ++g) {
       if (!Work([&] { return status = search_.MeasureGroup(g); }, "agreement")) return;

@@ -9,8 +9,9 @@
 # model. Checks that every configuration's greedy text is the same. Not a pass/fail test.
 # Usage: tests/bench/plan_search_bench.sh [BUILD_DIR] [MODEL_DIR]
 #   env: PROMPTS (8 per phase), TOKENS (128), RUNS (3), K (8: the bound of adaptive K),
-#        DUTY (0.05), CUTS (vocabulary cuts, calibration and search alike), SETTLE_S (10: wait
-#        after start-up), OUT (a markdown file: also write the report there)
+#        DUTY (0.05), CUTS (vocabulary cuts, calibration and search alike), SETTLE_S (45: wait
+#        after start-up), OUT (a markdown file: also write the report there), LOGS (a folder:
+#        keep the services' logs there)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build}
@@ -21,7 +22,7 @@ RUNS=${RUNS:-3}
 K=${K:-8}
 DUTY=${DUTY:-0.05}
 CUTS=${CUTS:-0,8192,4096,2048,1024,512,256}
-SETTLE_S=${SETTLE_S:-10}
+SETTLE_S=${SETTLE_S:-45}
 OUT=${OUT:-}
 . tests/bench/lib.sh
 bench_work plan_search
@@ -118,6 +119,7 @@ for run in $(seq "$RUNS"); do
   done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -n "${LOGS:-}" ] && mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/*.json "$LOGS"/
 
 python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$DUTY" "$CUTS" "$LOAD_START" "$LOAD_END" "$OUT" <<'PY'
 import json, re, statistics, subprocess, sys
