@@ -145,9 +145,10 @@ void DraftServiceImpl::set_debug_plan_switch(int every, std::shared_ptr<const Mo
 void DraftServiceImpl::MaybeDebugSwitch() {
   if (debug_switch_every_ <= 0 || debug_other_ == nullptr) return;
   if (++proposals_ % debug_switch_every_ != 0) return;
-  std::shared_ptr<const ModelView> next = debug_other_;
+  std::shared_ptr<const ModelView> next;
   {
     absl::MutexLock lock(&plan_mu_);
+    next = debug_other_;
     debug_other_ = plan_.view;
   }
   SetPlan(std::move(next));

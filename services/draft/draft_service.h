@@ -108,7 +108,7 @@ class DraftServiceImpl final : public v1::Draft::Service {
   CommittedText* committed_text_ = nullptr;
   std::function<void(v1::GetStatsResponse*)> extra_stats_;
   int debug_switch_every_ = 0;
-  std::shared_ptr<const ModelView> debug_other_;
+  std::shared_ptr<const ModelView> debug_other_ ABSL_GUARDED_BY(plan_mu_);
   std::atomic<int64_t> proposals_{0};
   int32_t max_support_;
   SessionRegistry registry_;

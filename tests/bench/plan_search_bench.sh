@@ -10,8 +10,9 @@
 # Usage: tests/bench/plan_search_bench.sh [BUILD_DIR] [MODEL_DIR]
 #   env: PROMPTS (8 per phase), TOKENS (128), RUNS (3), K (8: the bound of adaptive K),
 #        DUTY (0.05), CUTS (vocabulary cuts, calibration and search alike), SETTLE_S (45: wait
-#        after start-up), OUT (a markdown file: also write the report there), LOGS (a folder:
-#        keep the services' logs there)
+#        after start-up), SEARCH_ARGS (more flags for the self-planning draft, e.g.
+#        "--plan_search_margin 0.03"), OUT (a markdown file: also write the report there), LOGS
+#        (a folder: keep the services' logs there)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build}
@@ -23,6 +24,7 @@ K=${K:-8}
 DUTY=${DUTY:-0.05}
 CUTS=${CUTS:-0,8192,4096,2048,1024,512,256}
 SETTLE_S=${SETTLE_S:-45}
+SEARCH_ARGS=${SEARCH_ARGS:-}
 OUT=${OUT:-}
 . tests/bench/lib.sh
 bench_work plan_search
@@ -82,7 +84,7 @@ for c in "${CONFIGS[@]}"; do
   D=127.0.0.1:$(port); G=127.0.0.1:$(port)
   case $c in
     self) args=(--draft_plan "$WORK/plan_a.json" --plan_search on --plan_search_duty "$DUTY"
-                --plan_search_vocab_cuts "$CUTS" --metrics_listen "$SELF_METRICS") ;;
+                --plan_search_vocab_cuts "$CUTS" --metrics_listen "$SELF_METRICS" $SEARCH_ARGS) ;;
     fixed_a) args=(--draft_plan "$WORK/plan_a.json") ;;
     fixed_b) args=(--draft_plan "$WORK/plan_b.json") ;;
     full) args=(--draft_plan "$WORK/plan_full.json") ;;
@@ -121,9 +123,9 @@ done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "${LOGS:-}" ] && mkdir -p "$LOGS" && cp "$WORK"/*.log "$WORK"/*.json "$LOGS"/
 
-python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$DUTY" "$CUTS" "$LOAD_START" "$LOAD_END" "$OUT" <<'PY'
+python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$DUTY" "$CUTS" "$LOAD_START" "$LOAD_END" "$OUT" "$SEARCH_ARGS" <<'PY'
 import json, re, statistics, subprocess, sys
-work, runs, prompts, tokens, k, model, duty, cuts, load_start, load_end, out = sys.argv[1:12]
+work, runs, prompts, tokens, k, model, duty, cuts, load_start, load_end, out, search_args = sys.argv[1:13]
 runs, prompts = int(runs), int(prompts)
 configs = ["self", "fixed_a", "fixed_b", "full"]
 def plan(name):
@@ -158,7 +160,8 @@ lines = [f"- checkpoint `{model}`, f32, one compute thread per service; greedy, 
          f"{prompts} prompts per phase, {tokens} new tokens each (EOS ends a generation), {runs} runs",
          f"- phase A: held-out Python stdlib docstrings; phase B: licences (GPL-3, LGPL, MPL-2.0, ...); "
          f"calibration (and the search) over vocabulary cuts {cuts}",
-         f"- self-planning: `--plan_search on --plan_search_duty {duty}`, other search flags at their defaults",
+         f"- self-planning: `{' '.join(['--plan_search on --plan_search_duty', duty, search_args]).strip()}`, "
+         "other search flags at their defaults",
          f"- CPU: {field('Model name')}, {field('CPU(s)')} CPUs; flags: {field('Flags')}",
          f"- load average {load_start} at the start, {load_end} at the end; commit {commit} ({tree})",
          f"- greedy outputs that differ between configurations: {mismatch} of {runs * 2 * prompts} prompts", "",
