@@ -206,6 +206,57 @@ TEST(SoftmaxTest, EveryIsaMatchesExpAndIgnoresNan) {
   EXPECT_EQ(MaxLogit(logits.data(), 3), std::max({logits[0], logits[1], logits[2]}));
 }
 
+TEST(SoftmaxTest, EveryIsaFindsTheFirstMaximumAndTheCandidates) {
+  using ArgMaxFn = int64_t (*)(const float*, int64_t);
+  using AtLeastFn = int64_t (*)(const float*, int64_t, float, int32_t*);
+  const std::vector<std::tuple<CpuIsa, ArgMaxFn, AtLeastFn>> kernels = {
+      {CpuIsa::kGeneric, isa_generic::ArgMax, isa_generic::IndicesAtLeast},
+      {CpuIsa::kAvx2, isa_avx2::ArgMax, isa_avx2::IndicesAtLeast},
+      {CpuIsa::kAvx512, isa_avx512::ArgMax, isa_avx512::IndicesAtLeast}};
+  // The scalar definitions.
+  auto argmax = [](const std::vector<float>& x) {
+    int64_t best = -1;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (std::isnan(x[i])) continue;
+      if (best < 0 || x[i] > x[best]) best = static_cast<int64_t>(i);
+    }
+    return best < 0 ? int64_t{0} : best;
+  };
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  std::vector<std::vector<float>> rows;
+  for (int64_t n : {1, 7, 16, 33, 257, 1003}) {  // below, at and past vector and span widths
+    rows.push_back(RandomVector(n, 60 + n, 3.0f));
+  }
+  rows.push_back({1.0f, 5.0f, 2.0f, 5.0f, 5.0f});                    // ties: the first
+  rows.push_back({nan, nan, nan});                                    // no number at all
+  rows.push_back({nan, -inf, -inf, nan});                             // nothing above -inf
+  rows.push_back(std::vector<float>(40, 2.0f));                       // all equal
+  std::vector<float> late(300, -1.0f);
+  late[299] = 4.0f;  // the maximum in the scalar tail
+  late[17] = nan;
+  rows.push_back(late);
+  std::vector<float> lanes(64, 0.0f);
+  lanes[45] = 3.0f;  // equal maxima in different lanes: the lower index
+  lanes[13] = 3.0f;
+  rows.push_back(lanes);
+  for (const auto& [isa, argmax_fn, at_least_fn] : kernels) {
+    if (isa > DetectCpuIsa()) continue;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const std::vector<float>& x = rows[r];
+      const int64_t n = static_cast<int64_t>(x.size());
+      EXPECT_EQ(argmax_fn(x.data(), n), argmax(x)) << CpuIsaName(isa) << " row " << r;
+      for (float floor : {-inf, -0.5f, 0.0f, 2.0f, 10.0f}) {
+        std::vector<int32_t> want, got(x.size());
+        for (int64_t i = 0; i < n; ++i) {
+          if (x[i] >= floor) want.push_back(static_cast<int32_t>(i));
+        }
+        got.resize(static_cast<size_t>(at_least_fn(x.data(), n, floor, got.data())));
+        EXPECT_EQ(got, want) << CpuIsaName(isa) << " row " << r << " floor " << floor;
+      }
+    }
+  }
+}
+
 TEST(OpsTest, LayerNormMatchesTheDefinition) {
   const int64_t rows = 3, cols = 70;
   const std::vector<float> x = RandomVector(rows * cols, 31, 3.0f);

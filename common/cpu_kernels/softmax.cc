@@ -25,4 +25,22 @@ double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv
   return isa_generic::SoftmaxWeights(logits, n, max_logit, inv_t, w);
 }
 
+int64_t ArgMax(const float* x, int64_t n) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512: return isa_avx512::ArgMax(x, n);
+    case CpuIsa::kAvx2: return isa_avx2::ArgMax(x, n);
+    case CpuIsa::kGeneric: break;
+  }
+  return isa_generic::ArgMax(x, n);
+}
+
+int64_t IndicesAtLeast(const float* w, int64_t n, float floor, int32_t* out) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512: return isa_avx512::IndicesAtLeast(w, n, floor, out);
+    case CpuIsa::kAvx2: return isa_avx2::IndicesAtLeast(w, n, floor, out);
+    case CpuIsa::kGeneric: break;
+  }
+  return isa_generic::IndicesAtLeast(w, n, floor, out);
+}
+
 }  // namespace specdec

@@ -14,6 +14,14 @@ float MaxLogit(const float* logits, int64_t n);
 // exp(-87) (where float underflows). Returns the sum of the weights.
 double SoftmaxWeights(const float* logits, int64_t n, float max_logit, float inv_t, float* w);
 
+// Index of the first largest value, NaN ignored; 0 when no value is above -inf (n > 0).
+int64_t ArgMax(const float* x, int64_t n);
+
+// Writes the indices i with w[i] >= floor, ascending, to `out` (room for n); returns how many.
+// Sampling's nucleus candidates: on a peaked row almost every block of the row is skipped after
+// one vector comparison.
+int64_t IndicesAtLeast(const float* w, int64_t n, float floor, int32_t* out);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_CPU_KERNELS_SOFTMAX_H_

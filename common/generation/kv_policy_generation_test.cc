@@ -101,6 +101,39 @@ TEST_P(KvPolicyGenerationTest, GreedySpeculativeEqualsPlainUnderThePolicy) {
   }
 }
 
+// Shared-noise sampling (Coupling::kSharedNoise) is plain sampling token for token under every
+// policy and K, with a draft that disagrees often (two of the three layers), so rounds both
+// accept and reject.
+TEST_P(KvPolicyGenerationTest, SharedNoiseSamplingEqualsPlainSamplingUnderThePolicy) {
+  auto target = View(GetParam());
+  LayerPlan skip;
+  skip.layers = {0, 2};
+  auto draft = (*model_)->View(skip);
+  ASSERT_TRUE(draft.ok()) << draft.status();
+  GenerateOptions options;
+  options.max_new_tokens = kNewTokens;
+  options.sampling = SamplingParams{0.8f, 0, 0.95f, 4242};
+  options.sampling.coupling = Coupling::kSharedNoise;
+  options.max_draft_tokens = 8;
+  auto plain = GeneratePlain(*target, kPrompt, options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_EQ(plain->tokens.size(), static_cast<size_t>(kNewTokens));
+  int proposed = 0, accepted = 0;
+  for (const KRun& run : kRuns) {
+    options.num_draft_tokens = run.k;
+    options.adaptive = run.adaptive;
+    auto spec = GenerateSpeculative(*target, **draft, kPrompt, options);
+    ASSERT_TRUE(spec.ok()) << run.name << ": " << spec.status();
+    EXPECT_EQ(spec->tokens, plain->tokens) << GetParam() << " " << run.name;
+    for (const RoundRecord& round : spec->rounds) {
+      proposed += round.num_draft_tokens;
+      accepted += round.num_accepted;
+    }
+  }
+  EXPECT_GT(accepted, 0) << "no draft token accepted: the equality is untested";
+  EXPECT_LT(accepted, proposed) << "no draft token rejected: the fallback path is untested";
+}
+
 // Logits rows by the position of the token they decided.
 using Rows = std::map<int64_t, std::vector<float>>;
 

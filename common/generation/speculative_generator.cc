@@ -90,7 +90,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const ModelView& target, cons
         const int64_t position = length + i;
         TokenDistribution q = ToDistribution(logits.row(0), logits.cols, IdsOf(logits), params,
                                              options.draft_max_support);
-        const int32_t token = SampleToken(q, UniformAt(params.seed, position, RandomPurpose::kDraft));
+        const int32_t token = DrawToken(q, params, position, RandomPurpose::kDraft);
         proposals.push_back(MakeProposal(token, q));
         draft_tokens.push_back(token);
         draft_dists.push_back(std::move(q));

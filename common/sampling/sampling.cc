@@ -27,6 +27,20 @@ uint64_t SplitMix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The hash every draw at (seed, position, purpose) starts from.
+uint64_t StreamHash(uint64_t seed, int64_t position, RandomPurpose purpose) {
+  uint64_t h = SplitMix64(seed);
+  h = SplitMix64(h ^ static_cast<uint64_t>(position));
+  return SplitMix64(h ^ static_cast<uint64_t>(purpose));
+}
+
+// Token `id`'s race noise at the position whose stream hash is `stream`: a uniform in (0, 1)
+// (never 0, so -log is finite).
+double TokenUniform(uint64_t stream, int32_t id) {
+  const uint64_t h = SplitMix64(stream ^ static_cast<uint64_t>(static_cast<uint32_t>(id)));
+  return (static_cast<double>(h >> 11) + 0.5) * 0x1.0p-53;
+}
+
 TokenDistribution OneHot(int32_t token) {
   TokenDistribution dist;
   dist.ids.push_back(token);
@@ -39,6 +53,17 @@ int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
 }
 
 }  // namespace
+
+absl::StatusOr<Coupling> ParseCoupling(absl::string_view name) {
+  if (name == "rejection") return Coupling::kRejection;
+  if (name == "shared_noise") return Coupling::kSharedNoise;
+  return absl::InvalidArgumentError(
+      absl::StrCat("coupling must be rejection or shared_noise, got \"", name, "\""));
+}
+
+const char* CouplingName(Coupling coupling) {
+  return coupling == Coupling::kSharedNoise ? "shared_noise" : "rejection";
+}
 
 absl::Status SamplingParams::Validate() const {
   if (std::isnan(temperature) || temperature < 0.0f || std::isinf(temperature)) {
@@ -65,22 +90,14 @@ float TokenDistribution::ProbOf(int32_t token) const {
 }
 
 double UniformAt(uint64_t seed, int64_t position, RandomPurpose purpose) {
-  uint64_t h = SplitMix64(seed);
-  h = SplitMix64(h ^ static_cast<uint64_t>(position));
-  h = SplitMix64(h ^ static_cast<uint64_t>(purpose));
   // The top 53 bits fill a double's mantissa exactly: a multiple of 2^-53 in [0, 1).
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return static_cast<double>(StreamHash(seed, position, purpose) >> 11) * 0x1.0p-53;
 }
 
 int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids) {
   if (cols <= 0) return -1;
-  int64_t best = -1;
-  for (int64_t i = 0; i < cols; ++i) {
-    if (std::isnan(logits[i])) continue;  // NaN never wins unless the whole row is NaN
-    if (best < 0 || logits[i] > logits[best]) best = i;
-  }
-  if (best < 0) best = 0;
-  return MapColumn(best, vocab_ids);
+  // NaN never wins unless the whole row is NaN (then column 0).
+  return MapColumn(ArgMax(logits, cols), vocab_ids);
 }
 
 TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_t* vocab_ids,
@@ -95,7 +112,11 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   const float inv_t = 1.0f / params.temperature;
   // A temperature so small that 1/T overflows is greedy in all but name.
   if (!std::isfinite(inv_t)) return OneHot(ArgmaxToken(logits, cols, vocab_ids));
-  std::vector<float> w(static_cast<size_t>(cols));
+  // Scratch kept per thread: a row's weights and candidate columns are ~400 KB, which a fresh
+  // allocation per token would page-fault in again and again.
+  static thread_local std::vector<float> w;
+  static thread_local std::vector<int32_t> order;
+  if (w.size() < static_cast<size_t>(cols)) w.resize(static_cast<size_t>(cols));
   const double total = SoftmaxWeights(logits, cols, max_logit, inv_t, w.data());
 
   const bool cut_k = params.top_k > 0 && params.top_k < cols;
@@ -111,7 +132,7 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     return dist;
   }
 
-  std::vector<int32_t> order;
+  order.resize(static_cast<size_t>(cols));
   double z = 0.0;
   if (cut_p && !cut_k) {
     // Only tokens of weight >= floor can be in the nucleus: if token j of weight w_j < floor
@@ -121,16 +142,12 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     // the whole vocabulary; the result is the same as sorting everything.
     z = total;
     const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
-    order.reserve(1024);
-    for (int64_t i = 0; i < cols; ++i) {
-      if (w[i] >= floor) order.push_back(static_cast<int32_t>(i));
-    }
+    order.resize(static_cast<size_t>(IndicesAtLeast(w.data(), cols, floor, order.data())));
   } else {
-    order.resize(static_cast<size_t>(cols));
     std::iota(order.begin(), order.end(), 0);
   }
   // Descending weight, ties to the lower column, so truncation is deterministic.
-  auto heavier = [&w](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
+  auto heavier = [](int32_t a, int32_t b) { return w[a] > w[b] || (w[a] == w[b] && a < b); };
 
   // Top-k keeps exactly k columns (HF keeps every tie of the k-th; ties are measure-zero here).
   size_t n = order.size();
@@ -153,28 +170,34 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   size_t keep = 0;
   double mass = 0.0;
   bool taken_in_order = false;  // `order` is already the order to take tokens in
-  if (n > 4096 && cut_p && !cut_k) {
-    // A flat row (a random model, a high temperature) keeps most of the vocabulary: sorting it
-    // would cost milliseconds. Bucket the candidates by weight instead (the float's bits are
-    // monotonic in its value; 32 buckets an octave) and find the bucket where the mass from the
-    // heaviest down reaches the target. Every lighter-than-it token is out, every heavier one in
-    // (kept in column order: the distribution is the same whatever the order of its support);
-    // only that bucket is sorted, which decides exactly where the nucleus ends.
+  if (n > 256 && cut_p && !cut_k) {
+    // A flat row (a weak or random model, a high temperature) keeps thousands of tokens:
+    // sorting them would cost more than the forward. Bucket the candidates by weight instead (the
+    // float's bits are monotonic in its value; 32 buckets an octave) and find the bucket where
+    // the mass from the heaviest down reaches the target. Every lighter-than-it token is out,
+    // every heavier one in (kept in column order: the distribution is the same whatever the
+    // order of its support); only that bucket is sorted, which decides exactly where the nucleus
+    // ends. Two linear passes, no data-dependent branches.
     constexpr int kShift = 18;
-    const size_t buckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
-    std::vector<double> bucket_mass(buckets, 0.0);
-    std::vector<uint32_t> bucket_count(buckets, 0);
-    auto bucket_of = [&w](int32_t i) {
-      uint32_t bits;
-      std::memcpy(&bits, &w[i], sizeof(bits));
-      return bits >> kShift;
-    };
+    constexpr size_t kBuckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
+    static thread_local std::vector<double> bucket_mass;
+    static thread_local std::vector<uint32_t> bucket_count;
+    static thread_local std::vector<uint16_t> bucket_at;
+    static thread_local std::vector<int32_t> edge;
+    bucket_mass.assign(kBuckets, 0.0);
+    bucket_count.assign(kBuckets, 0);
+    if (bucket_at.size() < n) bucket_at.resize(n);
+    if (edge.size() < n) edge.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const uint32_t b = bucket_of(order[i]);
-      bucket_mass[b] += w[order[i]];
+      const float weight = w[order[i]];
+      uint32_t bits;
+      std::memcpy(&bits, &weight, sizeof(bits));
+      const uint32_t b = bits >> kShift;
+      bucket_at[i] = static_cast<uint16_t>(b);
+      bucket_mass[b] += weight;
       bucket_count[b] += 1;
     }
-    size_t boundary = buckets;
+    size_t boundary = kBuckets;
     double above = 0.0;
     size_t above_count = 0;
     while (boundary > 0) {
@@ -183,20 +206,21 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
       above += bucket_mass[boundary];
       above_count += bucket_count[boundary];
     }
-    std::vector<int32_t> heavy, edge;
-    heavy.reserve(above_count);
+    // Heavier buckets compacted in place (the write index never passes the read index), the
+    // boundary bucket aside, sorted, then appended.
+    size_t heavy = 0, edges = 0;
     for (size_t i = 0; i < n; ++i) {
-      const uint32_t b = bucket_of(order[i]);
-      if (b > boundary) {
-        heavy.push_back(order[i]);
-      } else if (b == boundary) {
-        edge.push_back(order[i]);
-      }
+      const int32_t column = order[i];
+      const uint32_t b = bucket_at[i];
+      order[heavy] = column;
+      heavy += b > boundary;
+      edge[edges] = column;
+      edges += b == boundary;
     }
-    std::sort(edge.begin(), edge.end(), heavier);
-    order = std::move(heavy);
-    order.insert(order.end(), edge.begin(), edge.end());
-    n = order.size();
+    std::sort(edge.begin(), edge.begin() + edges, heavier);
+    std::copy(edge.begin(), edge.begin() + edges, order.begin() + heavy);
+    n = heavy + edges;
+    order.resize(n);
     taken_in_order = true;
     for (; keep < n && keep < limit && mass < target; ++keep) mass += w[order[keep]];
   }
@@ -244,11 +268,43 @@ int32_t SampleToken(const TokenDistribution& dist, double u) {
   return dist.IdAt(last_positive);
 }
 
+int32_t RaceToken(const TokenDistribution& dist, uint64_t seed, int64_t position) {
+  int64_t heaviest = -1;
+  for (int64_t i = 0; i < dist.size(); ++i) {
+    if (dist.probs[i] > 0.0f && (heaviest < 0 || dist.probs[i] > dist.probs[heaviest])) heaviest = i;
+  }
+  if (heaviest < 0) return -1;
+  const uint64_t stream = StreamHash(seed, position, RandomPurpose::kShared);
+  // The heaviest token's key bounds the winner's, so one hash and one comparison rule out
+  // almost every other token: key_t = -log(U_t) / p_t < best needs -log(U_t) < best * p_t,
+  // and as -log(u) >= 1 - u that needs U_t > 1 - best * p_t. Only those pay for a log.
+  int32_t best_id = dist.IdAt(heaviest);
+  double best = -std::log(TokenUniform(stream, best_id)) / dist.probs[heaviest];
+  for (int64_t i = 0; i < dist.size(); ++i) {
+    const double p = dist.probs[i];
+    if (!(p > 0.0)) continue;
+    const int32_t id = dist.IdAt(i);
+    const double u = TokenUniform(stream, id);
+    if (u <= 1.0 - best * p) continue;
+    const double key = -std::log(u) / p;
+    if (key < best || (key == best && id < best_id)) {
+      best = key;
+      best_id = id;
+    }
+  }
+  return best_id;
+}
+
+int32_t DrawToken(const TokenDistribution& dist, const SamplingParams& params, int64_t position,
+                  RandomPurpose purpose) {
+  if (params.shared_noise()) return RaceToken(dist, params.seed, position);
+  return SampleToken(dist, UniformAt(params.seed, position, purpose));
+}
+
 int32_t PickToken(const float* logits, int64_t cols, const int32_t* vocab_ids,
                   const SamplingParams& params, int64_t position, RandomPurpose purpose) {
   if (params.greedy()) return ArgmaxToken(logits, cols, vocab_ids);
-  return SampleToken(ToDistribution(logits, cols, vocab_ids, params),
-                     UniformAt(params.seed, position, purpose));
+  return DrawToken(ToDistribution(logits, cols, vocab_ids, params), params, position, purpose);
 }
 
 }  // namespace specdec

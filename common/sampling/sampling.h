@@ -7,16 +7,38 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace specdec {
+
+// How a sampled speculative round couples the draft's draws with the target's
+// (docs/pipeline.md, "Sampling couplings").
+enum class Coupling {
+  // DESIGN.md's rule: the draft draws x ~ q, the gateway accepts with probability
+  // min(1, p(x)/q(x)) and a rejection draws from the residual. Exact in distribution; the
+  // tokens depend on the draft (its plan, K, where rounds end).
+  kRejection,
+  // Every draw is an exponential race on noise keyed by (seed, position, token), the target's
+  // and the draft's alike; a draft token is accepted when it equals the target's own draw.
+  // The output is plain decoding's token for token, whatever the draft, K or failures.
+  kSharedNoise,
+};
+
+// "rejection" or "shared_noise" (flags and configuration files); INVALID_ARGUMENT otherwise.
+absl::StatusOr<Coupling> ParseCoupling(absl::string_view name);
+const char* CouplingName(Coupling coupling);
 
 struct SamplingParams {
   float temperature = 0.0f;  // 0: greedy (argmax)
   int32_t top_k = 0;         // 0: no top-k
   float top_p = 1.0f;        // 1: no nucleus truncation
   uint64_t seed = 0;
+  Coupling coupling = Coupling::kRejection;
 
   bool greedy() const { return temperature <= 0.0f; }
+  // Sampled, with draws that do not depend on the draft: acceptance is token equality.
+  bool shared_noise() const { return !greedy() && coupling == Coupling::kSharedNoise; }
   // INVALID_ARGUMENT for NaN/negative temperature, negative top_k, top_p outside (0, 1].
   absl::Status Validate() const;
 };
@@ -39,6 +61,7 @@ enum class RandomPurpose : uint64_t {
   kTarget = 1,    // a token drawn from the target model (plain decoding, residual, bonus)
   kDraft = 2,     // a token drawn by the draft
   kAccept = 3,    // the uniform u_i of the acceptance test
+  kShared = 4,    // per-token noise of the exponential race (Coupling::kSharedNoise)
 };
 
 // A uniform double in [0, 1) that depends only on its arguments (SplitMix64 of their mix).
@@ -60,7 +83,20 @@ int32_t ArgmaxToken(const float* logits, int64_t cols, const int32_t* vocab_ids)
 // Inverse-CDF draw with uniform `u` in [0, 1).
 int32_t SampleToken(const TokenDistribution& dist, double u);
 
-// Convenience: greedy argmax, or a draw with UniformAt(params.seed, position, purpose).
+// A draw from `dist` by exponential race: the token t minimising -log(U_t) / p_t, with U_t a
+// uniform keyed by (seed, position, t) (ties to the lower id). Token t wins with probability p_t,
+// and the result does not depend on the order of dist's support: two distributions drawn at
+// the same position share their noise, so they agree on a token far more often than
+// independent draws would (when p == q, always).
+int32_t RaceToken(const TokenDistribution& dist, uint64_t seed, int64_t position);
+
+// The draw `params` asks for at `position`: RaceToken under Coupling::kSharedNoise (whatever
+// `purpose`: draft and target share the noise), else SampleToken with
+// UniformAt(params.seed, position, purpose). A greedy params' one-hot dist gives its token.
+int32_t DrawToken(const TokenDistribution& dist, const SamplingParams& params, int64_t position,
+                  RandomPurpose purpose);
+
+// Convenience: greedy argmax, or DrawToken of the row's distribution.
 int32_t PickToken(const float* logits, int64_t cols, const int32_t* vocab_ids,
                   const SamplingParams& params, int64_t position, RandomPurpose purpose);
 

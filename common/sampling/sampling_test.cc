@@ -296,6 +296,77 @@ TEST(SampleTokenTest, FrequenciesMatchProbabilities) {
   EXPECT_LT(chi2, 18.4);  // 2 dof, false alarm 1e-4
 }
 
+TEST(RaceTokenTest, FrequenciesMatchProbabilities) {
+  TokenDistribution dist{{}, {0.1f, 0.6f, 0.0f, 0.3f}};
+  std::vector<int> counts(4, 0);
+  constexpr int kDraws = 30000;
+  for (int i = 0; i < kDraws; ++i) ++counts[RaceToken(dist, 5, i)];
+  EXPECT_EQ(counts[2], 0);  // zero mass never wins
+  double chi2 = 0.0;
+  for (int t : {0, 1, 3}) {
+    const double e = kDraws * dist.probs[t];
+    chi2 += (counts[t] - e) * (counts[t] - e) / e;
+  }
+  EXPECT_LT(chi2, 18.4);  // 2 dof, false alarm 1e-4
+}
+
+TEST(RaceTokenTest, IndependentOfTheSupportsOrderAndLayout) {
+  // The same distribution dense, sparse, and sparse in another order: the same token at every
+  // position (the draft's sparse q and the target's dense p rely on this).
+  const TokenDistribution dense{{}, {0.05f, 0.0f, 0.4f, 0.15f, 0.4f}};
+  const TokenDistribution sparse{{4, 0, 3, 2}, {0.4f, 0.05f, 0.15f, 0.4f}};
+  std::set<int32_t> seen;
+  for (int64_t pos = 0; pos < 2000; ++pos) {
+    const int32_t token = RaceToken(dense, 77, pos);
+    ASSERT_EQ(RaceToken(sparse, 77, pos), token) << "position " << pos;
+    seen.insert(token);
+  }
+  EXPECT_EQ(seen, (std::set<int32_t>{0, 2, 3, 4}));
+  EXPECT_EQ(RaceToken(TokenDistribution{}, 1, 0), -1);
+}
+
+TEST(RaceTokenTest, NearbyDistributionsMostlyAgree) {
+  // What makes shared noise worth having: p and a perturbed q drawn at the same position pick
+  // the same token far more often than independent draws would (sum p*q ~ 0.26 here).
+  const TokenDistribution p{{}, {0.3f, 0.25f, 0.2f, 0.15f, 0.1f}};
+  const TokenDistribution q{{}, {0.25f, 0.3f, 0.2f, 0.1f, 0.15f}};
+  int same = 0;
+  constexpr int kDraws = 20000;
+  for (int64_t pos = 0; pos < kDraws; ++pos) same += RaceToken(p, 3, pos) == RaceToken(q, 3, pos);
+  // Total variation 0.1: an optimal coupling agrees 90% of the time; the race at least
+  // (1 - tv) / (1 + tv) = 82%.
+  EXPECT_GT(same, kDraws * 0.8);
+  EXPECT_EQ(RaceToken(p, 3, 11), RaceToken(p, 3, 11));
+}
+
+TEST(DrawTokenTest, CouplingChoosesTheDraw) {
+  const TokenDistribution dist{{}, {0.2f, 0.5f, 0.3f}};
+  SamplingParams params = Params(1.0f, 0, 1.0f, 9);
+  int differ = 0;
+  for (int64_t pos = 0; pos < 200; ++pos) {
+    // Rejection: inverse CDF on the purpose's stream; shared noise: the race, whatever purpose.
+    params.coupling = Coupling::kRejection;
+    const int32_t cdf = DrawToken(dist, params, pos, RandomPurpose::kDraft);
+    ASSERT_EQ(cdf, SampleToken(dist, UniformAt(9, pos, RandomPurpose::kDraft)));
+    params.coupling = Coupling::kSharedNoise;
+    ASSERT_EQ(DrawToken(dist, params, pos, RandomPurpose::kDraft), RaceToken(dist, 9, pos));
+    ASSERT_EQ(DrawToken(dist, params, pos, RandomPurpose::kTarget), RaceToken(dist, 9, pos));
+    differ += cdf != RaceToken(dist, 9, pos);
+  }
+  EXPECT_GT(differ, 20);
+  EXPECT_TRUE(Params(0.0f).greedy() && !Params(0.0f).shared_noise());
+  EXPECT_TRUE(params.shared_noise());
+}
+
+TEST(CouplingTest, NamesRoundTripAndBadNamesSayWhatIsAccepted) {
+  for (Coupling c : {Coupling::kRejection, Coupling::kSharedNoise}) {
+    EXPECT_EQ(*ParseCoupling(CouplingName(c)), c);
+  }
+  const absl::StatusOr<Coupling> bad = ParseCoupling("gumbel");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("rejection or shared_noise"), std::string::npos);
+}
+
 TEST(PickTokenTest, GreedyAndSeededSampling) {
   const std::vector<float> logits = {0.0f, 0.1f, 0.2f};
   EXPECT_EQ(PickToken(logits.data(), 3, nullptr, Params(0.0f), 0, RandomPurpose::kTarget), 2);

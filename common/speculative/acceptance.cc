@@ -22,8 +22,9 @@ DraftProposal MakeProposal(int32_t token, const TokenDistribution& q) {
   return DraftProposal{token, q.ProbOf(token)};
 }
 
-DraftProposal DrawDraftToken(const TokenDistribution& q, uint64_t seed, int64_t position) {
-  return MakeProposal(SampleToken(q, UniformAt(seed, position, RandomPurpose::kDraft)), q);
+DraftProposal DrawDraftToken(const TokenDistribution& q, const SamplingParams& params,
+                             int64_t position) {
+  return MakeProposal(DrawToken(q, params, position, RandomPurpose::kDraft), q);
 }
 
 absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
@@ -59,7 +60,7 @@ RoundOutcome AcceptProposals(const SamplingParams& params, int64_t first_positio
     const DraftProposal& x = proposals[i];
     const VerifiedPosition& v = verified[i];
     bool accept;
-    if (params.greedy()) {
+    if (params.greedy() || params.shared_noise()) {
       accept = x.token == v.fallback_token;
     } else {
       const double q = x.q_prob;
@@ -130,6 +131,11 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
       continue;
     }
     const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
+    if (params.shared_noise()) {
+      v.fallback_token = RaceToken(p, params.seed, position);
+      if (i < k) v.p_prob_of_draft = p.ProbOf(draft_tokens[i]);
+      continue;
+    }
     const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
     if (i == k) {
       v.fallback_token = SampleToken(p, u);  // the bonus token
@@ -157,6 +163,11 @@ RoundOutcome VerifyAndAccept(const float* logits, int64_t cols, const int32_t* v
       continue;
     }
     const TokenDistribution p = ToDistribution(row, cols, vocab_ids, params);
+    if (params.shared_noise()) {
+      const int32_t drawn = RaceToken(p, params.seed, position);
+      if (i == k || proposals[i].token != drawn) return RoundOutcome{static_cast<int>(i), drawn};
+      continue;
+    }
     const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
     if (i == k) return RoundOutcome{static_cast<int>(k), SampleToken(p, u)};  // the bonus token
     // The acceptance test of AcceptProposals, on the same p_i(x_i) VerifyProposals reports.

@@ -24,6 +24,8 @@ struct DraftProposal {
 // For i < K: p_i(x_i) and a residual sample r_i ~ norm(max(0, p_i - q_i)).
 // For i == K: p_prob_of_draft is 0 and fallback_token is the bonus sample ~ p_K.
 // Greedy: p_prob_of_draft is 1 when x_i is the argmax (else 0); fallback_token is the argmax.
+// Coupling::kSharedNoise: p_prob_of_draft is p_i(x_i) and fallback_token is the target's race
+// draw at every position (what plain decoding would emit there), so no residual is needed.
 struct VerifiedPosition {
   float p_prob_of_draft = 0.0f;
   int32_t fallback_token = -1;
@@ -46,9 +48,11 @@ constexpr int32_t kDefaultDraftSupport = 512;
 // A proposal for `token` drawn from `q` (q_prob = q.ProbOf(token)).
 DraftProposal MakeProposal(int32_t token, const TokenDistribution& q);
 
-// The draft's draw at `position`: x ~ q with UniformAt(seed, position, kDraft), returned with
-// q(x). With greedy params q is one-hot (ToDistribution), so this is the argmax with q(x) = 1.
-DraftProposal DrawDraftToken(const TokenDistribution& q, uint64_t seed, int64_t position);
+// The draft's draw at `position`: x ~ q by DrawToken (UniformAt(seed, position, kDraft), or the
+// shared race noise under Coupling::kSharedNoise), returned with q(x). With greedy params q is
+// one-hot (ToDistribution), so this is the argmax with q(x) = 1.
+DraftProposal DrawDraftToken(const TokenDistribution& q, const SamplingParams& params,
+                             int64_t position);
 
 // Checks what the gateway receives over the wire before AcceptProposals: K+1 verified
 // positions for K proposals, finite probabilities in [0, 1], non-negative fallback tokens.
@@ -57,7 +61,8 @@ absl::Status ValidateRound(absl::Span<const DraftProposal> proposals,
 
 // The gateway's acceptance rule. Draft token i sits at position first_position + i.
 // Greedy: accept x_i while x_i == fallback_token_i (the target's argmax).
-// Sampling: accept x_i while u_i < min(1, p_i(x_i) / q_i(x_i)), with
+// Coupling::kSharedNoise: the same equality, with fallback_token_i the target's own race draw.
+// Sampling (Coupling::kRejection): accept x_i while u_i < min(1, p_i(x_i) / q_i(x_i)), with
 // u_i = UniformAt(seed, first_position + i, kAccept); q_i(x_i) <= 0 (or NaN) always rejects.
 // On the first rejection emit fallback_token_i; if all K are accepted emit fallback_token_K.
 // Precondition: verified.size() == proposals.size() + 1 (see ValidateRound). With fewer

@@ -39,7 +39,8 @@ TEST(VerifyAndAcceptTest, EqualsVerifyProposalsThenAcceptProposals) {
   int rejections = 0, full_accepts = 0;
   for (int trial = 0; trial < 600; ++trial) {
     const int k = trial % 7;
-    const SamplingParams params = trial % 5 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
+    SamplingParams params = trial % 5 == 0 ? Params(0.0f) : Params(0.8f, trial, 0, 0.95f);
+    if (trial % 5 == 1) params.coupling = Coupling::kSharedNoise;
     // Target rows, and draft rows close to them (so that some proposals are accepted).
     std::vector<float> target((k + 1) * kCols), draft(kCols);
     for (float& l : target) l = normal(rng);
@@ -49,7 +50,7 @@ TEST(VerifyAndAcceptTest, EqualsVerifyProposalsThenAcceptProposals) {
     for (int i = 0; i < k; ++i) {
       for (int64_t c = 0; c < kCols; ++c) draft[c] = target[i * kCols + c] + 0.3f * normal(rng);
       TokenDistribution q = ToDistribution(draft.data(), kCols, nullptr, params, 64);
-      proposals.push_back(DrawDraftToken(q, params.seed, 100 + i));
+      proposals.push_back(DrawDraftToken(q, params, 100 + i));
       tokens.push_back(proposals.back().token);
       dists.push_back(std::move(q));
     }
@@ -309,9 +310,8 @@ int GenerateOnce(const BigramModel& target, const BigramModel& draft, const Setu
     for (int i = 0; i < k; ++i) {
       TokenDistribution q =
           ToDistribution(draft.Row(prev), kVocab, nullptr, draft_params, setup.draft_max_support);
-      const DraftProposal x = DrawDraftToken(q, seed, first_position + i);
-      EXPECT_EQ(x.token,
-                SampleToken(q, UniformAt(seed, first_position + i, RandomPurpose::kDraft)));
+      const DraftProposal x = DrawDraftToken(q, draft_params, first_position + i);
+      EXPECT_EQ(x.token, DrawToken(q, draft_params, first_position + i, RandomPurpose::kDraft));
       proposals.push_back(x);
       draft_tokens.push_back(x.token);
       draft_dists.push_back(std::move(q));
@@ -514,6 +514,72 @@ TEST(GreedySpeculationTest, MatchesPlainGreedyDecodingWhateverTheDraft) {
       tokens.resize(plain.size());
       EXPECT_EQ(tokens, plain) << "draft " << draft_seed << " K " << k;
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared noise: speculative sampling that is plain sampling, token for token.
+
+Setup SharedNoise(Setup setup) {
+  setup.target_params.coupling = Coupling::kSharedNoise;
+  setup.draft_params.coupling = Coupling::kSharedNoise;
+  return setup;
+}
+
+// The first kGenerated tokens plain decoding draws for `seed` (positions 1 .. kGenerated).
+int PlainOnce(const BigramModel& target, SamplingParams params, uint64_t seed) {
+  params.seed = seed;
+  int32_t prev = kStartToken;
+  int code = 0;
+  for (int i = 1; i <= kGenerated; ++i) {
+    prev = PickToken(target.Row(prev), kVocab, nullptr, params, i, RandomPurpose::kTarget);
+    code = code * kVocab + prev;
+  }
+  return code;
+}
+
+TEST(SharedNoiseTest, SpeculativeSamplingIsPlainSamplingTokenForToken) {
+  const BigramModel target = MakeModel(1001, 3.0f);
+  for (const specdec::Setup& base : kSetups) {
+    const specdec::Setup setup = SharedNoise(base);
+    for (uint64_t draft_seed : {2002u, 3003u}) {
+      const BigramModel draft = MakeModel(draft_seed, 3.0f);
+      int differ_from_rejection = 0;
+      for (uint64_t seed = 0; seed < 2000; ++seed) {
+        const int speculative = GenerateOnce(target, draft, setup, seed, Rule::kCorrect);
+        ASSERT_EQ(speculative, PlainOnce(target, setup.target_params, seed))
+            << setup.name << " draft " << draft_seed << " seed " << seed;
+        differ_from_rejection += speculative != GenerateOnce(target, draft, base, seed, Rule::kCorrect);
+      }
+      // Rejection sampling gives other (equally distributed) tokens: the coupling is in effect.
+      EXPECT_GT(differ_from_rejection, 200) << setup.name;
+    }
+  }
+}
+
+TEST(SharedNoiseTest, SpeculativeSamplesHaveTheTargetDistribution) {
+  for (const specdec::Setup& base : kSetups) {
+    const ChiSquare chi = RunChiSquare(SharedNoise(base), Rule::kCorrect);
+    std::printf("%s shared noise: chi2 %.1f, df %d, threshold %.1f\n", base.name, chi.statistic,
+                chi.df, chi.threshold);
+    EXPECT_LT(chi.statistic, chi.threshold) << base.name;
+  }
+  // The same test tells a wrong distribution: the draft's tokens emitted unconditionally.
+  const ChiSquare broken = RunChiSquare(SharedNoise(kSetups[0]), Rule::kAlwaysAccept);
+  EXPECT_GT(broken.statistic, broken.threshold);
+}
+
+TEST(SharedNoiseTest, EqualDistributionsAlwaysAgree) {
+  SamplingParams params = Params(1.0f, 5);
+  params.coupling = Coupling::kSharedNoise;
+  const std::vector<float> row = {0.1f, 1.0f, -0.5f, 0.7f, 0.0f, 0.3f};
+  const TokenDistribution q = ToDistribution(row.data(), kVocab, nullptr, params);
+  for (int64_t pos = 0; pos < 500; ++pos) {
+    const DraftProposal x = DrawDraftToken(q, params, pos);
+    const auto verified = VerifyProposals(row.data(), kVocab, nullptr, params, pos, {x.token}, {q});
+    ASSERT_EQ(verified[0].fallback_token, x.token);
+    EXPECT_FLOAT_EQ(verified[0].p_prob_of_draft, q.ProbOf(x.token));
+    EXPECT_EQ(AcceptProposals(params, pos, {x}, verified).num_accepted, 1);
   }
 }
 

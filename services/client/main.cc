@@ -25,6 +25,9 @@ ABSL_FLAG(float, temperature, 0.0f, "0 = greedy");
 ABSL_FLAG(int32_t, top_k, 0, "0 = off");
 ABSL_FLAG(float, top_p, 1.0f, "1 = off");
 ABSL_FLAG(uint64_t, seed, 0, "sampling seed");
+ABSL_FLAG(std::string, coupling, "",
+          "sampled speculation: rejection or shared_noise (equal to plain decoding for the "
+          "seed); empty: the gateway's default");
 ABSL_FLAG(int32_t, k, 4, "draft tokens per round (0: no speculation)");
 ABSL_FLAG(bool, adaptive, false, "adapt K per round (--k is then the bound)");
 ABSL_FLAG(bool, sequential, false,
@@ -92,6 +95,15 @@ int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
   request.mutable_sampling()->set_top_k(absl::GetFlag(FLAGS_top_k));
   request.mutable_sampling()->set_top_p(absl::GetFlag(FLAGS_top_p));
   request.mutable_sampling()->set_seed(absl::GetFlag(FLAGS_seed));
+  if (const std::string coupling = absl::GetFlag(FLAGS_coupling); !coupling.empty()) {
+    if (coupling != "rejection" && coupling != "shared_noise") {
+      std::fprintf(stderr, "specdec: --coupling must be rejection or shared_noise\n");
+      return 2;
+    }
+    request.mutable_sampling()->set_coupling(coupling == "shared_noise"
+                                                 ? specdec::v1::SAMPLING_COUPLING_SHARED_NOISE
+                                                 : specdec::v1::SAMPLING_COUPLING_REJECTION);
+  }
   request.mutable_speculation()->set_num_draft_tokens(absl::GetFlag(FLAGS_k));
   request.mutable_speculation()->set_adaptive(absl::GetFlag(FLAGS_adaptive));
   request.mutable_speculation()->set_sequential(absl::GetFlag(FLAGS_sequential));

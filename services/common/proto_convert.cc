@@ -10,6 +10,7 @@ SamplingParams FromProto(const v1::SessionSampling& proto) {
   params.top_k = proto.top_k();
   params.top_p = proto.top_p();
   params.seed = proto.seed();
+  params.coupling = proto.shared_noise() ? Coupling::kSharedNoise : Coupling::kRejection;
   return params;
 }
 
@@ -19,6 +20,7 @@ v1::SessionSampling ToProto(const SamplingParams& params) {
   proto.set_top_k(params.top_k);
   proto.set_top_p(params.top_p);
   proto.set_seed(params.seed);
+  proto.set_shared_noise(params.coupling == Coupling::kSharedNoise);
   return proto;
 }
 

@@ -93,7 +93,7 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     TokenDistribution q =
         ToDistribution(logits.row(logits.rows - 1), logits.cols,
                        logits.vocab_ids ? logits.vocab_ids->data() : nullptr, params, max_support);
-    const int32_t token = SampleToken(q, UniformAt(params.seed, position, RandomPurpose::kDraft));
+    const int32_t token = DrawToken(q, params, position, RandomPurpose::kDraft);
     v1::DraftResponse response;
     Echo(request, &response);
     v1::DraftToken* out = response.mutable_token();

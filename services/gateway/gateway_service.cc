@@ -124,6 +124,21 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   out.sampling.top_k = sampling.top_k();
   out.sampling.top_p = sampling.top_p() == 0.0f ? 1.0f : sampling.top_p();
   out.sampling.seed = sampling.seed();
+  switch (sampling.coupling()) {
+    case v1::SAMPLING_COUPLING_UNSPECIFIED:
+      out.sampling.coupling = config_.default_coupling;
+      break;
+    case v1::SAMPLING_COUPLING_REJECTION:
+      out.sampling.coupling = Coupling::kRejection;
+      break;
+    case v1::SAMPLING_COUPLING_SHARED_NOISE:
+      out.sampling.coupling = Coupling::kSharedNoise;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.coupling ", static_cast<int>(sampling.coupling()),
+                       " is not a SamplingCoupling (0 default, 1 rejection, 2 shared_noise)"));
+  }
   if (std::isnan(sampling.top_p()) || sampling.top_p() < 0.0f) {
     return absl::InvalidArgumentError(absl::StrCat("top_p must be in [0, 1], got ", sampling.top_p()));
   }

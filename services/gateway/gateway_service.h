@@ -50,6 +50,8 @@ struct GatewayConfig {
   std::string trace_file;      // Chrome trace-event JSON
   std::string http_listen;     // OpenAI-compatible HTTP API
   int http_num_draft_tokens = 4;  // K of HTTP requests that do not say
+  // Coupling of sampled requests that leave it unspecified (docs/pipeline.md).
+  Coupling default_coupling = Coupling::kRejection;
 };
 
 struct GatewayObservability;

@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, otlp_endpoint, "", "OTLP/gRPC collector HOST:PORT for spa
 ABSL_FLAG(std::string, trace_file, "", "write spans as Chrome trace-event JSON here (empty: off)");
 ABSL_FLAG(std::string, http_listen, "", "HOST:PORT of the OpenAI-compatible HTTP API (empty: off)");
 ABSL_FLAG(int, http_num_draft_tokens, 4, "K of HTTP completions that do not send num_draft_tokens");
+ABSL_FLAG(std::string, default_coupling, "rejection",
+          "coupling of sampled requests that leave it unspecified: rejection or shared_noise "
+          "(shared_noise: the output equals plain decoding's for the seed; docs/pipeline.md)");
 
 int main(int argc, char** argv) {
   specdec::BlockShutdownSignals();
@@ -65,7 +68,13 @@ int main(int argc, char** argv) {
   config.trace_file = absl::GetFlag(FLAGS_trace_file);
   config.http_listen = absl::GetFlag(FLAGS_http_listen);
   config.http_num_draft_tokens = absl::GetFlag(FLAGS_http_num_draft_tokens);
-  absl::Status status = specdec::RunGatewayServer(config);
+  absl::StatusOr<specdec::Coupling> coupling =
+      specdec::ParseCoupling(absl::GetFlag(FLAGS_default_coupling));
+  absl::Status status = coupling.status();
+  if (status.ok()) {
+    config.default_coupling = *coupling;
+    status = specdec::RunGatewayServer(config);
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "specdec-gateway: %s\n", status.ToString().c_str());
     return 1;

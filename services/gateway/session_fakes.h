@@ -246,7 +246,7 @@ class FakeDraft {
       const std::vector<float> logits = DraftLogits(context, noise);
       const TokenDistribution q = ToDistribution(logits.data(), kVocab, nullptr, params_);
       const DraftProposal x =
-          DrawDraftToken(q, params_.seed, static_cast<int64_t>(context.size()));
+          DrawDraftToken(q, params_, static_cast<int64_t>(context.size()));
       v1::DraftResponse token = response;
       token.mutable_token()->set_index(i);
       token.mutable_token()->set_token(x.token);

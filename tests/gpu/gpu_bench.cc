@@ -143,7 +143,7 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> BatchedSpeculative(
         const size_t i = who[j];
         const int64_t position = static_cast<int64_t>(committed[i].size()) + step;
         TokenDistribution q = ToDistribution(logits[j]->row(0), logits[j]->cols, IdsOf(*logits[j]), greedy);
-        proposals[i].push_back(DrawDraftToken(q, greedy.seed, position));
+        proposals[i].push_back(DrawDraftToken(q, greedy, position));
         proposed[i].push_back(proposals[i].back().token);
         feed[i] = {proposed[i].back()};
       }

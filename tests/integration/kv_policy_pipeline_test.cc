@@ -1,7 +1,8 @@
 // Lossless speculation under every KV policy, through the three services as real processes on
 // loopback: for each compressing policy (and int8 with each), the gateway's greedy output
 // equals in-process plain decoding under the same policy token for token, with K of 1, 4 and 8
-// and with adaptive K; seeded sampling with K of 1, 4, 8 and 6 equals the in-process speculative
+// and with adaptive K; shared-noise sampling equals plain sampling for K of 1, 4, 8 and adaptive;
+// seeded (rejection) sampling with K of 1, 4, 8 and 6 equals the in-process speculative
 // generator under the policy; every emitted token's log-probability (from the verifier's verifications)
 // equals plain decoding's under the policy at that position; no verification crosses a
 // compression boundary; and a session evicted mid-generation is re-prefilled (split at the
@@ -75,7 +76,8 @@ Generated Generate(const std::string& address, const v1::GenerateRequest& reques
   return out;
 }
 
-v1::GenerateRequest Request(int k, bool adaptive, float temperature = 0, uint64_t seed = 0) {
+v1::GenerateRequest Request(int k, bool adaptive, float temperature = 0, uint64_t seed = 0,
+                            v1::SamplingCoupling coupling = v1::SAMPLING_COUPLING_UNSPECIFIED) {
   v1::GenerateRequest request;
   for (int32_t id : kPrompt) request.add_prompt_ids(id);
   request.set_max_new_tokens(kNewTokens);
@@ -83,6 +85,7 @@ v1::GenerateRequest Request(int k, bool adaptive, float temperature = 0, uint64_
   request.mutable_speculation()->set_adaptive(adaptive);
   request.mutable_sampling()->set_temperature(temperature);
   request.mutable_sampling()->set_seed(seed);
+  request.mutable_sampling()->set_coupling(coupling);
   request.set_include_rounds(true);
   return request;
 }
@@ -193,6 +196,18 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
       out = Generate((*gateway)->address(), Request(k, false, 0.8f, 4242));
       ASSERT_TRUE(out.status.ok()) << out.status.error_message();
       EXPECT_EQ(out.ids, in_process->tokens) << "sampled, K=" << k;
+    }
+
+    // Shared-noise sampling, K of 1, 4, 8 and adaptive: plain sampling's tokens under the policy.
+    GenerateOptions shared = Options(0.8f, 6161);
+    shared.sampling.coupling = Coupling::kSharedNoise;
+    auto plain_sampled = GeneratePlain(**target, kPrompt, shared);
+    ASSERT_TRUE(plain_sampled.ok()) << plain_sampled.status();
+    for (int k : {1, 4, 8, 0}) {
+      out = Generate((*gateway)->address(),
+                     Request(k, k == 0, 0.8f, 6161, v1::SAMPLING_COUPLING_SHARED_NOISE));
+      ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+      EXPECT_EQ(out.ids, plain_sampled->tokens) << "shared noise, K=" << k;
     }
 
     // Seeded sampling, adaptive K (rounds depend on timing): every token's log-probability, as

@@ -25,6 +25,9 @@ ABSL_FLAG(float, temperature, 0.0f, "0 = greedy");
 ABSL_FLAG(int32_t, top_k, 0, "0 = off");
 ABSL_FLAG(float, top_p, 1.0f, "1 = off");
 ABSL_FLAG(uint64_t, seed, 0, "sampling seed (runs are reproducible)");
+ABSL_FLAG(std::string, coupling, "rejection",
+          "sampled speculation: rejection, or shared_noise (the output equals plain decoding's "
+          "for the seed, token for token)");
 ABSL_FLAG(bool, ignore_eos, false, "keep generating past the model's EOS token");
 ABSL_FLAG(bool, json, false, "print {\"ids\", \"text\", \"rounds\", ...} instead of text");
 ABSL_FLAG(bool, speculate, false, "speculative decoding with a draft view of the same model");
@@ -87,6 +90,9 @@ int Main() {
   options.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   options.sampling = {absl::GetFlag(FLAGS_temperature), absl::GetFlag(FLAGS_top_k),
                       absl::GetFlag(FLAGS_top_p), absl::GetFlag(FLAGS_seed)};
+  absl::StatusOr<Coupling> coupling = ParseCoupling(absl::GetFlag(FLAGS_coupling));
+  if (!coupling.ok()) return Fail(coupling.status());
+  options.sampling.coupling = *coupling;
   options.eos_token_id =
       absl::GetFlag(FLAGS_ignore_eos) ? -1 : static_cast<int32_t>((*model)->config().eos_token_id);
   const bool json = absl::GetFlag(FLAGS_json);

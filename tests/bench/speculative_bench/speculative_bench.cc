@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/base/flags.h"
+#include "common/base/status_macros.h"
 #include "common/calibration/calibrator.h"
 #include "common/generation/generator.h"
 #include "common/model/checkpoint_writer.h"
@@ -41,6 +42,8 @@ ABSL_FLAG(int, new_tokens, 128, "greedy tokens per prompt (EOS ignored)");
 ABSL_FLAG(double, temperature, 0.0,
           "0: greedy; otherwise every configuration samples (plain included) with this temperature");
 ABSL_FLAG(double, top_p, 1.0, "nucleus for sampled runs (e.g. 0.95)");
+ABSL_FLAG(std::string, coupling, "rejection",
+          "sampled runs: rejection, or shared_noise (every output must then equal plain's)");
 ABSL_FLAG(int, repeats, 3, "interleaved repeats (medians are reported)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 ABSL_FLAG(bool, random_70m, true, "also measure costs on a Pythia-70M-shaped random checkpoint");
@@ -132,12 +135,22 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
   base.eos_token_id = -1;
   base.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
   base.sampling.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
-  // Plain outputs, to check every speculative output against (greedy must be identical).
-  std::vector<std::vector<int32_t>> expected;
-  for (const auto& prompt : prompts) {
-    auto r = GeneratePlain(*full, prompt, base);
-    if (!r.ok()) return r.status();
-    expected.push_back(r->tokens);
+  ASSIGN_OR_RETURN(base.sampling.coupling, ParseCoupling(absl::GetFlag(FLAGS_coupling)));
+  // Greedy and shared-noise output must equal plain decoding's with the same seed.
+  const bool exact = base.sampling.greedy() || base.sampling.shared_noise();
+  auto seed_of = [](int rep, size_t p) { return static_cast<uint64_t>(1000 * rep + p + 1); };
+  // Plain outputs per repeat and prompt, to check every speculative output against.
+  std::vector<std::vector<std::vector<int32_t>>> expected(repeats);
+  // (greedy: the seed does not matter, one run per prompt).
+  const int plain_repeats = !exact ? 0 : base.sampling.greedy() ? 1 : repeats;
+  for (int rep = 0; rep < plain_repeats; ++rep) {
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      GenerateOptions options = base;
+      options.sampling.seed = seed_of(rep, p);
+      auto r = GeneratePlain(*full, prompts[p], options);
+      if (!r.ok()) return r.status();
+      expected[rep].push_back(r->tokens);
+    }
   }
   std::vector<std::vector<Tally>> tallies(repeats, std::vector<Tally>(configs.size()));
   for (int rep = 0; rep < repeats; ++rep) {
@@ -149,7 +162,7 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         options.num_draft_tokens = c.k;
         options.adaptive = c.adaptive;
         options.max_draft_tokens = 8;
-        options.sampling.seed = 1000 * rep + p + 1;  // the same draws for every configuration
+        options.sampling.seed = seed_of(rep, p);  // the same draws for every configuration
         auto r = c.k == 0 && !c.adaptive
                      ? GeneratePlain(*full, prompts[p], options)
                      : GenerateSpeculative(*full, *views[i], prompts[p], options);
@@ -157,9 +170,12 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         Tally& t = tallies[rep][i];
         t.tokens += static_cast<int64_t>(r->tokens.size());
         t.ms += r->decode_ms + r->prefill_ms;
-        // Greedy output must equal plain decoding token for token; sampled output only has
-        // its distribution (seeded draws differ once a draft token is accepted).
-        t.mismatches += base.sampling.greedy() && r->tokens != expected[p];
+        // Greedy and shared-noise output must equal plain decoding token for token; rejection
+        // sampling only has its distribution (seeded draws differ once a draft token is accepted).
+        if (exact) {
+          const auto& want = base.sampling.greedy() ? expected[0][p] : expected[rep][p];
+          t.mismatches += r->tokens != want;
+        }
         for (const RoundRecord& round : r->rounds) {
           t.drafted += round.num_draft_tokens;
           t.accepted += round.num_accepted;
@@ -196,8 +212,8 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         plain ? "1"
               : absl::StrFormat("%.2f", static_cast<double>(tokens) / std::max<int64_t>(1, rounds)),
         plain ? "1" : absl::StrFormat("%.3f", costs[i].ratio), Median(rates), Median(speedups),
-        !base.sampling.greedy() ? "n/a (sampled)"
-                                : mismatches == 0 ? "yes" : absl::StrCat("NO (", mismatches, ")")));
+        !exact ? "n/a (rejection sampling)"
+               : mismatches == 0 ? "yes" : absl::StrCat("NO (", mismatches, ")")));
   }
   return absl::OkStatus();
 }
