@@ -1,10 +1,11 @@
 // Draft plan switches mid-stream, through the three services as real processes on loopback
 // (docs/shrunken_self.md, "Re-planning while serving"): a draft forced to flip between two plans
 // every two proposals (--debug_plan_switch_every) gives greedy output equal to plain decoding
-// token for token, with fixed and adaptive K; the switches show in the round records (several
+// token for token, with fixed and adaptive K, and seeded sampling under the shared-noise coupling
+// equal to plain sampling token for token; the switches show in the round records (several
 // plans within one request) and in the draft's GetStats. A draft with the online search on
 // (--plan_search on, a high duty cycle so that it evaluates within the test) is lossless too
-// and reports its evaluations and busy fraction.
+// (greedy and shared-noise sampling) and reports its evaluations and busy fraction.
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
@@ -41,9 +42,17 @@ struct Generated {
   std::vector<v1::RoundRecord> rounds;
 };
 
-Generated Generate(const std::string& address, int k, bool adaptive,
-                   const std::vector<int32_t>& prompt = kPrompt) {
+// Greedy unless `temperature` > 0; sampled requests use the shared-noise coupling, under which
+// speculative output is plain sampling's token for token whatever the draft proposes.
+Generated Generate(const std::string& address, int k, bool adaptive, float temperature = 0,
+                   uint64_t seed = 0) {
+  const std::vector<int32_t>& prompt = kPrompt;
   v1::GenerateRequest request;
+  if (temperature > 0) {
+    request.mutable_sampling()->set_temperature(temperature);
+    request.mutable_sampling()->set_seed(seed);
+    request.mutable_sampling()->set_coupling(v1::SAMPLING_COUPLING_SHARED_NOISE);
+  }
   for (int32_t id : prompt) request.add_prompt_ids(id);
   request.set_max_new_tokens(kNewTokens);
   request.mutable_speculation()->set_num_draft_tokens(k);
@@ -121,11 +130,16 @@ class PlanSwitchTest : public ::testing::Test {
     return stack;
   }
 
-  static std::vector<int32_t> Plain(const std::vector<int32_t>& prompt = kPrompt) {
+  // Plain decoding: greedy, or shared-noise sampling at `temperature` with `seed`.
+  static std::vector<int32_t> Plain(float temperature = 0, uint64_t seed = 0) {
     GenerateOptions options;
     options.max_new_tokens = kNewTokens;
     options.eos_token_id = static_cast<int32_t>((*model_)->config().eos_token_id);
-    auto plain = GeneratePlain(*(*model_)->FullView(), prompt, options);
+    if (temperature > 0) {
+      options.sampling = SamplingParams{temperature, 0, 1.0f, seed};
+      options.sampling.coupling = Coupling::kSharedNoise;
+    }
+    auto plain = GeneratePlain(*(*model_)->FullView(), kPrompt, options);
     EXPECT_TRUE(plain.ok()) << plain.status();
     return plain.ok() ? plain->tokens : std::vector<int32_t>{};
   }
@@ -140,7 +154,7 @@ std::string* PlanSwitchTest::model_dir_ = nullptr;
 std::shared_ptr<Model>* PlanSwitchTest::model_ = nullptr;
 ServiceProcess* PlanSwitchTest::verifier_ = nullptr;
 
-TEST_F(PlanSwitchTest, ForcedSwitchesMidStreamKeepGreedyOutputExact) {
+TEST_F(PlanSwitchTest, ForcedSwitchesMidStreamKeepOutputExact) {
   ASSERT_NE(verifier_, nullptr);
   Stack stack = StartStack("forced", {"--debug_plan_switch_every=2", "--debug_switch_layers=0,2",
                                       "--debug_switch_vocab=500"});
@@ -166,6 +180,20 @@ TEST_F(PlanSwitchTest, ForcedSwitchesMidStreamKeepGreedyOutputExact) {
     EXPECT_GE(ids.size(), 2u);
   }
   EXPECT_GT(accepted, 0) << "no proposal was ever accepted: the test proves little";
+  // Seeded sampling (shared-noise coupling) across the same switches: plain sampling's tokens.
+  const std::vector<int32_t> sampled = Plain(0.8f, 9090);
+  ASSERT_FALSE(sampled.empty());
+  for (int k : {1, 4, 8, 0}) {
+    SCOPED_TRACE(k == 0 ? std::string("sampled, adaptive K") : absl::StrCat("sampled, K=", k));
+    Generated out = Generate(stack.gateway->address(), k, k == 0, 0.8f, 9090);
+    ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+    EXPECT_EQ(out.ids, sampled);
+    std::set<std::string> plans;
+    for (const v1::RoundRecord& round : out.rounds) {
+      if (round.num_proposed() > 0) plans.insert(round.draft_plan());
+    }
+    EXPECT_EQ(plans.size(), 2u);
+  }
   const v1::GetStatsResponse stats = DraftStats(stack.draft->address());
   EXPECT_GT(stats.plan_switches(), 4);
   EXPECT_EQ(stats.draft_plan_id(), stats.plan_switches());
@@ -182,11 +210,15 @@ TEST_F(PlanSwitchTest, OnlineSearchEvaluatesAndStaysLossless) {
                                       "--plan_search_vocab_cuts=0,500", "--plan_search_tokens=64"});
   ASSERT_NE(stack.gateway, nullptr);
   const std::vector<int32_t> plain = Plain();
+  const std::vector<int32_t> plain_sampled = Plain(0.8f, 7070);
   int64_t evaluations = 0;
   for (int i = 0; i < 40 && evaluations < 2; ++i) {
     Generated out = Generate(stack.gateway->address(), 4, false);
     ASSERT_TRUE(out.status.ok()) << out.status.error_message();
     EXPECT_EQ(out.ids, plain) << "request " << i;
+    Generated sampled = Generate(stack.gateway->address(), 4, false, 0.8f, 7070);
+    ASSERT_TRUE(sampled.status.ok()) << sampled.status.error_message();
+    EXPECT_EQ(sampled.ids, plain_sampled) << "sampled request " << i;
     evaluations = DraftStats(stack.draft->address()).plan_search_evaluations();
     if (evaluations < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
