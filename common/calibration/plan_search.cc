@@ -88,8 +88,7 @@ PlanDecider::PlanDecider(PlanSwitchRule rule, int current, absl::Time now)
 
 std::optional<int> PlanDecider::Observe(absl::Span<const double> speedups, absl::Time now) {
   if (current_ < 0 || current_ >= static_cast<int>(speedups.size()) || speedups[current_] <= 0) {
-    challenger_ = -1;  // the current plan is not scored: nothing to compare against
-    streak_ = 0;
+    streak_ = 0;  // the current plan is not scored: nothing to compare against
     return std::nullopt;
   }
   int best = current_;
@@ -97,16 +96,13 @@ std::optional<int> PlanDecider::Observe(absl::Span<const double> speedups, absl:
     if (speedups[i] > speedups[best]) best = i;
   }
   if (best == current_ || speedups[best] < speedups[current_] * (1.0 + rule_.margin)) {
-    challenger_ = -1;
     streak_ = 0;
     return std::nullopt;
   }
-  streak_ = best == challenger_ ? streak_ + 1 : 1;
-  challenger_ = best;
+  ++streak_;
   if (streak_ < rule_.consecutive || now - last_switch_ < rule_.min_dwell) return std::nullopt;
   current_ = best;
   last_switch_ = now;
-  challenger_ = -1;
   streak_ = 0;
   ++switches_;
   return best;

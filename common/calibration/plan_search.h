@@ -82,9 +82,12 @@ class DutyCycle {
   absl::Duration busy_ = absl::ZeroDuration();
 };
 
-// When to switch plans. A challenger must beat the current plan's expected speedup by `margin`
-// (relative) in `consecutive` evaluations in a row (the same challenger each time), and at least
-// `min_dwell` must have passed since the last switch: a plan is not dropped on one noisy sample.
+// When to switch plans. The best candidate must beat the current plan's expected speedup by
+// `margin` (relative) in `consecutive` evaluations in a row, and at least `min_dwell` must have
+// passed since the last switch: a plan is not dropped on one noisy sample. The switch goes to the
+// latest evaluation's best. The winners need not be the same candidate each time: near-equal
+// challengers (neighbouring vocabulary cuts) often trade places, and that the current plan keeps
+// losing is what matters.
 struct PlanSwitchRule {
   double margin = 0.05;
   int consecutive = 2;
@@ -104,8 +107,7 @@ class PlanDecider {
   PlanSwitchRule rule_;
   int current_;
   absl::Time last_switch_;
-  int challenger_ = -1;
-  int streak_ = 0;
+  int streak_ = 0;  // evaluations in a row the current plan lost by the margin
   int64_t switches_ = 0;
 };
 

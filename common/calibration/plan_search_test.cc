@@ -68,19 +68,21 @@ TEST(PlanDeciderTest, SwitchesOnlyAfterConsecutiveWinsByTheMargin) {
   // Within the margin: never.
   EXPECT_FALSE(decider.Observe({2.0, 2.09}, late).has_value());
   EXPECT_FALSE(decider.Observe({2.0, 2.09}, late).has_value());
-  // One win, then a loss: the streak starts over.
+  // One loss by the margin, then a win: the streak starts over.
   EXPECT_FALSE(decider.Observe({2.0, 2.2}, late).has_value());
   EXPECT_FALSE(decider.Observe({2.0, 1.9}, late).has_value());
   EXPECT_FALSE(decider.Observe({2.0, 2.2}, late).has_value());
-  // A different challenger also starts over.
-  EXPECT_FALSE(decider.Observe({2.0, 1.0, 2.3}, late).has_value());
   EXPECT_EQ(decider.switches(), 0);
-  // Two wins in a row by the same challenger: switch.
+  // Two losses in a row, to different challengers (near-equal ones trade places): switch to the
+  // latest best.
   std::optional<int> to = decider.Observe({2.0, 1.0, 2.3}, late);
   ASSERT_TRUE(to.has_value());
   EXPECT_EQ(*to, 2);
   EXPECT_EQ(decider.current(), 2);
   EXPECT_EQ(decider.switches(), 1);
+  // The new plan needs its own two losses.
+  EXPECT_FALSE(decider.Observe({2.6, 1.0, 2.3}, late + absl::Seconds(20)).has_value());
+  EXPECT_EQ(decider.Observe({2.6, 1.0, 2.3}, late + absl::Seconds(21)), 0);
 }
 
 TEST(PlanDeciderTest, WaitsOutTheDwellTime) {
