@@ -37,13 +37,21 @@ void ForwardBatcher::LeadOnePass() {
   }
   std::vector<Call*> pass;
   int64_t rows = 0;
-  while (!queue_.empty()) {
-    const int64_t n = static_cast<int64_t>(queue_.front()->item.tokens.size());
+  // A pass runs the sequences of one view (the first call's): a draft that switched plans has
+  // sessions on both views until each moves at its next round; the others wait for a later pass.
+  const ModelView* view = queue_.empty() ? nullptr : &queue_.front()->item.sequence->view();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    Call* call = *it;
+    if (&call->item.sequence->view() != view) {
+      ++it;
+      continue;
+    }
+    const int64_t n = static_cast<int64_t>(call->item.tokens.size());
     if (!pass.empty() && rows + n > options_.max_rows) break;
     rows += n;
-    queue_.front()->taken = true;
-    pass.push_back(queue_.front());
-    queue_.pop_front();
+    call->taken = true;
+    pass.push_back(call);
+    it = queue_.erase(it);
   }
   queued_rows_ -= rows;
   std::vector<Sequence::BatchItem> items;

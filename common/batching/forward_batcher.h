@@ -49,7 +49,7 @@ class ForwardBatcher {
   ForwardBatcher& operator=(const ForwardBatcher&) = delete;
 
   // sequence->Forward(tokens, wanted), run in one pass with the other sessions' calls waiting
-  // now. Sequences must belong to one view; one call per sequence at a time.
+  // now (those of the same view: a pass runs one view). One call per sequence at a time.
   absl::StatusOr<Logits> Forward(Sequence* sequence, absl::Span<const int32_t> tokens,
                                  LogitsWanted wanted);
 

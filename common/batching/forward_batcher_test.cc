@@ -35,15 +35,17 @@ double MaxDiff(const Logits& a, const Logits& b) {
 
 // Runs `sessions` threads, each decoding `steps` steps through `batcher` with the tokens
 // `tokens(session, step)` gives, beside a twin sequence that runs the same tokens alone; checks
-// that every call succeeds and that its logits equal the twin's.
+// that every call succeeds and that its logits equal the twin's. Session s runs on
+// views[s % views.size()].
 void ExpectEverySessionGetsItsOwnLogits(
-    const ModelView& view, ForwardBatcher& batcher, int sessions, int steps,
+    const std::vector<const ModelView*>& views, ForwardBatcher& batcher, int sessions, int steps,
     const std::function<std::vector<int32_t>(int, int)>& tokens) {
   std::vector<double> worst(sessions, 0);
   std::vector<int> failures(sessions, 0);
   std::vector<std::thread> threads;
   for (int s = 0; s < sessions; ++s) {
     threads.emplace_back([&, s] {
+      const ModelView& view = *views[s % views.size()];
       std::unique_ptr<Sequence> batched = view.NewSequence();
       std::unique_ptr<Sequence> alone = view.NewSequence();
       for (int step = 0; step < steps; ++step) {
@@ -77,7 +79,7 @@ TEST(ForwardBatcherTest, SessionsInStepShareEveryPassAndGetTheirOwnLogits) {
   options.first_pass_calls = kSessions;
   ForwardBatcher batcher(options);
   // Ragged: session s runs s + 1 tokens a step (a verification-sized pass for some).
-  ExpectEverySessionGetsItsOwnLogits(*view, batcher, kSessions, kSteps, [](int s, int step) {
+  ExpectEverySessionGetsItsOwnLogits({view.get()}, batcher, kSessions, kSteps, [](int s, int step) {
     std::vector<int32_t> tokens;
     for (int i = 0; i <= s; ++i) tokens.push_back((7 * s + 3 * step + i) % 300);
     return tokens;
@@ -99,12 +101,35 @@ TEST(ForwardBatcherTest, ParallelPassesKeepEverySessionsLogits) {
   ForwardBatcher::Options options;
   options.max_passes = 2;
   ForwardBatcher batcher(options);
-  ExpectEverySessionGetsItsOwnLogits(*view, batcher, kSessions, kSteps, [](int s, int step) {
+  ExpectEverySessionGetsItsOwnLogits({view.get()}, batcher, kSessions, kSteps, [](int s, int step) {
     return std::vector<int32_t>(1 + (s + step) % 3, static_cast<int32_t>((11 * s + step) % 300));
   });
   const ForwardBatcher::Stats stats = batcher.stats();
   EXPECT_EQ(stats.calls, kSessions * kSteps);
   EXPECT_LE(stats.passes, stats.calls);
+}
+
+// Sessions on two views (a draft between plans: some sessions have moved to the new plan, some
+// not yet) share one batcher: a pass takes one view's calls, and every call gets its own logits.
+TEST(ForwardBatcherTest, SessionsOnTwoViewsEachGetTheirOwnLogits) {
+  std::shared_ptr<Model> model = TinyModel();
+  ASSERT_NE(model, nullptr);
+  LayerPlan cut;
+  cut.vocab_size = 100;
+  cut.layers = {0};
+  auto other = model->View(cut);
+  ASSERT_TRUE(other.ok()) << other.status();
+  constexpr int kSessions = 4, kSteps = 8;
+  ForwardBatcher::Options options;
+  options.max_wait = absl::Milliseconds(5);
+  options.first_pass_calls = kSessions;
+  ForwardBatcher batcher(options);
+  ExpectEverySessionGetsItsOwnLogits(
+      {model->FullView().get(), other->get()}, batcher, kSessions, kSteps,
+      [](int s, int step) { return std::vector<int32_t>{(5 * s + step) % 300}; });
+  const ForwardBatcher::Stats stats = batcher.stats();
+  EXPECT_EQ(stats.calls, kSessions * kSteps);
+  EXPECT_LE(stats.largest, kSessions / 2);  // never both views in one pass
 }
 
 // A pass never exceeds max_rows (a bigger call runs alone), and errors stay with their call.

@@ -73,14 +73,19 @@ std::vector<std::vector<int>> CandidateLayerSets(int num_layers) {
 
 absl::StatusOr<AgreementMeter> AgreementMeter::Create(const Model& model,
                                                       absl::Span<const int32_t> tokens,
-                                                      int64_t window) {
+                                                      int64_t window,
+                                                      absl::Span<const int64_t> full_model_cuts) {
   if (tokens.size() < 2) return absl::InvalidArgumentError("agreement needs at least 2 tokens");
   if (window < 1) return absl::InvalidArgumentError("the agreement window must be positive");
   window = std::min<int64_t>(window, model.config().max_position_embeddings);
   AgreementMeter meter(model, std::vector<int32_t>(tokens.begin(), tokens.end()), window);
-  const int64_t cut = 0;
-  ASSIGN_OR_RETURN(auto reference, meter.Predict(*model.FullView(), {&cut, 1}));
-  meter.reference_ = std::move(reference[0]);
+  std::vector<int64_t> cuts = {0};
+  cuts.insert(cuts.end(), full_model_cuts.begin(), full_model_cuts.end());
+  ASSIGN_OR_RETURN(auto reference, meter.Predict(*model.FullView(), cuts));
+  meter.reference_ = reference[0];
+  for (size_t i = 1; i < cuts.size(); ++i) {
+    meter.full_model_cuts_.emplace_back(cuts[i], std::move(reference[i]));
+  }
   return meter;
 }
 
@@ -135,8 +140,27 @@ absl::StatusOr<std::vector<double>> AgreementMeter::Measure(const LayerPlan& pla
                                                             absl::Span<const int64_t> cuts) const {
   LayerPlan layers_only = plan;
   layers_only.vocab_size = 0;
-  ASSIGN_OR_RETURN(auto view, model_->View(layers_only));
-  ASSIGN_OR_RETURN(auto predictions, Predict(*view, cuts));
+  const int num_layers = static_cast<int>(model_->config().num_hidden_layers);
+  std::vector<std::vector<int32_t>> predictions;
+  if (plan.masked_heads.empty() &&
+      static_cast<int>(plan.LayersToRun(num_layers).size()) == num_layers) {
+    for (int64_t cut : cuts) {
+      auto kept = std::find_if(full_model_cuts_.begin(), full_model_cuts_.end(),
+                               [&](const auto& entry) { return entry.first == cut; });
+      if (cut <= 0 || cut >= model_->config().vocab_size) {
+        predictions.push_back(reference_);
+      } else if (kept != full_model_cuts_.end()) {
+        predictions.push_back(kept->second);
+      } else {
+        predictions.clear();
+        break;
+      }
+    }
+  }
+  if (predictions.size() != cuts.size()) {
+    ASSIGN_OR_RETURN(auto view, model_->View(layers_only));
+    ASSIGN_OR_RETURN(predictions, Predict(*view, cuts));
+  }
   std::vector<double> out;
   for (const auto& p : predictions) {
     int64_t same = 0;
@@ -173,7 +197,7 @@ class Calibration {
     context_ = tokens.subspan(0, std::min<int64_t>(n, std::max<int64_t>(1, options_.cost_context)));
     ASSIGN_OR_RETURN(report_.verify,
                      MeasureVerifyCost(*full_, context_, options_.k_max, options_.cost_repeats));
-    ASSIGN_OR_RETURN(AgreementMeter meter, AgreementMeter::Create(model_, tokens, options_.window));
+    ASSIGN_OR_RETURN(AgreementMeter meter, AgreementMeter::Create(model_, tokens, options_.window, cuts_));
     meter_ = &meter;
 
     const int num_layers = static_cast<int>(model_.config().num_hidden_layers);

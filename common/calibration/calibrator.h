@@ -78,10 +78,14 @@ std::vector<std::vector<int>> CandidateLayerSets(int num_layers);
 // per window serves every cut.
 class AgreementMeter {
  public:
+  // `full_model_cuts`: cuts whose predictions with every layer are kept from the reference
+  // forward itself (the full model's own logits), so that Measure answers them without a forward.
   static absl::StatusOr<AgreementMeter> Create(const Model& model, absl::Span<const int32_t> tokens,
-                                               int64_t window);
+                                               int64_t window,
+                                               absl::Span<const int64_t> full_model_cuts = {});
   // Agreement per entry of `cuts` (0: the full vocabulary) for `plan`'s layers and masked heads
-  // (its vocab_size is ignored).
+  // (its vocab_size is ignored). Every layer without masked heads, at cuts given to Create: no
+  // forward (the reference run already has those logits).
   absl::StatusOr<std::vector<double>> Measure(const LayerPlan& plan,
                                               absl::Span<const int64_t> cuts) const;
   int64_t positions() const { return static_cast<int64_t>(reference_.size()); }
@@ -97,6 +101,7 @@ class AgreementMeter {
   std::vector<int32_t> tokens_;
   int64_t window_;
   std::vector<int32_t> reference_;  // the full model's argmax per position
+  std::vector<std::pair<int64_t, std::vector<int32_t>>> full_model_cuts_;  // cut -> argmax
 };
 
 // Runs the calibration on `tokens` (the tokenized calibration text).

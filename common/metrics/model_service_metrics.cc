@@ -81,6 +81,25 @@ class SnapshotCollectable : public prometheus::Collectable {
                {service, {"kv_policy", kv_policy_}},
                s.active_sessions > 0 ? static_cast<double>(s.cache_bytes) / s.active_sessions : 0.0,
                MetricType::Gauge)});
+    if (service_ == "draft") {
+      family("specdec_draft_plan",
+             "The draft plan in use: 1, labelled with its number (0: the starting plan) and summary",
+             MetricType::Gauge,
+             {Sample({service, {"plan_id", std::to_string(s.draft_plan_id)}, {"plan", s.draft_plan}},
+                     1.0, MetricType::Gauge)});
+      family("specdec_draft_plan_switches_total", "Draft plan switches since start",
+             MetricType::Counter,
+             {Sample({service}, static_cast<double>(s.plan_switches), MetricType::Counter)});
+      family("specdec_plan_search_evaluations_total",
+             "Evaluations of the candidate plans by the online plan search (--plan_search on)",
+             MetricType::Counter,
+             {Sample({service}, static_cast<double>(s.plan_search_evaluations),
+                     MetricType::Counter)});
+      family("specdec_plan_search_busy_fraction",
+             "The plan search's measured busy time / time since it started (--plan_search_duty "
+             "bounds it)",
+             MetricType::Gauge, {Sample({service}, s.plan_search_busy_fraction, MetricType::Gauge)});
+    }
     if (s.kv_pool_blocks_total > 0) {
       const ClientMetric::Label policy{"kv_policy", kv_policy_};
       family("specdec_kv_pool_blocks",

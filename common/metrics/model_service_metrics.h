@@ -35,6 +35,13 @@ struct ModelServiceSnapshot {
   int64_t kv_pool_blocks_free = 0;
   int64_t kv_pool_blocks_peak = 0;
   int64_t kv_pool_block_tokens = 0;
+  // The draft only: the plan in use (its number and summary), switches since start, and the
+  // online plan search's evaluations and measured busy fraction (docs/shrunken_self.md).
+  int64_t draft_plan_id = 0;
+  std::string draft_plan;
+  int64_t plan_switches = 0;
+  int64_t plan_search_evaluations = 0;
+  double plan_search_busy_fraction = 0;
 };
 
 enum class ModelStep { kPrefill, kPropose, kVerify };

@@ -131,14 +131,17 @@ int Generate(specdec::v1::Gateway::Stub& stub, const std::string& prompt) {
     for (const auto& r : response.rounds()) {
       std::fprintf(stderr,
                    "[round %lld] K=%d proposed=%d accepted=%d emitted=%d draft=%.2fms "
-                   "verify=%.2fms gateway=%.2fms network=%.2fms%s%s%s\n",
+                   "verify=%.2fms gateway=%.2fms network=%.2fms%s%s%s%s%s%s\n",
                    static_cast<long long>(r.round()), r.num_draft_tokens(), r.num_proposed(),
                    r.num_accepted(), r.tokens_emitted(), r.draft_ms(), r.verify_ms(),
                    r.gateway_ms(), r.network_ms(), r.overlapped() ? " overlapped" : "",
                    r.fallback() == specdec::v1::FALLBACK_UNSPECIFIED ? "" : " fallback=",
                    r.fallback() == specdec::v1::FALLBACK_UNSPECIFIED
                        ? ""
-                       : specdec::v1::Fallback_Name(r.fallback()).c_str());
+                       : specdec::v1::Fallback_Name(r.fallback()).c_str(),
+                   r.draft_plan().empty() ? "" : " plan=",
+                   r.draft_plan().empty() ? "" : std::to_string(r.draft_plan_id()).c_str(),
+                   r.draft_plan().empty() ? "" : (":" + r.draft_plan()).c_str());
     }
     if (response.finish_reason() != specdec::v1::FINISH_REASON_UNSPECIFIED) last = response;
   }

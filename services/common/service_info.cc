@@ -43,6 +43,11 @@ ModelServiceSnapshot SnapshotOf(const v1::GetStatsResponse& stats) {
   s.kv_pool_blocks_free = stats.kv_pool_blocks_free();
   s.kv_pool_blocks_peak = stats.kv_pool_blocks_peak();
   s.kv_pool_block_tokens = stats.kv_pool_block_tokens();
+  s.draft_plan_id = stats.draft_plan_id();
+  s.draft_plan = stats.draft_plan();
+  s.plan_switches = stats.plan_switches();
+  s.plan_search_evaluations = stats.plan_search_evaluations();
+  s.plan_search_busy_fraction = stats.plan_search_busy_fraction();
   return s;
 }
 

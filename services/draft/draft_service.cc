@@ -2,9 +2,12 @@
 // which runs that session's model work in order (docs/pipeline.md, "Threading").
 #include "services/draft/draft_service.h"
 
+#include <algorithm>
 #include <chrono>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/model/layer_plan.h"
@@ -17,6 +20,7 @@
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
 #include "services/common/session_spans.h"
+#include "services/draft/plan_search_worker.h"
 
 namespace specdec {
 namespace {
@@ -35,8 +39,10 @@ void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
 
 // Runs the newly committed tokens and streams K proposals. Mirrors GenerateSpeculative's draft
 // loop exactly (same positions, same q, same random stream), so outputs match in-process runs.
+// `plan`: the service's plan as the round starts; a session on another plan moves to it first.
 absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& request,
-                     int32_t max_support, int debug_delay_ms, ModelSession* session,
+                     int32_t max_support, int debug_delay_ms, const DraftPlan& plan,
+                     CommittedText* committed_text, ModelSession* session,
                      grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) {
   const auto start = Clock::now();
   const v1::DraftPropose& propose = request.propose();
@@ -61,6 +67,21 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     stream->Write(response);
     return absl::OkStatus();
   }
+  if (committed_text != nullptr) {
+    // The cache now holds exactly the committed tokens before the span, proposals the gateway
+    // accepted included (it does not send those again).
+    const std::vector<int32_t>& held = session->tokens();
+    const int64_t start = span.start_position();
+    const int64_t from = std::max<int64_t>(0, start - committed_text->tokens_per_session());
+    if (static_cast<int64_t>(held.size()) == start && from < start) {
+      committed_text->Update(request.session_id(), from,
+                             absl::MakeConstSpan(held).subspan(from, start - from));
+    }
+    committed_text->Update(request.session_id(), start, span.tokens());
+  }
+  // Between rounds, never within one: the new view re-runs the tokens the cache held (exact),
+  // so the round drafts wholly on the new plan.
+  RETURN_IF_ERROR(session->SwitchView(plan.view));
   const SamplingParams& params = session->sampling();
   ASSIGN_OR_RETURN(Logits logits, session->Forward(span.tokens(), LogitsWanted::kLast));
   for (int i = 0; i < k; ++i) {
@@ -83,6 +104,8 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     out->set_last(i + 1 == k);
     out->set_cache_length(session->length());
     out->set_compute_ms(MsSince(start));
+    out->set_plan_id(plan.id);
+    out->set_plan(plan.summary);
     if (!stream->Write(response)) return absl::CancelledError("the gateway went away");
     if (i + 1 < k) {
       ASSIGN_OR_RETURN(logits, session->Forward({token}, LogitsWanted::kLast));
@@ -97,9 +120,40 @@ DraftServiceImpl::DraftServiceImpl(std::shared_ptr<Model> model,
                                    std::shared_ptr<const ModelView> view, int32_t max_support,
                                    int max_sessions)
     : model_(std::move(model)),
-      view_(std::move(view)),
+      plan_{view, 0, view->plan().Summary()},
       max_support_(max_support),
       registry_("draft", max_sessions) {}
+
+void DraftServiceImpl::SetPlan(std::shared_ptr<const ModelView> view) {
+  absl::MutexLock lock(&plan_mu_);
+  if (view == plan_.view) return;
+  plan_.summary = view->plan().Summary();
+  plan_.view = std::move(view);
+  ++plan_.id;
+  SPECDEC_LOG(Info) << "draft: plan " << plan_.id << ": " << plan_.summary;
+}
+
+DraftPlan DraftServiceImpl::plan() const {
+  absl::MutexLock lock(&plan_mu_);
+  return plan_;
+}
+
+void DraftServiceImpl::set_debug_plan_switch(int every, std::shared_ptr<const ModelView> other) {
+  debug_switch_every_ = every;
+  debug_other_ = std::move(other);
+}
+
+void DraftServiceImpl::MaybeDebugSwitch() {
+  if (debug_switch_every_ <= 0 || debug_other_ == nullptr) return;
+  if (++proposals_ % debug_switch_every_ != 0) return;
+  std::shared_ptr<const ModelView> next;
+  {
+    absl::MutexLock lock(&plan_mu_);
+    next = debug_other_;
+    debug_other_ = plan_.view;
+  }
+  SetPlan(std::move(next));
+}
 
 grpc::Status DraftServiceImpl::Session(
     grpc::ServerContext* context,
@@ -122,7 +176,8 @@ grpc::Status DraftServiceImpl::Session(
         break;
       }
       id = request.session_id();
-      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
+      session = std::make_unique<ModelSession>(plan().view, *std::move(slot), &registry_,
+                                               batcher_.get());
       spans.SetSessionId(id);
       SPECDEC_LOG(Debug) << "draft session " << id << " opened";
     } else if (request.session_id() != id) {
@@ -133,9 +188,12 @@ grpc::Status DraftServiceImpl::Session(
     switch (request.kind_case()) {
       case v1::DraftRequest::kPrefill: {
         const auto start = Clock::now();
-        status =
-            session->Prefill(request.prefill().tokens(), FromProto(request.prefill().sampling()));
+        status = session->Prefill(request.prefill().tokens(),
+                                  FromProto(request.prefill().sampling()), plan().view);
         if (!status.ok()) break;
+        if (committed_text_ != nullptr) {
+          committed_text_->Update(id, 0, request.prefill().tokens().tokens());
+        }
         v1::DraftResponse response;
         Echo(request, &response);
         response.mutable_prefilled()->set_cache_length(session->length());
@@ -152,7 +210,9 @@ grpc::Status DraftServiceImpl::Session(
       }
       case v1::DraftRequest::kPropose: {
         const auto start = Clock::now();
-        status = Propose(context, request, max_support_, debug_delay_ms_, session.get(), stream);
+        MaybeDebugSwitch();
+        status = Propose(context, request, max_support_, debug_delay_ms_, plan(), committed_text_,
+                         session.get(), stream);
         const int64_t tokens =
             request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1;
         if (metrics_ != nullptr && status.ok()) {
@@ -187,6 +247,11 @@ grpc::Status DraftServiceImpl::Session(
 v1::GetStatsResponse DraftServiceImpl::Stats() const {
   v1::GetStatsResponse stats = registry_.Stats();
   AddBatchStats(batcher_.get(), &stats);
+  const DraftPlan current = plan();
+  stats.set_draft_plan_id(current.id);
+  stats.set_draft_plan(current.summary);
+  stats.set_plan_switches(current.id);
+  if (extra_stats_) extra_stats_(&stats);
   return stats;
 }
 
@@ -198,7 +263,7 @@ grpc::Status DraftServiceImpl::GetStats(grpc::ServerContext*, const v1::GetStats
 
 grpc::Status DraftServiceImpl::GetInfo(grpc::ServerContext*, const v1::ServiceInfoRequest*,
                                        v1::ServiceInfoResponse* response) {
-  *response = MakeServiceInfo(*model_, *view_, "full", max_support_);
+  *response = MakeServiceInfo(*model_, *plan().view, "full", max_support_);
   return grpc::Status::OK;
 }
 
@@ -209,10 +274,43 @@ grpc::Status DraftServiceImpl::EvictSession(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+absl::StatusOr<PlanSearchWorkerOptions> PlanSearchOptionsFromConfig(
+    const DraftServerConfig& config) {
+  PlanSearchWorkerOptions options;
+  if (!(config.plan_search_duty > 0 && config.plan_search_duty <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--plan_search_duty must be in (0, 1], got ", config.plan_search_duty));
+  }
+  if (config.plan_search_layer_sets < 1 || config.plan_search_sessions < 1 ||
+      config.plan_search_tokens < 2 || config.plan_search_margin < 0 ||
+      config.plan_search_dwell_s < 0) {
+    return absl::InvalidArgumentError(
+        "--plan_search_layer_sets and --plan_search_sessions must be >= 1, "
+        "--plan_search_tokens >= 2, --plan_search_margin and --plan_search_dwell_s >= 0");
+  }
+  options.duty = config.plan_search_duty;
+  options.search.max_layer_sets = config.plan_search_layer_sets;
+  options.search.vocab_cuts.clear();
+  for (absl::string_view part : absl::StrSplit(config.plan_search_vocab_cuts, ',')) {
+    int64_t cut = 0;
+    if (!absl::SimpleAtoi(part, &cut) || cut < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--plan_search_vocab_cuts: \"", config.plan_search_vocab_cuts, "\" is not a list of sizes"));
+    }
+    options.search.vocab_cuts.push_back(cut);
+  }
+  options.rule.margin = config.plan_search_margin;
+  options.rule.min_dwell = absl::Seconds(config.plan_search_dwell_s);
+  return options;
+}
+
 absl::Status RunDraftServer(const DraftServerConfig& config) {
   BlockShutdownSignals();
   if (config.model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (config.draft_top_k < 0) return absl::InvalidArgumentError("--draft_top_k must be >= 0");
+  if (config.debug_plan_switch_every < 0) {
+    return absl::InvalidArgumentError("--debug_plan_switch_every must be >= 0");
+  }
   RETURN_IF_ERROR(SetUpModelServiceProcess(config, "draft"));
   ASSIGN_OR_RETURN(LayerPlan plan,
                    LayerPlanFromFlags(config.draft_layers, config.draft_plan, config.draft_vocab));
@@ -226,6 +324,32 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
                     << model->device() << ", q support " << config.draft_top_k;
   DraftServiceImpl service(model, view, config.draft_top_k, config.max_sessions);
   service.set_batcher(MakeBatcher(config, model->device()));
+  if (config.debug_plan_switch_every > 0) {
+    ASSIGN_OR_RETURN(LayerPlan other, LayerPlanFromFlags(config.debug_switch_layers, "",
+                                                         config.debug_switch_vocab));
+    RETURN_IF_ERROR(other.Validate(model->config()));
+    ASSIGN_OR_RETURN(std::shared_ptr<const ModelView> other_view, model->View(other));
+    SPECDEC_LOG(Warning) << "draft: --debug_plan_switch_every=" << config.debug_plan_switch_every
+                         << " (test only: the plan flips to " << other.Summary() << " and back)";
+    service.set_debug_plan_switch(config.debug_plan_switch_every, std::move(other_view));
+  }
+  std::unique_ptr<CommittedText> committed_text;
+  std::unique_ptr<PlanSearchWorker> search;
+  if (config.plan_search == "on") {
+    ASSIGN_OR_RETURN(PlanSearchWorkerOptions options, PlanSearchOptionsFromConfig(config));
+    committed_text =
+        std::make_unique<CommittedText>(config.plan_search_sessions, config.plan_search_tokens);
+    service.set_committed_text(committed_text.get());
+    search = std::make_unique<PlanSearchWorker>(
+        model, plan, committed_text.get(), std::move(options),
+        [&service](std::shared_ptr<const ModelView> next) { service.SetPlan(std::move(next)); });
+    service.set_extra_stats(
+        [worker = search.get()](v1::GetStatsResponse* stats) { worker->AddStats(stats); });
+    search->Start();
+  } else if (config.plan_search != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--plan_search must be off or on, got \"", config.plan_search, "\""));
+  }
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "draft: --debug_delay_ms=" << config.debug_delay_ms
                          << " (test only: every proposed token is delayed)";
@@ -246,7 +370,9 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   options.name = "draft";
   options.health_service_names = {"specdec.v1.Draft"};
   options.shutdown_grace_ms = config.shutdown_grace_ms;
-  return ServeUntilSignal(options, {&service});
+  absl::Status served = ServeUntilSignal(options, {&service});
+  search.reset();  // before the service it switches
+  return served;
 }
 
 }  // namespace specdec

@@ -29,6 +29,9 @@ struct Proposals {
   double compute_ms = 0;
   bool overlapped = false;  // drafted while the previous round was verified
   bool asked = false;       // a proposal request reached the draft (its cache moves on)
+  // The draft plan that proposed them (DraftToken.plan_id, plan); "" before the first.
+  int64_t plan_id = 0;
+  std::string plan;
   // The draft work, in SessionClock time: from sending the request to reading the last proposal
   // (InfinitePast: the draft was not asked). An overlapped round's began in the previous round.
   absl::Time start = absl::InfinitePast();

@@ -326,6 +326,10 @@ void GenerationSession::Report(const Round& round, v1::GenerateResponse* respons
   }
   record.set_verify_start_unix_nanos(absl::ToUnixNanos(verdict.start));
   record.set_verify_end_unix_nanos(absl::ToUnixNanos(verdict.end));
+  if (!proposals.plan.empty()) {
+    record.set_draft_plan_id(proposals.plan_id);
+    record.set_draft_plan(proposals.plan);
+  }
   SPECDEC_LOG(Debug) << "session " << state_.session_id << " round " << round.number
                      << " K=" << round.k << " proposed=" << proposed
                      << " accepted=" << round.outcome.num_accepted

@@ -326,6 +326,10 @@ void RequestTrace::OnRound(const v1::RoundRecord& record, uint64_t round_start_n
     draft.Set("specdec.num_proposed", record.num_proposed());
     draft.Set("specdec.compute_ms", record.draft_ms());
     draft.Set("specdec.overlapped", AttributeValue(record.overlapped()));
+    if (!record.draft_plan().empty()) {
+      draft.Set("specdec.draft_plan_id", static_cast<int64_t>(record.draft_plan_id()));
+      draft.Set("specdec.draft_plan", record.draft_plan());
+    }
     spans.push_back(std::move(draft));
   }
   SpanData verify = Child(round.span_id, "verify", verify_start, verify_end);
