@@ -55,12 +55,15 @@ GEN="$BUILD/tools/generate/specdec-generate --model_dir $MODEL --dtype $DTYPE --
 CLIENT="$BUILD/services/client/specdec generate --server $G --max_new_tokens $TOKENS --k $K --adaptive"
 SAMPLED="--temperature 0.8 --top_p 0.95"
 "$BUILD/services/client/specdec" generate --server "$G" --max_new_tokens 8 "warm up" >/dev/null 2>&1
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq "$RUNS"); do
   p=0
   while IFS= read -r prompt; do
     p=$((p + 1))
-    for mode in greedy sampled; do
-      args=""; [ "$mode" = sampled ] && args="$SAMPLED --seed $((run * 100 + p))"
+    for mode in greedy sampled shared_noise; do
+      args=""
+      [ "$mode" = sampled ] && args="$SAMPLED --seed $((run * 100 + p))"
+      [ "$mode" = shared_noise ] && args="$SAMPLED --coupling shared_noise --seed $((run * 100 + p))"
       $GEN --threads 1 $args --prompt "$prompt" >"$WORK/plain1.$mode.$run.$p.json"
       $GEN --threads 2 $args --prompt "$prompt" >"$WORK/plain2.$mode.$run.$p.json"
       $CLIENT $args "$prompt" >"$WORK/services.$mode.$run.$p.txt" 2>"$WORK/services.$mode.$run.$p.log"
@@ -68,9 +71,10 @@ for run in $(seq "$RUNS"); do
   done <"$WORK/prompts.txt"
 done
 
-python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$PLAN" "$DTYPE" "$OUT" <<'PY'
-import json, re, statistics, subprocess, sys
-work, runs, prompts, tokens, k, model, plan, dtype, out = sys.argv[1:10]
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$WORK" "$RUNS" "$PROMPTS" "$TOKENS" "$K" "$MODEL" "$PLAN" "$DTYPE" "$OUT" "$LOAD_START" "$LOAD_END" <<'PY'
+import json, re, statistics, subprocess, sys, time
+work, runs, prompts, tokens, k, model, plan, dtype, out, load_start, load_end = sys.argv[1:12]
 runs, prompts = int(runs), int(prompts)
 def rate(kind, mode, run):
     """Tokens/s over all prompts of one run: generated tokens / (prefill + decode) time."""
@@ -102,19 +106,23 @@ lines = [f"- checkpoint `{model}`, weights {dtype}; draft plan: layers {draft.ge
          f"- {prompts} held-out prompts, {tokens} new tokens each (EOS ends a generation), {runs} runs, "
          "every prompt's three configurations run back to back",
          f"- CPU: {field('Model name')}, {field('CPU(s)')} CPUs; flags: {field('Flags')}",
-         f"- commit {commit}", "",
+         f"- commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+         f"{load_start} before the runs, {load_end} after", "",
          "| decoding | plain, 1 thread (tokens/s) | plain, 2 threads (tokens/s) | three services, 1 + 1 threads (tokens/s) | services / plain 2 threads | services / plain 1 thread | draft acceptance |",
          "|---|---:|---:|---:|---:|---:|---:|"]
-for mode in ("greedy", "sampled"):
+for mode in ("greedy", "sampled", "shared_noise"):
     p1 = [rate("plain1", mode, r) for r in range(1, runs + 1)]
     p2 = [rate("plain2", mode, r) for r in range(1, runs + 1)]
     sv = [rate("services", mode, r) for r in range(1, runs + 1)]
-    label = "greedy" if mode == "greedy" else "sampled (T 0.8, top_p 0.95)"
+    label = {"greedy": "greedy", "sampled": "sampled (T 0.8, top_p 0.95)",
+             "shared_noise": "sampled, shared_noise coupling"}[mode]
     lines.append(f"| {label} | {spread(p1)} | {spread(p2)} | {spread(sv)} | "
                  f"{spread([s / q for s, q in zip(sv, p2)])}x | {spread([s / q for s, q in zip(sv, p1)])}x | "
                  f"{100 * accepted(mode):.0f}% |")
 lines.append("")
-lines.append("Figures are medians (min-max) over runs; ratios are taken run by run, side by side.")
+lines.append("Figures are medians (min-max) over runs; ratios are taken run by run, side by side. "
+             "Under shared_noise plain decoding samples by the same race, so the services' tokens "
+             "equal plain decoding's for each seed (docs/pipeline.md).")
 report = "\n".join(lines) + "\n"
 print(report)
 if out:
