@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "specdec/v1/gateway.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
+#include "tests/integration/gateway_generate.h"
 #include "tests/integration/service_process.h"
 
 namespace specdec {
@@ -51,30 +52,8 @@ constexpr int kNewTokens = 64;
 constexpr int kK = 6;
 const std::vector<int32_t> kPrompt = {31, 415, 92, 65, 358, 979, 32, 38};
 
-struct Generated {
-  grpc::Status status;
-  std::vector<int32_t> ids;
-  std::vector<float> logprobs;
-  std::vector<v1::RoundRecord> rounds;
-};
-
-// `on_tokens(n)` runs after each message with the tokens received so far.
-Generated Generate(const std::string& address, const v1::GenerateRequest& request,
-                   const std::function<void(size_t)>& on_tokens = nullptr) {
-  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  Generated out;
-  auto reader = stub->Generate(&context, request);
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-    out.ids.insert(out.ids.end(), response.token_ids().begin(), response.token_ids().end());
-    for (const auto& entry : response.logprobs()) out.logprobs.push_back(entry.logprob());
-    out.rounds.insert(out.rounds.end(), response.rounds().begin(), response.rounds().end());
-    if (on_tokens) on_tokens(out.ids.size());
-  }
-  out.status = reader->Finish();
-  return out;
-}
+using ::specdec::testing::Generated;
+using ::specdec::testing::GenerateThroughGateway;
 
 v1::GenerateRequest Request(int k, bool adaptive, float temperature = 0, uint64_t seed = 0,
                             v1::SamplingCoupling coupling = v1::SAMPLING_COUPLING_UNSPECIFIED) {
@@ -174,7 +153,7 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
     // Greedy, K of 1, 4 and 8 and adaptive K (0 here): plain decoding's tokens.
     for (int k : {1, 4, 8, 0}) {
       const bool adaptive = k == 0;
-      Generated out = Generate((*gateway)->address(), Request(k, adaptive));
+      Generated out = GenerateThroughGateway((*gateway)->address(), Request(k, adaptive));
       ASSERT_TRUE(out.status.ok()) << out.status.error_message();
       EXPECT_EQ(out.ids, plain->tokens) << (adaptive ? "adaptive" : absl::StrCat("K=", k));
       int64_t length = static_cast<int64_t>(kPrompt.size());
@@ -193,7 +172,7 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
       sampled.num_draft_tokens = k;
       auto in_process = GenerateSpeculative(**target, *(*model_)->FullView(), kPrompt, sampled);
       ASSERT_TRUE(in_process.ok()) << in_process.status();
-      out = Generate((*gateway)->address(), Request(k, false, 0.8f, 4242));
+      out = GenerateThroughGateway((*gateway)->address(), Request(k, false, 0.8f, 4242));
       ASSERT_TRUE(out.status.ok()) << out.status.error_message();
       EXPECT_EQ(out.ids, in_process->tokens) << "sampled, K=" << k;
     }
@@ -204,7 +183,7 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
     auto plain_sampled = GeneratePlain(**target, kPrompt, shared);
     ASSERT_TRUE(plain_sampled.ok()) << plain_sampled.status();
     for (int k : {1, 4, 8, 0}) {
-      out = Generate((*gateway)->address(),
+      out = GenerateThroughGateway((*gateway)->address(),
                      Request(k, k == 0, 0.8f, 6161, v1::SAMPLING_COUPLING_SHARED_NOISE));
       ASSERT_TRUE(out.status.ok()) << out.status.error_message();
       EXPECT_EQ(out.ids, plain_sampled->tokens) << "shared noise, K=" << k;
@@ -214,7 +193,7 @@ TEST_F(KvPolicyPipelineTest, EveryPolicyIsLosslessThroughTheServices) {
     // the verifier computed it inside its verifications, is plain decoding's at that position.
     v1::GenerateRequest request = Request(0, true, 0.8f, 5151);
     request.mutable_logprobs()->set_top_n(0);
-    out = Generate((*gateway)->address(), request);
+    out = GenerateThroughGateway((*gateway)->address(), request);
     ASSERT_TRUE(out.status.ok()) << out.status.error_message();
     ASSERT_EQ(out.logprobs.size(), out.ids.size());
     auto seq = (*target)->NewSequence();
@@ -275,7 +254,7 @@ TEST_F(KvPolicyPipelineTest, RePrefillUnderAnEvictingPolicyKeepsTheOutput) {
   // Evict once 30 and once 60 tokens are out: past several boundaries, so that the
   // re-prefills must split.
   int evictions = 0;
-  Generated out = Generate((*gateway)->address(), request, [&](size_t tokens) {
+  Generated out = GenerateThroughGateway((*gateway)->address(), request, [&](size_t tokens) {
     if (evictions < 2 && tokens >= static_cast<size_t>(30 * (evictions + 1))) {
       ++evictions;
       evict();

@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "specdec/v1/draft.grpc.pb.h"
 #include "specdec/v1/gateway.grpc.pb.h"
+#include "tests/integration/gateway_generate.h"
 #include "tests/integration/service_process.h"
 
 namespace specdec {
@@ -36,11 +37,7 @@ const std::string kGatewayBin = kBin + "/services/gateway/specdec-gateway";
 constexpr int kNewTokens = 64;
 const std::vector<int32_t> kPrompt = {31, 415, 92, 65, 358, 979, 32, 38};
 
-struct Generated {
-  grpc::Status status;
-  std::vector<int32_t> ids;
-  std::vector<v1::RoundRecord> rounds;
-};
+using ::specdec::testing::Generated;
 
 // Greedy unless `temperature` > 0; sampled requests use the shared-noise coupling, under which
 // speculative output is plain sampling's token for token whatever the draft proposes.
@@ -58,17 +55,7 @@ Generated Generate(const std::string& address, int k, bool adaptive, float tempe
   request.mutable_speculation()->set_num_draft_tokens(k);
   request.mutable_speculation()->set_adaptive(adaptive);
   request.set_include_rounds(true);
-  auto stub = v1::Gateway::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  Generated out;
-  auto reader = stub->Generate(&context, request);
-  v1::GenerateResponse response;
-  while (reader->Read(&response)) {
-    out.ids.insert(out.ids.end(), response.token_ids().begin(), response.token_ids().end());
-    out.rounds.insert(out.rounds.end(), response.rounds().begin(), response.rounds().end());
-  }
-  out.status = reader->Finish();
-  return out;
+  return ::specdec::testing::GenerateThroughGateway(address, request);
 }
 
 v1::GetStatsResponse DraftStats(const std::string& address) {
