@@ -150,6 +150,9 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
     const float* row = logits + static_cast<int64_t>(i) * cols;
     const int64_t position = first_position + static_cast<int64_t>(i);
     const TokenDistribution& q = i < draft_dists.size() ? draft_dists[i] : kNoDraft;
+    // The proposal as the gateway sees it (q(x) found once: a sparse q is a linear search).
+    const DraftProposal x =
+        up_to_first_rejection && i < k ? MakeProposal(draft_tokens[i], q) : DraftProposal{};
     VerifiedPosition& v = out[i];
     if (params.greedy()) {
       v.fallback_token = ArgmaxToken(row, cols, vocab_ids);
@@ -163,16 +166,14 @@ std::vector<VerifiedPosition> VerifyProposals(const float* logits, int64_t cols,
         const double u = UniformAt(params.seed, position, RandomPurpose::kTarget);
         if (i == k) {
           v.fallback_token = SampleToken(p, u);  // the bonus token
-        } else if (up_to_first_rejection &&
-                   AcceptsDraftToken(params, position, MakeProposal(draft_tokens[i], q), v)) {
+        } else if (up_to_first_rejection && AcceptsDraftToken(params, position, x, v)) {
           v.fallback_token = draft_tokens[i];  // accepted: no residual is ever read
         } else {
           v.fallback_token = SampleToken(ResidualDistribution(p, q), u);
         }
       }
     }
-    if (up_to_first_rejection && i < k &&
-        !AcceptsDraftToken(params, position, MakeProposal(draft_tokens[i], q), v)) {
+    if (up_to_first_rejection && i < k && !AcceptsDraftToken(params, position, x, v)) {
       out.resize(i + 1);
       break;
     }
