@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/sampling/logprobs.h"
-#include "common/sampling/sampling.h"
 #include "common/tokenizer/unicode_text.h"
 
 namespace specdec {
@@ -204,15 +203,13 @@ bool ToGenerateRequest(const json& body, int default_num_draft_tokens, v1::Gener
   sampling->set_seed(chosen_seed);
   if (body.contains("coupling") && !body["coupling"].is_null()) {
     const json& coupling = body["coupling"];
-    const absl::StatusOr<Coupling> parsed =
-        coupling.is_string() ? ParseCoupling(coupling.get<std::string>())
-                             : absl::InvalidArgumentError("not a string");
-    if (!parsed.ok()) {
+    if (!coupling.is_string() ||
+        (coupling != "rejection" && coupling != "shared_noise")) {
       *error = "'coupling' must be \"rejection\" or \"shared_noise\"";
       return false;
     }
-    sampling->set_coupling(*parsed == Coupling::kSharedNoise ? v1::SAMPLING_COUPLING_SHARED_NOISE
-                                                             : v1::SAMPLING_COUPLING_REJECTION);
+    sampling->set_coupling(coupling == "shared_noise" ? v1::SAMPLING_COUPLING_SHARED_NOISE
+                                                      : v1::SAMPLING_COUPLING_REJECTION);
   }
   request->mutable_speculation()->set_num_draft_tokens(static_cast<int32_t>(k));
   request->mutable_speculation()->set_adaptive(adaptive);
