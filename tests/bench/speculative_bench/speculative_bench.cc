@@ -206,12 +206,15 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
     const bool plain = c.k == 0 && !c.adaptive;
     (*acceptance_out)[i] = drafted ? static_cast<double>(accepted) / drafted : 0;
     Emit(absl::StrFormat(
-        "| %s | %s | %s | %s | %s | %.0f | %.2fx | %s |\n", c.name,
+        "| %s | %s | %s | %s | %s | %.0f (%.0f-%.0f) | %.2fx (%.2f-%.2f) | %s |\n", c.name,
         plain ? "-" : (c.adaptive ? std::string("adaptive") : absl::StrCat(c.k)),
         plain ? "-" : absl::StrFormat("%.3f", (*acceptance_out)[i]),
         plain ? "1"
               : absl::StrFormat("%.2f", static_cast<double>(tokens) / std::max<int64_t>(1, rounds)),
-        plain ? "1" : absl::StrFormat("%.3f", costs[i].ratio), Median(rates), Median(speedups),
+        plain ? "1" : absl::StrFormat("%.3f", costs[i].ratio), Median(rates),
+        *std::min_element(rates.begin(), rates.end()), *std::max_element(rates.begin(), rates.end()),
+        Median(speedups), *std::min_element(speedups.begin(), speedups.end()),
+        *std::max_element(speedups.begin(), speedups.end()),
         !exact ? "n/a (rejection sampling)"
                : mismatches == 0 ? "yes" : absl::StrCat("NO (", mismatches, ")")));
   }
@@ -350,9 +353,10 @@ absl::Status BenchTrained(const std::string& dir, std::vector<LayerPlan>* plans_
   };
   const ModelConfig& c = (*model)->config();
   Emit(absl::StrFormat(
-      "### Trained model: %s\n\n%s. %d prompts of %d tokens (paragraphs of %s), %d greedy tokens "
-      "each (EOS ignored), %d interleaved repeats; tokens/s and speedup are medians over the "
-      "repeats, prefill included.\n\n",
+      "### Trained model: %s\n\n%s. %d prompts of %d tokens (paragraphs of %s), %d new tokens "
+      "each (EOS ignored), %d interleaved repeats; tokens/s and speedup are median (min-max) "
+      "over the repeats, each speedup against plain decoding in the same repeat, prefill "
+      "included.\n\n",
       dir, c.Summary(), static_cast<int>(prompts->size()), absl::GetFlag(FLAGS_prompt_tokens),
       absl::GetFlag(FLAGS_measure_text), absl::GetFlag(FLAGS_new_tokens),
       absl::GetFlag(FLAGS_repeats)));
