@@ -1,6 +1,6 @@
-// The gateway service (see gateway_service.h). Synchronous gRPC: each Generate stream runs its
-// round loop on the thread gRPC gives the call, each HTTP completion on its civetweb worker
-// thread, both through Serve (docs/pipeline.md, "Threading").
+// The gateway service (see gateway_service.h). Each gRPC Generate stream is a reactor whose
+// session steps run on the service's SessionRunner; each HTTP completion runs on its civetweb
+// worker thread through Serve (docs/pipeline.md, "Threading").
 #include "services/gateway/gateway_service.h"
 
 #include <algorithm>
@@ -19,7 +19,10 @@
 #include "common/sampling/logprobs.h"
 #include "common/tracing/trace_context.h"
 #include "services/common/proto_convert.h"
-#include "services/gateway/backend_streams.h"
+#include "absl/memory/memory.h"
+#include "services/common/session_runner.h"
+#include "services/gateway/call_alarm.h"
+#include "services/gateway/generate_reactor.h"
 #include "services/gateway/generation_session.h"
 #include "services/gateway/grpc_backends.h"
 #include "services/gateway/http_server.h"
@@ -56,7 +59,8 @@ GatewayServiceImpl::GatewayServiceImpl(GatewayConfig config, ModelConfig model_c
       model_config_(std::move(model_config)),
       tokenizer_(std::move(tokenizer)),
       verifiers_(std::move(verifiers)),
-      drafts_(std::move(drafts)) {}
+      drafts_(std::move(drafts)),
+      runner_(std::make_unique<SessionRunner>(config_.session_threads)) {}
 
 absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
     const v1::GenerateRequest& request) const {
@@ -170,65 +174,101 @@ absl::StatusOr<GenerationRequest> GatewayServiceImpl::Validate(
   return out;
 }
 
-grpc::Status GatewayServiceImpl::Generate(grpc::ServerContext* context,
-                                          const v1::GenerateRequest* request,
-                                          grpc::ServerWriter<v1::GenerateResponse>* writer) {
-  CallContext call;
-  const auto& metadata = context->client_metadata();
-  if (const auto it = metadata.find(kTraceparentKey); it != metadata.end()) {
-    // An invalid value is ignored (W3C: start a new trace).
-    call.trace_parent = ParseTraceparent(std::string_view(it->second.data(), it->second.size()));
-  }
-  // gRPC's "no deadline" is the far future.
-  if (context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
-    call.client_deadline = absl::FromChrono(context->deadline());
-  }
-  call.cancelled = [context] { return context->IsCancelled(); };
-  call.cancel = [context] { context->TryCancel(); };
-  call.grpc_call = context;
-  call.transport = "grpc";
-  return ToGrpcStatus(Serve(*request, call, [writer](const v1::GenerateResponse& response) {
-    return writer->Write(response);
-  }));
+GatewayServiceImpl::~GatewayServiceImpl() = default;
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GatewayServiceImpl::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return GenerateReactor::Start(this, runner_.get(), context, request);
 }
 
-absl::Status GatewayServiceImpl::Serve(const v1::GenerateRequest& request, const CallContext& call,
-                                       const GenerateEmit& emit) {
+// Everything one call holds from its validation to its end.
+struct GatewayServiceImpl::Call::State {
+  explicit State(const GatewayObservability* observability) : trace(observability) {}
+
+  GatewayServiceImpl* service = nullptr;
+  CallContext call;
+  RequestTrace trace;  // metrics and spans; Done() records the outcome
+  absl::Status refused;  // validation or admission failed: the call's status
+  GenerationRequest request;
+  bool admitted = false;  // holds one of --max_sessions
+  SessionEnvironment env;
+  std::unique_ptr<GrpcSessionBackends> backends;
+  std::unique_ptr<SteadySessionClock> clock;
+  std::unique_ptr<GenerationSession> session;
+  bool ended = false;
+};
+
+GatewayServiceImpl::Call::Call(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+GatewayServiceImpl::Call::~Call() {
+  if (state_->session != nullptr) state_->session.reset();  // releases both backend streams
+  if (state_->admitted) state_->service->active_sessions_.fetch_sub(1);
+}
+
+absl::Time GatewayServiceImpl::Call::deadline() const { return state_->env.deadline; }
+
+bool GatewayServiceImpl::Call::Step(const GenerateEmit& emit) {
+  return state_->session != nullptr && state_->session->Step(emit);
+}
+
+absl::Status GatewayServiceImpl::Call::End() {
+  State& s = *state_;
+  s.ended = true;
+  if (s.session == nullptr) {
+    s.trace.Done(ToGrpcStatus(s.refused));
+    return s.refused;
+  }
+  const absl::Status status = s.session->status();
+  const v1::Usage& usage = s.session->usage();
+  const double tokens_per_s =
+      usage.total_ms() > 0 ? usage.generated_tokens() / (usage.total_ms() / 1000.0) : 0.0;
+  SPECDEC_LOG(Info) << "request " << s.request.request_id << ": prompt " << usage.prompt_tokens()
+                    << " tokens, generated " << usage.generated_tokens() << " in "
+                    << usage.rounds() << " rounds, accepted " << usage.accepted_tokens() << "/"
+                    << usage.drafted_tokens() << " drafted, "
+                    << absl::StrFormat("%.1f tokens/s", tokens_per_s) << ", finish "
+                    << v1::FinishReason_Name(s.session->finish_reason())
+                    << (status.ok() ? "" : absl::StrCat(", error ", status.ToString()));
+  s.trace.Finish(usage, s.session->finish_reason());
+  s.trace.Done(ToGrpcStatus(status));
+  return status;
+}
+
+std::unique_ptr<GatewayServiceImpl::Call> GatewayServiceImpl::BeginCall(
+    const v1::GenerateRequest& request, CallContext call) {
   if (observability_ != nullptr && observability_->metrics != nullptr) {
     observability_->metrics->generate_calls.Add({{"transport", call.transport}}).Increment();
   }
-  RequestTrace trace(observability_);  // metrics and spans; Done() records the outcome
-  if (call.trace_parent.has_value()) trace.Continue(*call.trace_parent);
-  // The status the client gets, as the trace records it.
-  auto done = [&trace](const absl::Status& status) {
-    trace.Done(ToGrpcStatus(status));
-    return status;
-  };
+  auto state = std::make_unique<Call::State>(observability_);
+  Call::State& s = *state;
+  s.service = this;
+  s.call = std::move(call);
+  if (s.call.trace_parent.has_value()) s.trace.Continue(*s.call.trace_parent);
   absl::StatusOr<GenerationRequest> validated = Validate(request);
   if (!validated.ok()) {
     SPECDEC_LOG(Info) << "rejected request: " << validated.status();
-    return done(validated.status());
+    s.refused = validated.status();
+    return absl::WrapUnique(new Call(std::move(state)));
   }
+  s.request = *std::move(validated);
   if (active_sessions_.fetch_add(1) >= config_.max_sessions) {
     active_sessions_.fetch_sub(1);
-    SPECDEC_LOG(Info) << "request " << validated->request_id << " rejected: "
+    SPECDEC_LOG(Info) << "request " << s.request.request_id << " rejected: "
                       << config_.max_sessions << " sessions active";
-    return done(absl::ResourceExhaustedError(absl::StrCat(
-        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions")));
+    s.refused = absl::ResourceExhaustedError(absl::StrCat(
+        "the gateway is at its limit of ", config_.max_sessions, " concurrent sessions"));
+    return absl::WrapUnique(new Call(std::move(state)));
   }
-  struct Release {
-    std::atomic<int>* count;
-    ~Release() { count->fetch_sub(1); }
-  } release{&active_sessions_};
+  s.admitted = true;
 
-  SessionEnvironment env;
+  SessionEnvironment& env = s.env;
   // The client's deadline propagates to every backend call; a request without one gets the
   // gateway's default, so no session can live forever.
-  env.client_deadline = call.client_deadline;
-  if (call.client_deadline == absl::InfiniteFuture() && config_.default_deadline_ms > 0) {
+  env.client_deadline = s.call.client_deadline;
+  if (s.call.client_deadline == absl::InfiniteFuture() && config_.default_deadline_ms > 0) {
     env.deadline = absl::Now() + absl::Milliseconds(config_.default_deadline_ms);
   }
-  env.client_cancelled = call.cancelled;
+  env.client_cancelled = s.call.cancelled;
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
@@ -237,46 +277,44 @@ absl::Status GatewayServiceImpl::Serve(const v1::GenerateRequest& request, const
   env.eos_token_id = static_cast<int32_t>(model_config_.eos_token_id);
   env.max_positions = model_config_.max_position_embeddings;
   const std::string session_id =
-      absl::StrCat(validated->request_id, "-", next_session_.fetch_add(1), "-", RandomHex());
-  trace.Start(session_id, validated->request_id, static_cast<int64_t>(validated->prompt.size()),
-              validated->num_draft_tokens, validated->adaptive);
-  env.trace = &trace;
+      absl::StrCat(s.request.request_id, "-", next_session_.fetch_add(1), "-", RandomHex());
+  s.trace.Start(session_id, s.request.request_id, static_cast<int64_t>(s.request.prompt.size()),
+                s.request.num_draft_tokens, s.request.adaptive);
+  env.trace = &s.trace;
 
   GrpcBackendsOptions links;
   links.verifiers = verifiers_.get();
   links.drafts = drafts_.get();
   // A gRPC call propagates its deadline and cancellation itself; without one, the client's
   // deadline bounds the backend streams directly.
-  links.parent = call.grpc_call;
-  links.deadline =
-      call.grpc_call != nullptr ? env.deadline : std::min(env.deadline, env.client_deadline);
+  links.parent = s.call.grpc_call;
+  links.deadline = s.call.grpc_call != nullptr ? env.deadline
+                                               : std::min(env.deadline, env.client_deadline);
   links.verifier_timeout = absl::Milliseconds(config_.verifier_timeout_ms);
   // Opening a draft stream and sending to it are bounded like the round's wait for proposals.
   links.draft_op_timeout = absl::Milliseconds(std::max(config_.draft_deadline_ms, 100));
-  links.traceparent = trace.traceparent();
-  GrpcSessionBackends backends(std::move(links));
+  links.traceparent = s.trace.traceparent();
+  s.backends = std::make_unique<GrpcSessionBackends>(std::move(links));
+  // The session times its rounds on the trace's clock: records and spans agree exactly.
+  s.clock = std::make_unique<SteadySessionClock>(s.trace.clock());
+  s.session = std::make_unique<GenerationSession>(session_id, s.request, env, s.backends.get(),
+                                                  s.clock.get());
+  return absl::WrapUnique(new Call(std::move(state)));
+}
+
+absl::Status GatewayServiceImpl::Serve(const v1::GenerateRequest& request, const CallContext& call,
+                                       const GenerateEmit& emit) {
+  std::unique_ptr<Call> running = BeginCall(request, call);
   // The rounds check the session's deadline, but a client that stops reading blocks Emit: past
   // the deadline the call is cancelled, which unblocks it (no session outlives its deadline).
-  std::optional<Watchdog::Scoped> overdue;
-  if (env.deadline != absl::InfiniteFuture() && call.cancel) {
-    overdue.emplace(env.deadline + absl::Seconds(1), call.cancel);
+  CallAlarm overdue;
+  if (running->deadline() != absl::InfiniteFuture() && call.cancel) {
+    overdue.Set(running->deadline() + absl::Seconds(1), call.cancel);
   }
-  // The session times its rounds on the trace's clock: records and spans agree exactly.
-  const SteadySessionClock clock(trace.clock());
-  GenerationSession session(session_id, *validated, env, &backends, &clock);
-  const absl::Status status = session.Run(emit);
-  const v1::Usage& usage = session.usage();
-  const double tokens_per_s =
-      usage.total_ms() > 0 ? usage.generated_tokens() / (usage.total_ms() / 1000.0) : 0.0;
-  SPECDEC_LOG(Info) << "request " << validated->request_id << ": prompt "
-                    << usage.prompt_tokens() << " tokens, generated " << usage.generated_tokens()
-                    << " in " << usage.rounds() << " rounds, accepted " << usage.accepted_tokens()
-                    << "/" << usage.drafted_tokens() << " drafted, "
-                    << absl::StrFormat("%.1f tokens/s", tokens_per_s) << ", finish "
-                    << v1::FinishReason_Name(session.finish_reason())
-                    << (status.ok() ? "" : absl::StrCat(", error ", status.ToString()));
-  trace.Finish(usage, session.finish_reason());
-  return done(status);
+  while (running->Step(emit)) {
+  }
+  overdue.Disarm();
+  return running->End();
 }
 
 grpc::Status GatewayServiceImpl::GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
@@ -340,6 +378,9 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
   }
   if (config.verifier.empty()) return absl::InvalidArgumentError("--verifier is required");
   if (config.max_sessions < 1) return absl::InvalidArgumentError("--max_sessions must be >= 1");
+  if (config.session_threads < 1) {
+    return absl::InvalidArgumentError("--session_threads must be >= 1");
+  }
   if (config.max_new_tokens_cap < 1) {
     return absl::InvalidArgumentError("--max_new_tokens_cap must be >= 1");
   }

@@ -40,6 +40,9 @@ struct GatewayConfig {
   int default_max_new_tokens = 64;  // when a request leaves max_new_tokens at 0
   int max_adaptive_draft_tokens = 16;  // K bound for adaptive requests that give none
   int shutdown_grace_ms = 5000;
+  // Threads that run the gRPC Generate streams' rounds, a step of one stream at a time: the
+  // streams themselves hold no thread (docs/reliability.md, "Threads").
+  int session_threads = 16;
   // Limits (docs/reliability.md), all reported by GetInfo.
   int64_t default_deadline_ms = 300000;  // requests without a deadline get this one; 0: none
   int verifier_timeout_ms = 30000;  // one verifier call longer than this fails its replica
@@ -88,7 +91,7 @@ struct CallContext {
   // gRPC only (null otherwise): the call whose deadline and cancellation propagate to the draft
   // and verifier streams at once. Without it the streams are still bounded by the session's
   // deadline and the per-call timeouts, and the session ends at its next check of `cancelled`.
-  const grpc::ServerContext* grpc_call = nullptr;
+  const grpc::CallbackServerContext* grpc_call = nullptr;
   // The door it came in through, for specdec_gateway_generate_calls_total: "grpc" or "http".
   const char* transport = "grpc";
 };
@@ -96,7 +99,13 @@ struct CallContext {
 // Sends one message to the client; false when the client is gone (GenerationSession::Emit).
 using GenerateEmit = std::function<bool(const v1::GenerateResponse&)>;
 
-class GatewayServiceImpl final : public v1::Gateway::Service {
+class SessionRunner;
+
+// Generate on gRPC's callback API (generate_reactor.h; raw bytes, so that a request that does
+// not parse gets INVALID_ARGUMENT and a message, where gRPC's own parsing would answer
+// UNIMPLEMENTED), GetInfo synchronous.
+class GatewayServiceImpl final
+    : public v1::Gateway::WithRawCallbackMethod_Generate<v1::Gateway::Service> {
  public:
   // `tokenizer` may be null: then only prompt_ids are accepted and no text is produced.
   // `verifiers` and `drafts` (null: no draft) are the backend replica sets.
@@ -104,12 +113,19 @@ class GatewayServiceImpl final : public v1::Gateway::Service {
                      std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ReplicaSet> verifiers,
                      std::unique_ptr<ReplicaSet> drafts);
 
-  // The gRPC door: a thin adapter over Serve.
-  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
-                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
+  ~GatewayServiceImpl() override;
+
+  // The gRPC door: a reactor whose session runs in steps on the service's SessionRunner.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request) override;
+
   // One Generate call whatever its transport (gRPC, the HTTP API): validation, the session
   // limit (--max_sessions), metrics and the request's span, then the session, whose messages go
-  // through `emit`. The returned status is the call's (its code is the gRPC code).
+  // through the `emit` of each Step. Begun by BeginCall; stepped until Step returns false; End
+  // returns the call's status (its code is the gRPC code) once, after the last step.
+  class Call;
+  std::unique_ptr<Call> BeginCall(const v1::GenerateRequest& request, CallContext call);
+  // A call run to its end on the caller's thread (the HTTP API).
   absl::Status Serve(const v1::GenerateRequest& request, const CallContext& call,
                      const GenerateEmit& emit);
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::GetInfoRequest* request,
@@ -127,12 +143,32 @@ class GatewayServiceImpl final : public v1::Gateway::Service {
   std::atomic<int> active_sessions_{0};
   std::atomic<uint64_t> next_session_{0};
   const GatewayObservability* observability_ = nullptr;  // null: no metrics, no spans
+  std::unique_ptr<SessionRunner> runner_;  // the gRPC streams' sessions
 
  public:
   // Metrics and spans of every request go to `observability` (outlives the service).
   void set_observability(const GatewayObservability* observability) {
     observability_ = observability;
   }
+};
+
+class GatewayServiceImpl::Call {
+ public:
+  ~Call();
+  // Runs the next step (the prefill, one round, the finish); false once the call has ended (at
+  // once for a request that was refused).
+  bool Step(const GenerateEmit& emit);
+  // The call's status, logged and recorded; once, after Step returned false.
+  absl::Status End();
+  // The session's own deadline (InfiniteFuture: none beyond the client's): a call waiting for a
+  // slow client must end by then.
+  absl::Time deadline() const;
+
+ private:
+  friend class GatewayServiceImpl;
+  struct State;
+  explicit Call(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
 };
 
 // The model's name as the API reports it: the checkpoint folder's name.

@@ -68,6 +68,12 @@ absl::Status GenerationSession::Prefill() {
 }
 
 absl::Status GenerationSession::Run(const Emit& emit) {
+  while (Step(emit)) {
+  }
+  return status_;
+}
+
+absl::Status GenerationSession::Start() {
   run_start_ = clock_->Now();
   usage_.set_prompt_tokens(static_cast<int32_t>(request_.prompt.size()));
   RETURN_IF_ERROR(client_.Check());
@@ -80,27 +86,43 @@ absl::Status GenerationSession::Run(const Emit& emit) {
     env_.trace->OnPrefill(prefill_span, UnixNanos(run_start_), UnixNanos(clock_->Now()),
                           static_cast<int64_t>(request_.prompt.size()), prefilled.ok());
   }
-  if (!prefilled.ok()) {
-    CloseStreams(false);
-    return prefilled;
-  }
+  RETURN_IF_ERROR(prefilled);
   usage_.set_prefill_ms(MsSince(run_start_));
-  int64_t rounds = 0;
-  absl::Status status;
-  while (finish_reason_ == FinishReason::kNone) {
-    status = client_.Check();
-    if (!status.ok()) break;
-    finish_reason_ = planner_.BeforeRound(state_.length(), generated_);
-    if (finish_reason_ != FinishReason::kNone) break;
-    status = RunRound(rounds++, emit);
-    if (!status.ok()) break;
+  return absl::OkStatus();
+}
+
+bool GenerationSession::Step(const Emit& emit) {
+  switch (phase_) {
+    case Phase::kStart:
+      status_ = Start();
+      if (status_.ok()) {
+        phase_ = Phase::kRounds;
+        return true;
+      }
+      break;
+    case Phase::kRounds:
+      // A round that committed EOS or a stop string decided the finish already.
+      if (finish_reason_ == FinishReason::kNone) {
+        status_ = client_.Check();
+        if (status_.ok()) finish_reason_ = planner_.BeforeRound(state_.length(), generated_);
+      }
+      if (status_.ok() && finish_reason_ == FinishReason::kNone) {
+        status_ = RunRound(rounds_++, emit);
+        if (status_.ok()) return true;
+      }
+      GiveUpPredraft();  // the request ended with one pending
+      if (status_.ok()) {
+        status_ = Finish(rounds_, emit);
+        phase_ = Phase::kDone;
+        return false;
+      }
+      break;
+    case Phase::kDone:
+      return false;
   }
-  GiveUpPredraft();  // the request ended with one pending
-  if (!status.ok()) {
-    CloseStreams(false);
-    return status;
-  }
-  return Finish(rounds, emit);
+  CloseStreams(false);
+  phase_ = Phase::kDone;
+  return false;
 }
 
 absl::Status GenerationSession::RunRound(int64_t number, const Emit& emit) {

@@ -72,6 +72,12 @@ class GenerationSession {
   // Runs the request to its end; every message, the last with finish_reason and usage, goes
   // through `emit`. Both services' sessions are released whatever happens.
   absl::Status Run(const Emit& emit);
+  // The same, one step at a time, for a runner that interleaves many sessions on a few threads
+  // (session_runner.h): each call runs the prefill, one round, or the finish, and returns false
+  // once the session has ended; status() is then Run's result. Between steps the session
+  // holds no thread, so its client may be slow to read without costing one.
+  bool Step(const Emit& emit);
+  const absl::Status& status() const { return status_; }
 
   const v1::Usage& usage() const { return usage_; }
   v1::FinishReason finish_reason() const { return ToProto(finish_reason_); }
@@ -102,6 +108,8 @@ class GenerationSession {
     RequestTrace::RoundSpanIds spans;
   };
 
+  // Checks the client, opens both streams and prefills (the first step).
+  absl::Status Start();
   absl::Status Prefill();
   // Plans round `number`, runs it and sends its message.
   absl::Status RunRound(int64_t number, const Emit& emit);
@@ -142,6 +150,10 @@ class GenerationSession {
   const bool speculate_;
   const bool backends_has_drafts_;
   absl::Time run_start_;
+  enum class Phase { kStart, kRounds, kDone };
+  Phase phase_ = Phase::kStart;
+  int64_t rounds_ = 0;
+  absl::Status status_;
   int64_t generated_ = 0;
   // Round r+1's proposals, asked for while round r is verified (overlapped rounds); usable
   // once the draft's guess at round r's bonus is known to be right.

@@ -13,43 +13,6 @@ class RealClock : public SessionClock {
   absl::Time Now() const override { return absl::Now(); }
 };
 
-class GrpcVerifierLink : public VerifierLink {
- public:
-  template <typename... Args>
-  explicit GrpcVerifierLink(Args&&... args) : stream_(std::forward<Args>(args)...) {}
-  absl::StatusOr<v1::VerifierResponse> Call(const v1::VerifierRequest& request) override {
-    return stream_.Call(request);
-  }
-  void Close(bool release, const std::string& session_id) override {
-    stream_.Close(release, session_id);
-  }
-
- private:
-  VerifierStream stream_;
-};
-
-class GrpcDraftLink : public DraftLink {
- public:
-  template <typename... Args>
-  explicit GrpcDraftLink(Args&&... args) : stream_(std::forward<Args>(args)...) {}
-  bool Send(const v1::DraftRequest& request) override { return stream_.Send(request); }
-  ReadResult Read(v1::DraftResponse* response, absl::Time deadline) override {
-    switch (stream_.Read(response, deadline)) {
-      case DraftStream::ReadResult::kMessage: return ReadResult::kMessage;
-      case DraftStream::ReadResult::kTimeout: return ReadResult::kTimeout;
-      case DraftStream::ReadResult::kClosed: break;
-    }
-    return ReadResult::kClosed;
-  }
-  void Close(bool release, const std::string& session_id) override {
-    stream_.Close(release, session_id);
-  }
-  std::string final_error() const override { return stream_.final_status().error_message(); }
-
- private:
-  DraftStream stream_;
-};
-
 // A replica that came up after the gateway, or restarted, may leave its channel in reconnect
 // backoff (up to 2 s, replica_set.cc), and gRPC fails calls on such a channel at once: the first
 // requests after a verifier starts would be refused although it serves. Wait for the connection
@@ -58,7 +21,7 @@ class GrpcDraftLink : public DraftLink {
 constexpr absl::Duration kConnectWait = absl::Seconds(2);
 
 void WaitBrieflyForConnection(grpc::Channel* channel, absl::Time session_deadline,
-                              const grpc::ServerContext* context) {
+                              const grpc::CallbackServerContext* context) {
   if (channel->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) return;
   absl::Time until = std::min(session_deadline, absl::Now() + kConnectWait);
   if (context != nullptr) until = std::min(until, absl::FromChrono(context->deadline()));
@@ -92,13 +55,13 @@ std::string GrpcSessionBackends::PickDraft(const std::string& session_id) {
 std::unique_ptr<VerifierLink> GrpcSessionBackends::OpenVerifier(const std::string& address) {
   Replica* replica = verifiers_.at(address).get();
   WaitBrieflyForConnection(replica->channel(), options_.deadline, options_.parent);
-  return std::make_unique<GrpcVerifierLink>(replica->verifier(), options_.parent,
+  return std::make_unique<VerifierStream>(replica->verifier(), options_.parent,
                                             options_.deadline, options_.verifier_timeout,
                                             options_.traceparent);
 }
 
 std::unique_ptr<DraftLink> GrpcSessionBackends::OpenDraft(const std::string& address) {
-  return std::make_unique<GrpcDraftLink>(drafts_.at(address)->draft(), options_.parent,
+  return std::make_unique<DraftStream>(drafts_.at(address)->draft(), options_.parent,
                                          options_.deadline, options_.draft_op_timeout,
                                          options_.traceparent);
 }

@@ -37,7 +37,7 @@ struct GrpcBackendsOptions {
   ReplicaSet* verifiers = nullptr;
   ReplicaSet* drafts = nullptr;  // null: no draft configured
   // The client's call (nullable): its deadline and cancellation propagate to both streams.
-  const grpc::ServerContext* parent = nullptr;
+  const grpc::CallbackServerContext* parent = nullptr;
   // The session's own deadline.
   absl::Time deadline = absl::InfiniteFuture();
   // The longest one verifier call may take before its replica counts as failed.

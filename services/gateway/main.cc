@@ -23,6 +23,9 @@ ABSL_FLAG(int, speculation_max_sessions, 0,
           "while more Generate streams than this run, rounds decode without the draft "
           "(speculation trades throughput for latency; 0: always speculate)");
 ABSL_FLAG(int, max_sessions, 64, "concurrent Generate streams (more: RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int, session_threads, 16,
+          "threads that run the gRPC Generate streams' rounds (a stream holds none while it "
+          "waits; docs/reliability.md, \"Threads\")");
 ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may ask for");
 ABSL_FLAG(int, default_max_new_tokens, 64, "max_new_tokens of requests that leave it at 0");
 ABSL_FLAG(int, max_adaptive_draft_tokens, 16, "K bound of adaptive requests that set none");
@@ -55,6 +58,7 @@ int main(int argc, char** argv) {
   config.draft_deadline_ms = absl::GetFlag(FLAGS_draft_deadline_ms);
   config.overlap_rounds = absl::GetFlag(FLAGS_overlap_rounds);
   config.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  config.session_threads = absl::GetFlag(FLAGS_session_threads);
   config.speculation_max_sessions = absl::GetFlag(FLAGS_speculation_max_sessions);
   config.max_new_tokens_cap = absl::GetFlag(FLAGS_max_new_tokens_cap);
   config.default_max_new_tokens = absl::GetFlag(FLAGS_default_max_new_tokens);
