@@ -9,6 +9,8 @@ namespace specdec {
 // Resident set size (VmRSS) of process `pid` in KiB; -1 when it cannot be read (no such
 // process, or no /proc).
 int64_t RssKib(int pid);
+// Threads of process `pid`; -1 when it cannot be read.
+int64_t ThreadCount(int pid);
 
 }  // namespace specdec
 

@@ -49,6 +49,8 @@ ABSL_FLAG(int, k, 4, "draft tokens per round (0: no speculation)");
 ABSL_FLAG(bool, adaptive, false, "adaptive K (--k is the bound)");
 ABSL_FLAG(float, temperature, 0.0f, "0: greedy");
 ABSL_FLAG(int, timeout_ms, 60000, "per-request deadline");
+ABSL_FLAG(int, read_delay_ms, 0,
+          "a slow reader: pause this long after each message before reading the next");
 ABSL_FLAG(double, settle_s, 2, "seconds to wait after the load before measuring RSS again");
 ABSL_FLAG(int, repeat, 1, "load phases (RSS after each: steady memory means no growth)");
 ABSL_FLAG(bool, json, false, "also print one JSON line with the results");
@@ -58,6 +60,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using ::specdec::RssKib;
+using ::specdec::ThreadCount;
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -87,12 +90,14 @@ struct Stats {
 struct Service {
   std::string name;
   int pid = 0;
-  int64_t before = 0, peak = 0, after = 0;
+  int64_t before = 0, peak = 0, after = 0;  // RSS, KiB
+  int64_t threads_before = 0, threads_peak = 0, threads_after = 0;
 };
 
 void RunStream(specdec::v1::Gateway::Stub* stub, int vocab, std::atomic<int>* started,
                absl::Time stop_at, Stats* stats) {
   const int max_requests = absl::GetFlag(FLAGS_max_requests);
+  const int read_delay_ms = absl::GetFlag(FLAGS_read_delay_ms);
   while (absl::Now() < stop_at) {
     const int n = started->fetch_add(1);
     if (n >= max_requests) return;
@@ -130,6 +135,7 @@ void RunStream(specdec::v1::Gateway::Stub* stub, int vocab, std::atomic<int>* st
       }
       last = now;
       tokens += count;
+      if (read_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(read_delay_ms));
     }
     const grpc::Status status = reader->Finish();
     absl::MutexLock lock(&stats->mu);
@@ -208,7 +214,10 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   std::string json_phases;
   for (int phase = 0; phase < absl::GetFlag(FLAGS_repeat); ++phase) {
-    for (Service& s : services) s.before = s.peak = RssKib(s.pid);
+    for (Service& s : services) {
+      s.before = s.peak = RssKib(s.pid);
+      s.threads_before = s.threads_peak = ThreadCount(s.pid);
+    }
     Stats stats;
     std::atomic<int> started{0};
     const absl::Time stop_at = absl::Now() + absl::Seconds(duration_s);
@@ -220,8 +229,11 @@ int main(int argc, char** argv) {
     std::atomic<bool> done{false};
     std::thread sampler([&] {
       while (!done) {
-        for (Service& s : services) s.peak = std::max(s.peak, RssKib(s.pid));
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        for (Service& s : services) {
+          s.peak = std::max(s.peak, RssKib(s.pid));
+          s.threads_peak = std::max(s.threads_peak, ThreadCount(s.pid));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     });
     for (auto& t : threads) t.join();
@@ -230,7 +242,10 @@ int main(int argc, char** argv) {
     sampler.join();
     std::this_thread::sleep_for(
         std::chrono::milliseconds(static_cast<int>(absl::GetFlag(FLAGS_settle_s) * 1000)));
-    for (Service& s : services) s.after = RssKib(s.pid);
+    for (Service& s : services) {
+      s.after = RssKib(s.pid);
+      s.threads_after = ThreadCount(s.pid);
+    }
 
     // Nothing may be left open once the load is over.
     int gateway_sessions = -1;
@@ -266,6 +281,10 @@ int main(int argc, char** argv) {
       for (const Service& s : services) {
         std::printf("  rss %-9s before %7.1f MiB  peak %7.1f MiB  after %7.1f MiB\n",
                     s.name.c_str(), s.before / 1024.0, s.peak / 1024.0, s.after / 1024.0);
+        std::printf("  threads %-9s before %lld  peak %lld  after %lld\n", s.name.c_str(),
+                    static_cast<long long>(s.threads_before),
+                    static_cast<long long>(s.threads_peak),
+                    static_cast<long long>(s.threads_after));
       }
       std::printf("  sessions left: %s\n",
                   leftovers.empty() ? "none" : absl::StrJoin(leftovers, ", ").c_str());
@@ -274,8 +293,11 @@ int main(int argc, char** argv) {
     std::string rss_json;
     for (const Service& s : services) {
       absl::StrAppend(&rss_json, rss_json.empty() ? "" : ",",
-                      absl::StrFormat("\"%s\":{\"before_kib\":%d,\"peak_kib\":%d,\"after_kib\":%d}",
-                                      s.name, s.before, s.peak, s.after));
+                      absl::StrFormat("\"%s\":{\"before_kib\":%d,\"peak_kib\":%d,\"after_kib\":%d,"
+                                      "\"threads_before\":%d,\"threads_peak\":%d,"
+                                      "\"threads_after\":%d}",
+                                      s.name, s.before, s.peak, s.after, s.threads_before,
+                                      s.threads_peak, s.threads_after));
     }
     absl::StrAppend(
         &json_phases, json_phases.empty() ? "" : ",",
