@@ -10,7 +10,10 @@
 #                                                          VERIFIER_CPUS= DRAFT_CPUS=
 #                                                          MODEL_DIR= MAX_SESSIONS=300
 #                                                          READ_DELAY_MS=0
-#                                                          SESSION_THREADS=16)
+#                                                          SESSION_THREADS=16
+#                                                          GATEWAY_BIN=)
+# GATEWAY_BIN: another specdec-gateway binary (e.g. an older build) in front of the same draft
+# and verifier, for a side-by-side run.
 # READ_DELAY_MS: every stream reads slowly (pauses that long after each message); with
 # STREAMS=256 it is the "256 slow streams" run of docs/benchmarks/load.md (threads per service).
 # MODEL_DIR: use that checkpoint instead of writing a random one from PRESET.
@@ -30,6 +33,7 @@ TIMEOUT_MS=${TIMEOUT_MS:-60000}
 MAX_SESSIONS=${MAX_SESSIONS:-300}
 READ_DELAY_MS=${READ_DELAY_MS:-0}
 SESSION_THREADS=${SESSION_THREADS:-16}
+GATEWAY_BIN=${GATEWAY_BIN:-$BUILD/services/gateway/specdec-gateway}
 # The verifier's KV pool holds MAX_SESSIONS requests at once (16-token prompts, 16-token blocks).
 POOL_BLOCKS=$(( MAX_SESSIONS * ((16 + MAX_NEW + K + 16) / 16 + 1) ))
 VERIFIER_PIN=${VERIFIER_CPUS:+--cpus=$VERIFIER_CPUS}  # --cpus of each service; empty: not pinned
@@ -52,9 +56,9 @@ VP=$(port); DP=$(port); GP=$(port)
   --max_sessions "$MAX_SESSIONS" \
   >"$WORK/draft.log" 2>&1 & PIDS+=($!); DPID=$!
 wait_serving "127.0.0.1:$VP" "$VPID" verifier; wait_serving "127.0.0.1:$DP" "$DPID" draft
-"$BUILD/services/gateway/specdec-gateway" --model_dir "$MODEL" --verifier "127.0.0.1:$VP" \
+"$GATEWAY_BIN" --model_dir "$MODEL" --verifier "127.0.0.1:$VP" \
   --draft "127.0.0.1:$DP" --listen "127.0.0.1:$GP" --max_sessions "$MAX_SESSIONS" \
-  --session_threads "$SESSION_THREADS" \
+  $("$GATEWAY_BIN" --helpfull 2>&1 | grep -q -- -session_threads && echo --session_threads "$SESSION_THREADS") \
   >"$WORK/gateway.log" 2>&1 & PIDS+=($!); GPID=$!
 wait_serving "127.0.0.1:$GP" "$GPID" gateway
 
