@@ -19,11 +19,12 @@ tests=(
   "cpu_kernels_test:ParallelTest.*"
   "forward_batcher_test:*"
   "generation_session_test:*"
+  "session_runner_test:*"
   "replica_set_test:*"
   "pipeline_test:*"
 )
 targets=(race_canary cpu_kernels_test forward_batcher_test generation_session_test
-         replica_set_test pipeline_test)
+         session_runner_test replica_set_test pipeline_test)
 
 cxx="${SPECDEC_TSAN_CXX:-clang++}"
 cc="${SPECDEC_TSAN_CC:-clang}"
