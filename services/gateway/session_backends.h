@@ -5,9 +5,8 @@
 // state machine runs without processes, sockets or sleeps.
 //
 // The link calls block, each with an explicit bound (the link's call timeout, or the deadline
-// passed to Read). That shape fits the synchronous gRPC API used today and a callback (reactor)
-// implementation alike: a reactor completes a per-call slot from OnReadDone / OnWriteDone and the
-// blocking call waits on it until its bound, which also retires the Watchdog.
+// passed to Read): the gRPC links (backend_streams.h) are callback reactors whose OnReadDone /
+// OnWriteDone complete what the session's thread waits for until its bound.
 #ifndef SPECDEC_SERVICES_GATEWAY_SESSION_BACKENDS_H_
 #define SPECDEC_SERVICES_GATEWAY_SESSION_BACKENDS_H_
 
