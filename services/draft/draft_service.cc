@@ -1,5 +1,5 @@
-// The draft service (see draft_service.h). Synchronous gRPC: one thread per session stream,
-// which runs that session's model work in order (docs/pipeline.md, "Threading").
+// The draft service (see draft_service.h). A session stream is a reactor; its requests run in
+// order on the service's worker pool (docs/pipeline.md, "Threading").
 #include "services/draft/draft_service.h"
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/common/session_reactor.h"
 #include "services/common/session_spans.h"
 #include "services/draft/plan_search_worker.h"
 
@@ -40,10 +41,9 @@ void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
 // Runs the newly committed tokens and streams K proposals. Mirrors GenerateSpeculative's draft
 // loop exactly (same positions, same q, same random stream), so outputs match in-process runs.
 // `plan`: the service's plan as the round starts; a session on another plan moves to it first.
-absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& request,
-                     int32_t max_support, int debug_delay_ms, const DraftPlan& plan,
-                     CommittedText* committed_text, ModelSession* session,
-                     grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) {
+absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int debug_delay_ms,
+                     const DraftPlan& plan, CommittedText* committed_text, ModelSession* session,
+                     SessionOutput<v1::DraftResponse>& output) {
   const auto start = Clock::now();
   const v1::DraftPropose& propose = request.propose();
   const v1::TokenSpan& span = propose.tokens();
@@ -64,7 +64,7 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     v1::DraftResponse response;
     Echo(request, &response);
     *response.mutable_session_lost() = *std::move(lost);
-    stream->Write(response);
+    output.Write(std::move(response));
     return absl::OkStatus();
   }
   if (committed_text != nullptr) {
@@ -85,8 +85,10 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
   const SamplingParams& params = session->sampling();
   ASSIGN_OR_RETURN(Logits logits, session->Forward(span.tokens(), LogitsWanted::kLast));
   for (int i = 0; i < k; ++i) {
-    if (context->IsCancelled()) return absl::CancelledError("the gateway cancelled the stream");
-    if (debug_delay_ms > 0 && !DebugDelay(context, debug_delay_ms)) {
+    // A write that failed cancels too (the synchronous Write's false).
+    if (output.IsCancelled()) return absl::CancelledError("the gateway cancelled the stream");
+    if (debug_delay_ms > 0 &&
+        !DebugDelay([&output] { return output.IsCancelled(); }, debug_delay_ms)) {
       return absl::CancelledError("the gateway cancelled the stream");
     }
     const int64_t position = request.committed_length() + i;
@@ -106,7 +108,7 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
     out->set_compute_ms(MsSince(start));
     out->set_plan_id(plan.id);
     out->set_plan(plan.summary);
-    if (!stream->Write(response)) return absl::CancelledError("the gateway went away");
+    output.Write(std::move(response));
     if (i + 1 < k) {
       ASSIGN_OR_RETURN(logits, session->Forward({token}, LogitsWanted::kLast));
     }
@@ -118,11 +120,12 @@ absl::Status Propose(grpc::ServerContext* context, const v1::DraftRequest& reque
 
 DraftServiceImpl::DraftServiceImpl(std::shared_ptr<Model> model,
                                    std::shared_ptr<const ModelView> view, int32_t max_support,
-                                   int max_sessions)
+                                   int max_sessions, int session_threads)
     : model_(std::move(model)),
       plan_{view, 0, view->plan().Summary()},
       max_support_(max_support),
-      registry_("draft", max_sessions) {}
+      registry_("draft", max_sessions),
+      workers_(session_threads) {}
 
 void DraftServiceImpl::SetPlan(std::shared_ptr<const ModelView> view) {
   absl::MutexLock lock(&plan_mu_);
@@ -155,93 +158,117 @@ void DraftServiceImpl::MaybeDebugSwitch() {
   SetPlan(std::move(next));
 }
 
-grpc::Status DraftServiceImpl::Session(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) {
-  std::string id;
-  std::unique_ptr<ModelSession> session;
-  SessionSpans spans(tracer_, *context, "specdec.v1.Draft/Session");
-  bool released = false;
-  absl::Status status;
-  v1::DraftRequest request;
-  while (status.ok() && !released && stream->Read(&request)) {
-    if (id.empty()) {
-      if (request.session_id().empty()) {
-        status = absl::InvalidArgumentError("session_id is empty");
-        break;
-      }
-      absl::StatusOr<std::shared_ptr<SessionSlot>> slot = registry_.Open(request.session_id());
-      if (!slot.ok()) {
-        status = slot.status();
-        break;
-      }
-      id = request.session_id();
-      session = std::make_unique<ModelSession>(plan().view, *std::move(slot), &registry_,
-                                               batcher_.get());
-      spans.SetSessionId(id);
-      SPECDEC_LOG(Debug) << "draft session " << id << " opened";
-    } else if (request.session_id() != id) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("stream of session ", id, " got a message for ", request.session_id()));
-      break;
-    }
+// One session stream: the first request opens the session (admission: --max_sessions), each
+// request is one step on its KV cache, End closes it in the registry.
+class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v1::DraftResponse> {
+ public:
+  Stream(DraftServiceImpl* service, const grpc::CallbackServerContext& context)
+      : service_(service),
+        spans_(std::make_unique<SessionSpans>(service->tracer_, context,
+                                              "specdec.v1.Draft/Session")) {}
+
+  absl::StatusOr<SessionNext> Handle(const v1::DraftRequest& request,
+                                     SessionOutput<v1::DraftResponse>& out) override {
+    RETURN_IF_ERROR(Open(request));
     switch (request.kind_case()) {
-      case v1::DraftRequest::kPrefill: {
-        const auto start = Clock::now();
-        status = session->Prefill(request.prefill().tokens(),
-                                  FromProto(request.prefill().sampling()), plan().view);
-        if (!status.ok()) break;
-        if (committed_text_ != nullptr) {
-          committed_text_->Update(id, 0, request.prefill().tokens().tokens());
-        }
-        v1::DraftResponse response;
-        Echo(request, &response);
-        response.mutable_prefilled()->set_cache_length(session->length());
-        response.mutable_prefilled()->set_compute_ms(MsSince(start));
-        if (metrics_ != nullptr) {
-          metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
-                                request.prefill().tokens().tokens_size());
-        }
-        stream->Write(response);
-        spans.Step("draft.prefill", start, request.round(),
-                   request.prefill().tokens().tokens_size(), request.committed_length(),
-                   request.traceparent());
-        break;
-      }
-      case v1::DraftRequest::kPropose: {
-        const auto start = Clock::now();
-        MaybeDebugSwitch();
-        status = Propose(context, request, max_support_, debug_delay_ms_, plan(), committed_text_,
-                         session.get(), stream);
-        const int64_t tokens =
-            request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1;
-        if (metrics_ != nullptr && status.ok()) {
-          metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3, tokens);
-        }
-        spans.Step("draft.propose", start, request.round(), tokens, request.committed_length(),
-                   request.traceparent());
-        break;
-      }
+      case v1::DraftRequest::kPrefill:
+        RETURN_IF_ERROR(Prefill(request, out));
+        return SessionNext::kRead;
+      case v1::DraftRequest::kPropose:
+        RETURN_IF_ERROR(ProposeStep(request, out));
+        return SessionNext::kRead;
       case v1::DraftRequest::kRelease: {
-        released = true;
+        released_ = true;
         v1::DraftResponse response;
         Echo(request, &response);
         response.mutable_released();
-        stream->Write(response);
-        break;
+        out.Write(std::move(response));
+        return SessionNext::kEnd;
       }
       default:
-        status = absl::InvalidArgumentError("a DraftRequest needs prefill, propose or release");
+        return absl::InvalidArgumentError("a DraftRequest needs prefill, propose or release");
     }
   }
-  spans.Finish(status);
-  if (!id.empty()) {
-    registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
-                                 : SessionRegistry::CloseReason::kAbandoned);
-    SPECDEC_LOG(Debug) << "draft session " << id << (released ? " released" : " abandoned")
+
+  void End(const absl::Status& status) override {
+    spans_->Finish(status);
+    spans_.reset();  // submits the stream's span
+    session_.reset();
+    if (id_.empty()) return;
+    service_->registry_.Close(id_, released_ ? SessionRegistry::CloseReason::kReleased
+                                             : SessionRegistry::CloseReason::kAbandoned);
+    SPECDEC_LOG(Debug) << "draft session " << id_ << (released_ ? " released" : " abandoned")
                        << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
   }
-  return ToGrpcStatus(status);
+
+ private:
+  // The stream's first request registers its session; later ones must name the same.
+  absl::Status Open(const v1::DraftRequest& request) {
+    if (!id_.empty()) {
+      if (request.session_id() == id_) return absl::OkStatus();
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream of session ", id_, " got a message for ", request.session_id()));
+    }
+    if (request.session_id().empty()) return absl::InvalidArgumentError("session_id is empty");
+    ASSIGN_OR_RETURN(std::shared_ptr<SessionSlot> slot,
+                     service_->registry_.Open(request.session_id()));
+    id_ = request.session_id();
+    session_ = std::make_unique<ModelSession>(service_->plan().view, std::move(slot),
+                                              &service_->registry_, service_->batcher_.get());
+    spans_->SetSessionId(id_);
+    SPECDEC_LOG(Debug) << "draft session " << id_ << " opened";
+    return absl::OkStatus();
+  }
+
+  absl::Status Prefill(const v1::DraftRequest& request, SessionOutput<v1::DraftResponse>& out) {
+    const auto start = Clock::now();
+    RETURN_IF_ERROR(session_->Prefill(request.prefill().tokens(),
+                                      FromProto(request.prefill().sampling()),
+                                      service_->plan().view));
+    if (service_->committed_text_ != nullptr) {
+      service_->committed_text_->Update(id_, 0, request.prefill().tokens().tokens());
+    }
+    v1::DraftResponse response;
+    Echo(request, &response);
+    response.mutable_prefilled()->set_cache_length(session_->length());
+    response.mutable_prefilled()->set_compute_ms(MsSince(start));
+    if (service_->metrics_ != nullptr) {
+      service_->metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
+                                      request.prefill().tokens().tokens_size());
+    }
+    out.Write(std::move(response));
+    spans_->Step("draft.prefill", start, request.round(), request.prefill().tokens().tokens_size(),
+                 request.committed_length(), request.traceparent());
+    return absl::OkStatus();
+  }
+
+  absl::Status ProposeStep(const v1::DraftRequest& request, SessionOutput<v1::DraftResponse>& out) {
+    const auto start = Clock::now();
+    service_->MaybeDebugSwitch();
+    const absl::Status status =
+        Propose(request, service_->max_support_, service_->debug_delay_ms_, service_->plan(),
+                service_->committed_text_, session_.get(), out);
+    const int64_t tokens =
+        request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1;
+    if (service_->metrics_ != nullptr && status.ok()) {
+      service_->metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3, tokens);
+    }
+    spans_->Step("draft.propose", start, request.round(), tokens, request.committed_length(),
+                 request.traceparent());
+    return status;
+  }
+
+  DraftServiceImpl* const service_;
+  std::unique_ptr<SessionSpans> spans_;  // null after End
+  std::string id_;                       // empty until the first request opened the session
+  std::unique_ptr<ModelSession> session_;
+  bool released_ = false;
+};
+
+grpc::ServerBidiReactor<v1::DraftRequest, v1::DraftResponse>* DraftServiceImpl::Session(
+    grpc::CallbackServerContext* context) {
+  return new SessionReactor<v1::DraftRequest, v1::DraftResponse>(
+      &workers_, std::make_unique<Stream>(this, *context));
 }
 
 v1::GetStatsResponse DraftServiceImpl::Stats() const {
@@ -322,7 +349,8 @@ absl::Status RunDraftServer(const DraftServerConfig& config) {
   SPECDEC_LOG(Info) << "draft: model " << model->config().Summary() << ", plan "
                     << (plan.IsFull() ? std::string("full") : plan.Summary()) << ", device "
                     << model->device() << ", q support " << config.draft_top_k;
-  DraftServiceImpl service(model, view, config.draft_top_k, config.max_sessions);
+  DraftServiceImpl service(model, view, config.draft_top_k, config.max_sessions,
+                           config.session_threads);
   service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_plan_switch_every > 0) {
     ASSIGN_OR_RETURN(LayerPlan other, LayerPlanFromFlags(config.debug_switch_layers, "",

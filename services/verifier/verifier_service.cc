@@ -1,5 +1,5 @@
-// The verifier service (see verifier_service.h). Synchronous gRPC: one thread per session
-// stream, which runs that session's model work in order (docs/pipeline.md, "Threading").
+// The verifier service (see verifier_service.h). A session stream is a reactor; its requests
+// run in order on the service's worker pool (docs/pipeline.md, "Threading").
 #include "services/verifier/verifier_service.h"
 
 #include <chrono>
@@ -17,6 +17,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
+#include "services/common/session_reactor.h"
 #include "services/common/session_spans.h"
 #include "services/verifier/scoring.h"
 
@@ -117,99 +118,132 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
 }  // namespace
 
 VerifierServiceImpl::VerifierServiceImpl(std::shared_ptr<Model> model,
-                                         std::shared_ptr<const ModelView> view,
-                                         int max_sessions)
-    : model_(std::move(model)), view_(std::move(view)), registry_("verifier", max_sessions) {}
+                                         std::shared_ptr<const ModelView> view, int max_sessions,
+                                         int session_threads)
+    : model_(std::move(model)),
+      view_(std::move(view)),
+      registry_("verifier", max_sessions),
+      workers_(session_threads) {}
 
-grpc::Status VerifierServiceImpl::Session(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) {
-  std::string id;
-  std::unique_ptr<ModelSession> session;
-  SessionSpans spans(tracer_, *context, "specdec.v1.Verifier/Session");
-  bool released = false;
-  absl::Status status;
-  v1::VerifierRequest request;
-  while (status.ok() && !released && stream->Read(&request)) {
-    if (id.empty()) {
-      if (request.session_id().empty()) {
-        status = absl::InvalidArgumentError("session_id is empty");
-        break;
-      }
-      absl::StatusOr<std::shared_ptr<SessionSlot>> slot = registry_.Open(request.session_id());
-      if (!slot.ok()) {
-        status = slot.status();
-        break;
-      }
-      id = request.session_id();
-      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
-      spans.SetSessionId(id);
-      SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
-    } else if (request.session_id() != id) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("stream of session ", id, " got a message for ", request.session_id()));
-      break;
-    }
+// One session stream: the first request opens the session (admission: --max_sessions), each
+// request is one step on its KV cache, End closes it in the registry.
+class VerifierServiceImpl::Stream final
+    : public SessionHandler<v1::VerifierRequest, v1::VerifierResponse> {
+ public:
+  Stream(VerifierServiceImpl* service, const grpc::CallbackServerContext& context)
+      : service_(service),
+        spans_(std::make_unique<SessionSpans>(service->tracer_, context,
+                                              "specdec.v1.Verifier/Session")) {}
+
+  absl::StatusOr<SessionNext> Handle(const v1::VerifierRequest& request,
+                                     SessionOutput<v1::VerifierResponse>& out) override {
+    RETURN_IF_ERROR(Open(request));
     v1::VerifierResponse response;
     Echo(request, &response);
+    absl::Status status;
     switch (request.kind_case()) {
-      case v1::VerifierRequest::kPrefill: {
-        const auto start = Clock::now();
-        status = request.prefill().has_prompt_logprobs()
-                     ? PrefillScored(request.prefill(), session.get(), response.mutable_prefilled())
-                     : session->Prefill(request.prefill().tokens(),
-                                        FromProto(request.prefill().sampling()));
-        response.mutable_prefilled()->set_cache_length(session->length());
-        if (const KvCacheConfig* kv = view_->kv_cache_config()) {
-          const KvBoundaries bounds = kv->Boundaries();
-          response.mutable_prefilled()->set_kv_boundary_first(bounds.first);
-          response.mutable_prefilled()->set_kv_boundary_period(bounds.period);
-        }
-        response.mutable_prefilled()->set_compute_ms(MsSince(start));
-        if (metrics_ != nullptr && status.ok()) {
-          metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
-                                request.prefill().tokens().tokens_size());
-        }
-        spans.Step("verifier.prefill", start, request.round(),
-                   request.prefill().tokens().tokens_size(), request.committed_length(),
-                   request.traceparent());
+      case v1::VerifierRequest::kPrefill:
+        status = Prefill(request, &response);
         break;
-      }
       case v1::VerifierRequest::kVerify: {
-        if (debug_delay_ms_ > 0 && !DebugDelay(context, debug_delay_ms_)) {
-          status = absl::CancelledError("the gateway cancelled the stream");
-          break;
+        const int delay_ms = service_->debug_delay_ms_;
+        if (delay_ms > 0 && !DebugDelay([&out] { return out.IsCancelled(); }, delay_ms)) {
+          return absl::CancelledError("the gateway cancelled the stream");
         }
-        const auto start = Clock::now();
-        status = Verify(request, session.get(), &response);
-        const int64_t tokens =
-            request.verify().tokens().tokens_size() + request.verify().drafts_size();
-        if (metrics_ != nullptr && status.ok() && response.has_verified()) {
-          metrics_->ObserveStep(ModelStep::kVerify, response.verified().compute_ms() / 1e3,
-                                tokens);
-        }
-        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length(),
-                   request.traceparent());
+        status = VerifyStep(request, &response);
         break;
       }
       case v1::VerifierRequest::kRelease:
-        released = true;
+        released_ = true;
         response.mutable_released();
         break;
       default:
         status = absl::InvalidArgumentError("a VerifierRequest needs prefill, verify or release");
     }
-    if (status.ok() && context->IsCancelled()) status = absl::CancelledError("cancelled");
-    if (status.ok()) stream->Write(response);
+    RETURN_IF_ERROR(status);
+    if (out.IsCancelled()) return absl::CancelledError("cancelled");
+    out.Write(std::move(response));
+    return released_ ? SessionNext::kEnd : SessionNext::kRead;
   }
-  spans.Finish(status);
-  if (!id.empty()) {
-    registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
-                                 : SessionRegistry::CloseReason::kAbandoned);
-    SPECDEC_LOG(Debug) << "verifier session " << id << (released ? " released" : " abandoned")
+
+  void End(const absl::Status& status) override {
+    spans_->Finish(status);
+    spans_.reset();  // submits the stream's span
+    session_.reset();
+    if (id_.empty()) return;
+    service_->registry_.Close(id_, released_ ? SessionRegistry::CloseReason::kReleased
+                                             : SessionRegistry::CloseReason::kAbandoned);
+    SPECDEC_LOG(Debug) << "verifier session " << id_ << (released_ ? " released" : " abandoned")
                        << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
   }
-  return ToGrpcStatus(status);
+
+ private:
+  // The stream's first request registers its session; later ones must name the same.
+  absl::Status Open(const v1::VerifierRequest& request) {
+    if (!id_.empty()) {
+      if (request.session_id() == id_) return absl::OkStatus();
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream of session ", id_, " got a message for ", request.session_id()));
+    }
+    if (request.session_id().empty()) return absl::InvalidArgumentError("session_id is empty");
+    ASSIGN_OR_RETURN(std::shared_ptr<SessionSlot> slot,
+                     service_->registry_.Open(request.session_id()));
+    id_ = request.session_id();
+    session_ = std::make_unique<ModelSession>(service_->view_, std::move(slot),
+                                              &service_->registry_, service_->batcher_.get());
+    spans_->SetSessionId(id_);
+    SPECDEC_LOG(Debug) << "verifier session " << id_ << " opened";
+    return absl::OkStatus();
+  }
+
+  absl::Status Prefill(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
+    const auto start = Clock::now();
+    const absl::Status status =
+        request.prefill().has_prompt_logprobs()
+            ? PrefillScored(request.prefill(), session_.get(), response->mutable_prefilled())
+            : session_->Prefill(request.prefill().tokens(),
+                                FromProto(request.prefill().sampling()));
+    response->mutable_prefilled()->set_cache_length(session_->length());
+    if (const KvCacheConfig* kv = service_->view_->kv_cache_config()) {
+      const KvBoundaries bounds = kv->Boundaries();
+      response->mutable_prefilled()->set_kv_boundary_first(bounds.first);
+      response->mutable_prefilled()->set_kv_boundary_period(bounds.period);
+    }
+    response->mutable_prefilled()->set_compute_ms(MsSince(start));
+    if (service_->metrics_ != nullptr && status.ok()) {
+      service_->metrics_->ObserveStep(ModelStep::kPrefill, response->prefilled().compute_ms() / 1e3,
+                                      request.prefill().tokens().tokens_size());
+    }
+    spans_->Step("verifier.prefill", start, request.round(),
+                 request.prefill().tokens().tokens_size(), request.committed_length(),
+                 request.traceparent());
+    return status;
+  }
+
+  absl::Status VerifyStep(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
+    const auto start = Clock::now();
+    const absl::Status status = Verify(request, session_.get(), response);
+    const int64_t tokens = request.verify().tokens().tokens_size() + request.verify().drafts_size();
+    if (service_->metrics_ != nullptr && status.ok() && response->has_verified()) {
+      service_->metrics_->ObserveStep(ModelStep::kVerify, response->verified().compute_ms() / 1e3,
+                                      tokens);
+    }
+    spans_->Step("verifier.verify", start, request.round(), tokens, request.committed_length(),
+                 request.traceparent());
+    return status;
+  }
+
+  VerifierServiceImpl* const service_;
+  std::unique_ptr<SessionSpans> spans_;  // null after End
+  std::string id_;                       // empty until the first request opened the session
+  std::unique_ptr<ModelSession> session_;
+  bool released_ = false;
+};
+
+grpc::ServerBidiReactor<v1::VerifierRequest, v1::VerifierResponse>* VerifierServiceImpl::Session(
+    grpc::CallbackServerContext* context) {
+  return new SessionReactor<v1::VerifierRequest, v1::VerifierResponse>(
+      &workers_, std::make_unique<Stream>(this, *context));
 }
 
 v1::GetStatsResponse VerifierServiceImpl::Stats() const {
@@ -257,7 +291,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
-  VerifierServiceImpl service(model, view, config.max_sessions);
+  VerifierServiceImpl service(model, view, config.max_sessions, config.session_threads);
   service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms
