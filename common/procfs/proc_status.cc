@@ -10,17 +10,26 @@
 
 namespace specdec {
 
-int64_t RssKib(int pid) {
+namespace {
+
+// The number in the line that starts with `key` ("VmRSS:"), without a "kB" unit; -1 if none.
+int64_t StatusField(int pid, absl::string_view key) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
   while (std::getline(in, line)) {
     absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
+    if (!absl::ConsumePrefix(&rest, key)) continue;
     rest = absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB");
-    int64_t kib = -1;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib)) return kib;
+    int64_t value = -1;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &value)) return value;
   }
   return -1;
 }
+
+}  // namespace
+
+int64_t RssKib(int pid) { return StatusField(pid, "VmRSS:"); }
+
+int64_t ThreadCount(int pid) { return StatusField(pid, "Threads:"); }
 
 }  // namespace specdec

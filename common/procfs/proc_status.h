@@ -10,6 +10,9 @@ namespace specdec {
 // process, or no /proc).
 int64_t RssKib(int pid);
 
+// Threads of process `pid` ("Threads:"); -1 when it cannot be read.
+int64_t ThreadCount(int pid);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_PROCFS_PROC_STATUS_H_
