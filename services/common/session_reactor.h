@@ -49,8 +49,9 @@ class SessionHandler {
   // Handles one request; an error ends the stream with that status.
   virtual absl::StatusOr<SessionNext> Handle(const Request& request,
                                              SessionOutput<Response>& out) = 0;
-  // Exactly once, after the last Handle, with the status the stream ends with (OK when the
-  // handler ended it or the caller closed its side; CANCELLED when the call was cancelled).
+  // Exactly once, after the last Handle, with the status the stream ends with: OK when the
+  // handler ended it or the requests ended (the caller closed its side, or cancelled between
+  // steps); the step's error; CANCELLED when the call was cancelled during or before a step.
   virtual void End(const absl::Status& status) = 0;
 };
 
@@ -103,15 +104,17 @@ class SessionReactor final : public grpc::ServerBidiReactor<Request, Response>,
   void Step(bool have_request) {
     absl::Status status;
     bool more = false;
-    if (!have_request || IsCancelled()) {
-      if (IsCancelled()) status = absl::CancelledError("the stream was cancelled");
+    if (!have_request) {
+      // The requests ended: the caller closed its side, or the call was cancelled between
+      // steps. Either way no step failed (what a synchronous Read loop reported too).
+    } else if (IsCancelled()) {
+      status = absl::CancelledError("the stream was cancelled");
     } else {
       absl::StatusOr<SessionNext> next = handler_->Handle(request_, *this);
       if (!next.ok()) {
         status = next.status();
-      } else if (*next == SessionNext::kRead) {
-        more = !IsCancelled();
-        if (!more) status = absl::CancelledError("the stream was cancelled");
+      } else {
+        more = *next == SessionNext::kRead;  // on a cancelled call the read fails at once
       }
     }
     if (!more) handler_->End(status);
