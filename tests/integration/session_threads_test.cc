@@ -3,11 +3,14 @@
 // (50x the workers) are open at once, each driven through prefill, one step (verify / propose)
 // and release with every request of a phase in flight together; the service's thread count
 // stays under a bound that does not depend on the stream count, and every stream gets exactly
-// the answers the same requests get on a lone stream.
+// the answers the same requests get on a lone stream. And SIGTERM still ends such a process
+// cleanly while its streams are open and its workers are busy.
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -279,6 +282,43 @@ TEST_F(SessionThreadsTest, DraftServesManyStreamsOnFewThreads) {
   auto draft = Start(kBin + "/services/draft/specdec-draft", "draft");
   ASSERT_NE(draft, nullptr);
   ExpectFewThreads<v1::Draft, v1::DraftRequest, v1::DraftResponse>(*draft, &ProposeStep);
+}
+
+// Streams that are idle, in a step (a verification held by --debug_delay_ms) and queued behind
+// the busy workers when SIGTERM comes (the grace lets the steps start): after it the server
+// cancels them, the steps notice, every stream ends with an error, and the process exits 0
+// instead of waiting a minute.
+TEST_F(SessionThreadsTest, SigtermEndsOpenStreamsWithBusyWorkers) {
+  auto verifier = Start(kBin + "/services/verifier/specdec-verifier", "verifier_sigterm",
+                        {"--debug_delay_ms=60000", "--shutdown_grace_ms=200"});
+  ASSERT_NE(verifier, nullptr);
+  auto stub = v1::Verifier::NewStub(
+      grpc::CreateChannel(verifier->address(), grpc::InsecureChannelCredentials()));
+  constexpr int kOpen = 20, kVerifying = 10;  // 10 steps on 4 workers: 4 running, 6 queued
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::VerifierRequest, v1::VerifierResponse>>>
+      streams;
+  for (int s = 0; s < kOpen; ++s) {
+    const std::string id = absl::StrCat("sigterm-", s);
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->Session(contexts.back().get()));
+    ASSERT_TRUE(streams[s]->Write(Prefill<v1::VerifierRequest>(id, s % kPrompts)));
+    v1::VerifierResponse response;
+    ASSERT_TRUE(streams[s]->Read(&response));
+  }
+  // Only now: a busy pool would hold the prefills of the streams after the first four.
+  for (int s = 0; s < kVerifying; ++s) {
+    ASSERT_TRUE(streams[s]->Write(VerifyStep(absl::StrCat("sigterm-", s), s % kPrompts)));
+  }
+  const int status = verifier->Signal(SIGTERM, absl::Seconds(30));
+  ASSERT_TRUE(WIFEXITED(status)) << "killed: " << verifier->Log();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << verifier->Log();
+  EXPECT_NE(verifier->Log().find("verifier stopped"), std::string::npos) << verifier->Log();
+  for (int s = 0; s < kOpen; ++s) {
+    v1::VerifierResponse response;
+    EXPECT_FALSE(streams[s]->Read(&response)) << "stream " << s << " got an answer";
+    EXPECT_FALSE(streams[s]->Finish().ok()) << "stream " << s;
+  }
 }
 
 }  // namespace
