@@ -14,7 +14,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/session_reactor.h"
-#include "services/common/session_spans.h"
+#include "services/common/session_stream_state.h"
 #include "services/draft/draft_service.h"
 
 namespace specdec {
@@ -111,18 +111,20 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
 }
 
 }  // namespace
-// One session stream: the first request opens the session (admission: --max_sessions), each
-// request is one step on its KV cache, End closes it in the registry.
+
+// One session stream: each request is one step on the session's KV cache (prefill, propose (K
+// proposals, one response each) or release); SessionStreamState registers the session on the first
+// and closes it at the end.
 class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v1::DraftResponse> {
  public:
   Stream(DraftServiceImpl* service, const grpc::CallbackServerContext& context)
       : service_(service),
-        spans_(std::make_unique<SessionSpans>(service->tracer_, context,
-                                              "specdec.v1.Draft/Session")) {}
+        state_("draft", &service->registry_, service->batcher_.get(), service->tracer_, context,
+               "specdec.v1.Draft/Session") {}
 
   absl::StatusOr<SessionNext> Handle(const v1::DraftRequest& request,
                                      SessionOutput<v1::DraftResponse>& out) override {
-    RETURN_IF_ERROR(Open(request));
+    RETURN_IF_ERROR(state_.Open(request.session_id(), [this] { return service_->plan().view; }));
     switch (request.kind_case()) {
       case v1::DraftRequest::kPrefill:
         RETURN_IF_ERROR(Prefill(request, out));
@@ -131,7 +133,7 @@ class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v
         RETURN_IF_ERROR(ProposeStep(request, out));
         return SessionNext::kRead;
       case v1::DraftRequest::kRelease: {
-        released_ = true;
+        state_.set_released();
         v1::DraftResponse response;
         Echo(request, &response);
         response.mutable_released();
@@ -143,55 +145,29 @@ class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v
     }
   }
 
-  void End(const absl::Status& status) override {
-    spans_->Finish(status);
-    spans_.reset();  // submits the stream's span
-    session_.reset();
-    if (id_.empty()) return;
-    service_->registry_.Close(id_, released_ ? SessionRegistry::CloseReason::kReleased
-                                             : SessionRegistry::CloseReason::kAbandoned);
-    SPECDEC_LOG(Debug) << "draft session " << id_ << (released_ ? " released" : " abandoned")
-                       << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
-  }
+  void End(const absl::Status& status) override { state_.End(status); }
 
  private:
-  // The stream's first request registers its session; later ones must name the same.
-  absl::Status Open(const v1::DraftRequest& request) {
-    if (!id_.empty()) {
-      if (request.session_id() == id_) return absl::OkStatus();
-      return absl::InvalidArgumentError(
-          absl::StrCat("stream of session ", id_, " got a message for ", request.session_id()));
-    }
-    if (request.session_id().empty()) return absl::InvalidArgumentError("session_id is empty");
-    ASSIGN_OR_RETURN(std::shared_ptr<SessionSlot> slot,
-                     service_->registry_.Open(request.session_id()));
-    id_ = request.session_id();
-    session_ = std::make_unique<ModelSession>(service_->plan().view, std::move(slot),
-                                              &service_->registry_, service_->batcher_.get());
-    spans_->SetSessionId(id_);
-    SPECDEC_LOG(Debug) << "draft session " << id_ << " opened";
-    return absl::OkStatus();
-  }
-
   absl::Status Prefill(const v1::DraftRequest& request, SessionOutput<v1::DraftResponse>& out) {
     const auto start = Clock::now();
-    RETURN_IF_ERROR(session_->Prefill(request.prefill().tokens(),
-                                      FromProto(request.prefill().sampling()),
-                                      service_->plan().view));
+    RETURN_IF_ERROR(state_.session()->Prefill(request.prefill().tokens(),
+                                              FromProto(request.prefill().sampling()),
+                                              service_->plan().view));
     if (service_->committed_text_ != nullptr) {
-      service_->committed_text_->Update(id_, 0, request.prefill().tokens().tokens());
+      service_->committed_text_->Update(state_.id(), 0, request.prefill().tokens().tokens());
     }
     v1::DraftResponse response;
     Echo(request, &response);
-    response.mutable_prefilled()->set_cache_length(session_->length());
+    response.mutable_prefilled()->set_cache_length(state_.session()->length());
     response.mutable_prefilled()->set_compute_ms(MsSince(start));
     if (service_->metrics_ != nullptr) {
       service_->metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
                                       request.prefill().tokens().tokens_size());
     }
     out.Write(std::move(response));
-    spans_->Step("draft.prefill", start, request.round(), request.prefill().tokens().tokens_size(),
-                 request.committed_length(), request.traceparent());
+    state_.spans().Step("draft.prefill", start, request.round(),
+                        request.prefill().tokens().tokens_size(), request.committed_length(),
+                        request.traceparent());
     return absl::OkStatus();
   }
 
@@ -200,22 +176,19 @@ class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v
     service_->MaybeDebugSwitch();
     const absl::Status status =
         Propose(request, service_->max_support_, service_->debug_delay_ms_, service_->plan(),
-                service_->committed_text_, session_.get(), out);
+                service_->committed_text_, state_.session(), out);
     const int64_t tokens =
         request.propose().tokens().tokens_size() + request.propose().num_draft_tokens() - 1;
     if (service_->metrics_ != nullptr && status.ok()) {
       service_->metrics_->ObserveStep(ModelStep::kPropose, MsSince(start) / 1e3, tokens);
     }
-    spans_->Step("draft.propose", start, request.round(), tokens, request.committed_length(),
-                 request.traceparent());
+    state_.spans().Step("draft.propose", start, request.round(), tokens, request.committed_length(),
+                        request.traceparent());
     return status;
   }
 
   DraftServiceImpl* const service_;
-  std::unique_ptr<SessionSpans> spans_;  // null after End
-  std::string id_;                       // empty until the first request opened the session
-  std::unique_ptr<ModelSession> session_;
-  bool released_ = false;
+  SessionStreamState state_;
 };
 
 grpc::ServerBidiReactor<v1::DraftRequest, v1::DraftResponse>* DraftServiceImpl::Session(

@@ -15,7 +15,7 @@
 #include "services/common/model_session.h"
 #include "services/common/proto_convert.h"
 #include "services/common/session_reactor.h"
-#include "services/common/session_spans.h"
+#include "services/common/session_stream_state.h"
 #include "services/verifier/scoring.h"
 #include "services/verifier/verifier_service.h"
 
@@ -81,9 +81,9 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
     const int64_t most = kv->Boundaries().MaxDraftTokens(session->length());
     if (static_cast<int64_t>(draft_tokens.size()) > most) {
       return absl::InvalidArgumentError(absl::StrCat(
-          draft_tokens.size(), " draft tokens after the pending token at position ", session->length(),
-          " would cross a compression boundary of KV policy ", kv->ToString(), ": at most ", most,
-          " here (Prefilled.kv_boundary_first/period say where they are)"));
+          draft_tokens.size(), " draft tokens after the pending token at position ",
+          session->length(), " would cross a compression boundary of KV policy ", kv->ToString(),
+          ": at most ", most, " here (Prefilled.kv_boundary_first/period say where they are)"));
     }
   }
   std::vector<int32_t> input = {span.tokens(n - 1)};
@@ -109,19 +109,19 @@ absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
 
 }  // namespace
 
-// One session stream: the first request opens the session (admission: --max_sessions), each
-// request is one step on its KV cache, End closes it in the registry.
+// One session stream: each request is one step on the session's KV cache (prefill, verify or
+// release); SessionStreamState registers the session on the first and closes it at the end.
 class VerifierServiceImpl::Stream final
     : public SessionHandler<v1::VerifierRequest, v1::VerifierResponse> {
  public:
   Stream(VerifierServiceImpl* service, const grpc::CallbackServerContext& context)
       : service_(service),
-        spans_(std::make_unique<SessionSpans>(service->tracer_, context,
-                                              "specdec.v1.Verifier/Session")) {}
+        state_("verifier", &service->registry_, service->batcher_.get(), service->tracer_, context,
+               "specdec.v1.Verifier/Session") {}
 
   absl::StatusOr<SessionNext> Handle(const v1::VerifierRequest& request,
                                      SessionOutput<v1::VerifierResponse>& out) override {
-    RETURN_IF_ERROR(Open(request));
+    RETURN_IF_ERROR(state_.Open(request.session_id(), [this] { return service_->view_; }));
     v1::VerifierResponse response;
     Echo(request, &response);
     absl::Status status;
@@ -138,7 +138,7 @@ class VerifierServiceImpl::Stream final
         break;
       }
       case v1::VerifierRequest::kRelease:
-        released_ = true;
+        state_.set_released();
         response.mutable_released();
         break;
       default:
@@ -147,47 +147,20 @@ class VerifierServiceImpl::Stream final
     RETURN_IF_ERROR(status);
     if (out.IsCancelled()) return absl::CancelledError("cancelled");
     out.Write(std::move(response));
-    return released_ ? SessionNext::kEnd : SessionNext::kRead;
+    return state_.released() ? SessionNext::kEnd : SessionNext::kRead;
   }
 
-  void End(const absl::Status& status) override {
-    spans_->Finish(status);
-    spans_.reset();  // submits the stream's span
-    session_.reset();
-    if (id_.empty()) return;
-    service_->registry_.Close(id_, released_ ? SessionRegistry::CloseReason::kReleased
-                                             : SessionRegistry::CloseReason::kAbandoned);
-    SPECDEC_LOG(Debug) << "verifier session " << id_ << (released_ ? " released" : " abandoned")
-                       << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
-  }
+  void End(const absl::Status& status) override { state_.End(status); }
 
  private:
-  // The stream's first request registers its session; later ones must name the same.
-  absl::Status Open(const v1::VerifierRequest& request) {
-    if (!id_.empty()) {
-      if (request.session_id() == id_) return absl::OkStatus();
-      return absl::InvalidArgumentError(
-          absl::StrCat("stream of session ", id_, " got a message for ", request.session_id()));
-    }
-    if (request.session_id().empty()) return absl::InvalidArgumentError("session_id is empty");
-    ASSIGN_OR_RETURN(std::shared_ptr<SessionSlot> slot,
-                     service_->registry_.Open(request.session_id()));
-    id_ = request.session_id();
-    session_ = std::make_unique<ModelSession>(service_->view_, std::move(slot),
-                                              &service_->registry_, service_->batcher_.get());
-    spans_->SetSessionId(id_);
-    SPECDEC_LOG(Debug) << "verifier session " << id_ << " opened";
-    return absl::OkStatus();
-  }
-
   absl::Status Prefill(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
     const auto start = Clock::now();
     const absl::Status status =
         request.prefill().has_prompt_logprobs()
-            ? PrefillScored(request.prefill(), session_.get(), response->mutable_prefilled())
-            : session_->Prefill(request.prefill().tokens(),
-                                FromProto(request.prefill().sampling()));
-    response->mutable_prefilled()->set_cache_length(session_->length());
+            ? PrefillScored(request.prefill(), state_.session(), response->mutable_prefilled())
+            : state_.session()->Prefill(request.prefill().tokens(),
+                                        FromProto(request.prefill().sampling()));
+    response->mutable_prefilled()->set_cache_length(state_.session()->length());
     if (const KvCacheConfig* kv = service_->view_->kv_cache_config()) {
       const KvBoundaries bounds = kv->Boundaries();
       response->mutable_prefilled()->set_kv_boundary_first(bounds.first);
@@ -198,30 +171,27 @@ class VerifierServiceImpl::Stream final
       service_->metrics_->ObserveStep(ModelStep::kPrefill, response->prefilled().compute_ms() / 1e3,
                                       request.prefill().tokens().tokens_size());
     }
-    spans_->Step("verifier.prefill", start, request.round(),
-                 request.prefill().tokens().tokens_size(), request.committed_length(),
-                 request.traceparent());
+    state_.spans().Step("verifier.prefill", start, request.round(),
+                        request.prefill().tokens().tokens_size(), request.committed_length(),
+                        request.traceparent());
     return status;
   }
 
   absl::Status VerifyStep(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
     const auto start = Clock::now();
-    const absl::Status status = Verify(request, session_.get(), response);
+    const absl::Status status = Verify(request, state_.session(), response);
     const int64_t tokens = request.verify().tokens().tokens_size() + request.verify().drafts_size();
     if (service_->metrics_ != nullptr && status.ok() && response->has_verified()) {
       service_->metrics_->ObserveStep(ModelStep::kVerify, response->verified().compute_ms() / 1e3,
                                       tokens);
     }
-    spans_->Step("verifier.verify", start, request.round(), tokens, request.committed_length(),
-                 request.traceparent());
+    state_.spans().Step("verifier.verify", start, request.round(), tokens,
+                        request.committed_length(), request.traceparent());
     return status;
   }
 
   VerifierServiceImpl* const service_;
-  std::unique_ptr<SessionSpans> spans_;  // null after End
-  std::string id_;                       // empty until the first request opened the session
-  std::unique_ptr<ModelSession> session_;
-  bool released_ = false;
+  SessionStreamState state_;
 };
 
 grpc::ServerBidiReactor<v1::VerifierRequest, v1::VerifierResponse>* VerifierServiceImpl::Session(
