@@ -13,18 +13,23 @@ build="${SPECDEC_TSAN_BUILD_DIR:-$repo/build-tsan}"
 start=$SECONDS
 
 # What runs, binary and gtest filter: the thread pool, ForwardBatcher (a model on our CPU
-# engine; libtorch is linked, not instrumented), the gateway's session logic with fakes and its
-# replica set, and the three services as processes (pipeline_test: every process is checked).
+# engine; libtorch is linked, not instrumented), the draft's and verifier's session reactor on an
+# in-process server, the gateway's session logic with fakes and its replica set, and the services
+# as processes (pipeline_test: the three; session_threads_test: 200 streams on four workers of
+# each model service; every process is checked).
 tests=(
   "cpu_kernels_test:ParallelTest.*"
   "forward_batcher_test:*"
+  "session_reactor_test:*"
   "generation_session_test:*"
   "session_runner_test:*"
   "replica_set_test:*"
   "pipeline_test:*"
+  "session_threads_test:*"
 )
-targets=(race_canary cpu_kernels_test forward_batcher_test generation_session_test
-         session_runner_test replica_set_test pipeline_test)
+targets=(race_canary cpu_kernels_test forward_batcher_test session_reactor_test
+         generation_session_test session_runner_test replica_set_test pipeline_test
+         session_threads_test)
 
 cxx="${SPECDEC_TSAN_CXX:-clang++}"
 cc="${SPECDEC_TSAN_CC:-clang}"

@@ -1,10 +1,11 @@
-// Cross-session batching: the draft and verifier serve each session on its own thread, and each
-// thread's forward passes go through one ForwardBatcher, which runs the calls that are waiting
-// at the same time as one Sequence::ForwardBatch. On a CPU a small model's pass is bound by
-// reading the weights, so N sessions in one pass cost far less than N passes.
+// Cross-session batching: the draft and verifier run each session's steps on one of their
+// session workers (--session_threads), and each worker's forward passes go through one
+// ForwardBatcher, which runs the calls that are waiting at the same time as one
+// Sequence::ForwardBatch. On a CPU a small model's pass is bound by reading the weights, so N
+// sessions in one pass cost far less than N passes.
 //
 // No batcher thread: a waiting caller runs the pass for everyone queued (leader), the others
-// sleep until their result is in, and a lone session runs its pass on its own thread with no
+// sleep until their result is in, and a lone session runs its pass on its caller's thread with no
 // hand-off. Up to max_passes passes run at once (one per core the service may use: a pass with
 // one compute thread would otherwise leave the other cores idle at low concurrency). Before a
 // pass the leader waits, up to max_wait, for as many calls as the previous pass had, so

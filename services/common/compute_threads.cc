@@ -31,6 +31,10 @@ absl::Status SetUpModelServiceProcess(const ModelServiceOptions& options, const 
     return absl::InvalidArgumentError(
         absl::StrCat("--max_sessions must be >= 1, got ", options.max_sessions));
   }
+  if (options.session_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--session_threads must be >= 1, got ", options.session_threads));
+  }
   RETURN_IF_ERROR(PinCpusAndConfigureThreads(options.cpus, options.threads, role));
   KeepLargeBuffersOnTheHeap();
   UseCachingCpuAllocator();

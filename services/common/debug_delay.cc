@@ -1,18 +1,16 @@
 #include "services/common/debug_delay.h"
 
-#include <grpcpp/server_context.h>
-
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
 namespace specdec {
 
-bool DebugDelay(grpc::ServerContext* context, int ms) {
+bool DebugDelay(absl::FunctionRef<bool()> cancelled, int ms) {
   using Clock = std::chrono::steady_clock;
   const auto until = Clock::now() + std::chrono::milliseconds(ms);
   while (Clock::now() < until) {
-    if (context->IsCancelled()) return false;
+    if (cancelled()) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10)));
   }
   return true;

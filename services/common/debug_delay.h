@@ -4,15 +4,13 @@
 #ifndef SPECDEC_SERVICES_COMMON_DEBUG_DELAY_H_
 #define SPECDEC_SERVICES_COMMON_DEBUG_DELAY_H_
 
-namespace grpc {
-class ServerContext;
-}
+#include "absl/functional/function_ref.h"
 
 namespace specdec {
 
-// Sleeps `ms` in short steps; false when the caller cancelled meanwhile, so a delayed service
-// still notices a cancellation within about 10 ms.
-bool DebugDelay(grpc::ServerContext* context, int ms);
+// Sleeps `ms` in short steps; false when `cancelled()` became true meanwhile, so a delayed
+// service still notices a cancellation within about 10 ms.
+bool DebugDelay(absl::FunctionRef<bool()> cancelled, int ms);
 
 }  // namespace specdec
 

@@ -14,6 +14,9 @@ ABSL_FLAG(std::string, cpus, "",
 ABSL_FLAG(int, shutdown_grace_ms, 5000, "in-flight streams get this long after SIGTERM");
 ABSL_FLAG(int, max_sessions, 256,
           "session streams served at once; more are refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, session_threads, specdec::kDefaultSessionThreads,
+          "threads that run the session streams' model work (the streams take none); a "
+          "batched pass holds at most this many sessions");
 ABSL_FLAG(std::string, metrics_listen, "", "HOST:PORT for Prometheus /metrics (empty: off)");
 ABSL_FLAG(std::string, otlp_endpoint, "",
           "HOST:PORT of an OTLP/gRPC collector: spans of the session streams that carry a W3C "
@@ -41,6 +44,7 @@ void ReadModelServiceFlags(ModelServiceOptions* options) {
   options->cpus = absl::GetFlag(FLAGS_cpus);
   options->shutdown_grace_ms = absl::GetFlag(FLAGS_shutdown_grace_ms);
   options->max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options->session_threads = absl::GetFlag(FLAGS_session_threads);
   options->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options->otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
   options->debug_delay_ms = absl::GetFlag(FLAGS_debug_delay_ms);

@@ -7,6 +7,8 @@
 
 namespace specdec {
 
+inline constexpr int kDefaultSessionThreads = 64;
+
 struct ModelServiceOptions {
   std::string model_dir;
   std::string device = "auto";
@@ -15,9 +17,14 @@ struct ModelServiceOptions {
   std::string cpus;  // CPU list to pin the process to ("0", "2-3"); empty: no pinning
   int shutdown_grace_ms = 5000;
   // Session streams served at once; one more is refused with RESOURCE_EXHAUSTED (the gateway
-  // treats it as back-pressure, not as a failed replica). Bounds the threads and KV caches a
-  // burst of sessions can take.
+  // treats it as back-pressure, not as a failed replica). Bounds the KV caches a burst of
+  // sessions can take.
   int max_sessions = 256;
+  // Threads that run the session streams' requests (model work); the streams themselves take no
+  // thread (gRPC callback API, services/common/session_reactor.h). The ForwardBatcher batches
+  // only the passes that run at once, so this caps a batch at this many sessions: 64 lets a
+  // default pass (--max_batch_tokens 512) fill with rounds of K=7 (8 rows each).
+  int session_threads = kDefaultSessionThreads;
   std::string metrics_listen;  // Prometheus text at http://HOST:PORT/metrics; empty: off
   // OTLP/gRPC collector for the spans of streams that carry a traceparent; empty: off.
   std::string otlp_endpoint;

@@ -8,7 +8,7 @@
 
 namespace specdec {
 
-std::optional<TraceContext> IncomingTraceContext(const grpc::ServerContext& context) {
+std::optional<TraceContext> IncomingTraceContext(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find(kTraceparentKey);
   if (it == metadata.end()) return std::nullopt;
@@ -30,7 +30,7 @@ std::unique_ptr<Tracer> MakeServiceTracer(const std::string& otlp_endpoint,
   return std::make_unique<Tracer>(std::move(exporters));
 }
 
-SessionSpans::SessionSpans(Tracer* tracer, const grpc::ServerContext& context,
+SessionSpans::SessionSpans(Tracer* tracer, const grpc::ServerContextBase& context,
                            std::string rpc_method) {
   if (tracer == nullptr) return;
   const std::optional<TraceContext> parent = IncomingTraceContext(context);

@@ -25,7 +25,7 @@
 namespace specdec {
 
 // The traceparent a stream's caller sent (gRPC metadata), if any and valid.
-std::optional<TraceContext> IncomingTraceContext(const grpc::ServerContext& context);
+std::optional<TraceContext> IncomingTraceContext(const grpc::ServerContextBase& context);
 
 // A tracer exporting over OTLP/gRPC as `service_name` ("specdec-verifier"); null when
 // `otlp_endpoint` is empty (tracing off).
@@ -33,14 +33,14 @@ std::unique_ptr<Tracer> MakeServiceTracer(const std::string& otlp_endpoint,
                                           const std::string& service_name,
                                           const std::string& model_name);
 
-// One session stream. Not thread-safe: used by the stream's thread. Inactive (every call a
-// no-op) without a tracer or a sampled incoming traceparent.
+// One session stream. Not thread-safe: used by the stream's handler, one step at a time.
+// Inactive (every call a no-op) without a tracer or a sampled incoming traceparent.
 class SessionSpans {
  public:
   using Clock = std::chrono::steady_clock;
 
   // `rpc_method`: "specdec.v1.Verifier/Session". `tracer` may be null.
-  SessionSpans(Tracer* tracer, const grpc::ServerContext& context, std::string rpc_method);
+  SessionSpans(Tracer* tracer, const grpc::ServerContextBase& context, std::string rpc_method);
   // Submits the stream's span (Finish() sets its status first).
   ~SessionSpans();
 

@@ -13,14 +13,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/calibration/plan_search.h"
 #include "common/batching/forward_batcher.h"
+#include "common/calibration/plan_search.h"
 #include "common/metrics/model_service_metrics.h"
-#include "common/tracing/tracer.h"
 #include "common/model/model.h"
 #include "common/speculative/acceptance.h"
+#include "common/tracing/tracer.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
+#include "services/common/worker_pool.h"
 #include "services/draft/plan_search_worker.h"
 #include "specdec/v1/draft.grpc.pb.h"
 
@@ -56,15 +57,18 @@ struct DraftPlan {
   std::string summary;  // LayerPlan::Summary()
 };
 
-class DraftServiceImpl final : public v1::Draft::Service {
+// Session streams on gRPC's callback API (services/common/session_reactor.h): their requests run
+// on `session_threads` worker threads, however many streams are open. The unary calls stay
+// synchronous.
+class DraftServiceImpl final : public v1::Draft::WithCallbackMethod_Session<v1::Draft::Service> {
  public:
   // At most `max_sessions` session streams at once (0: no limit).
   DraftServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
-                   int32_t max_support, int max_sessions = 0);
+                   int32_t max_support, int max_sessions = 0,
+                   int session_threads = kDefaultSessionThreads);
 
-  grpc::Status Session(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::DraftResponse, v1::DraftRequest>* stream) override;
+  grpc::ServerBidiReactor<v1::DraftRequest, v1::DraftResponse>* Session(
+      grpc::CallbackServerContext* context) override;
   grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
                         v1::GetStatsResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::ServiceInfoRequest* request,
@@ -96,6 +100,8 @@ class DraftServiceImpl final : public v1::Draft::Service {
   void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
 
  private:
+  class Stream;  // one session stream's handler (draft_service.cc)
+
   ModelServiceMetrics* metrics_ = nullptr;
   Tracer* tracer_ = nullptr;
   int debug_delay_ms_ = 0;
@@ -113,6 +119,8 @@ class DraftServiceImpl final : public v1::Draft::Service {
   int32_t max_support_;
   SessionRegistry registry_;
   std::unique_ptr<ForwardBatcher> batcher_;
+  // Last: destroyed (joined) first, while what its tasks use still exists.
+  WorkerPool workers_;
 };
 
 // The plan search's options from the --plan_search_* flags; INVALID_ARGUMENT for bad values.

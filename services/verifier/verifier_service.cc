@@ -1,24 +1,16 @@
-// The verifier service (see verifier_service.h). Synchronous gRPC: one thread per session
-// stream, which runs that session's model work in order (docs/pipeline.md, "Threading").
+// The verifier service (see verifier_service.h): its stats and startup. A session stream is a
+// reactor whose requests run in order on the service's worker pool (verifier_stream.cc;
+// docs/pipeline.md, "Threading").
 #include "services/verifier/verifier_service.h"
-
-#include <chrono>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/kv_cache/kv_cache_config.h"
 #include "common/rpc/server.h"
-#include "common/rpc/status.h"
-#include "common/speculative/acceptance.h"
 #include "services/common/compute_threads.h"
-#include "services/common/debug_delay.h"
-#include "services/common/model_session.h"
-#include "services/common/proto_convert.h"
 #include "services/common/service_info.h"
 #include "services/common/session_spans.h"
-#include "services/verifier/scoring.h"
 
 namespace specdec {
 
@@ -27,190 +19,13 @@ std::string KvPolicyName(const ModelView& view) {
   return view.kv_cache_config() ? view.kv_cache_config()->ToString() : "contiguous";
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-void Echo(const v1::VerifierRequest& request, v1::VerifierResponse* response) {
-  response->set_session_id(request.session_id());
-  response->set_committed_length(request.committed_length());
-  response->set_round(request.round());
-}
-
-// One verification pass; the same steps as GenerateSpeculative's verify phase.
-absl::Status Verify(const v1::VerifierRequest& request, ModelSession* session,
-                    v1::VerifierResponse* response) {
-  const auto start = Clock::now();
-  const v1::VerifyRequest& verify = request.verify();
-  const v1::TokenSpan& span = verify.tokens();
-  if (span.tokens_size() == 0) {
-    return absl::InvalidArgumentError("a verification needs at least the pending token");
-  }
-  if (verify.drafts_size() > kMaxDraftTokensPerRound) {
-    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxDraftTokensPerRound,
-                                                   " draft tokens, got ", verify.drafts_size()));
-  }
-  if (verify.has_logprobs()) RETURN_IF_ERROR(CheckLogprobRequest(verify.logprobs()));
-  if (span.start_position() + span.tokens_size() != request.committed_length()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tokens [", span.start_position(), ", +", span.tokens_size(),
-                     ") do not end at committed_length ", request.committed_length()));
-  }
-  std::vector<int32_t> draft_tokens;
-  std::vector<TokenDistribution> draft_dists;
-  for (const v1::DraftedToken& drafted : verify.drafts()) {
-    if (drafted.q().ids_size() != drafted.q().probs_size()) {
-      return absl::InvalidArgumentError(
-          "a draft distribution has ids and probs of different sizes");
-    }
-    draft_tokens.push_back(drafted.token());
-    draft_dists.push_back(FromProto(drafted.q()));
-  }
-  if (std::optional<v1::SessionLost> lost = session->Rewind(span.start_position())) {
-    *response->mutable_session_lost() = *std::move(lost);
-    return absl::OkStatus();
-  }
-  // Catch-up tokens need no logits; the pending token and the drafts need one row each. All
-  // but the drafts are committed: the catch-up is committed as it runs, so that the
-  // verification starts with everything before the pending token committed.
-  const int n = span.tokens_size();
-  if (n > 1) {
-    RETURN_IF_ERROR(session
-                        ->ForwardCommitted(absl::MakeConstSpan(span.tokens().data(), n - 1),
-                                           LogitsWanted::kLast)
-                        .status());
-  }
-  if (const KvCacheConfig* kv = session->view().kv_cache_config()) {
-    const int64_t most = kv->Boundaries().MaxDraftTokens(session->length());
-    if (static_cast<int64_t>(draft_tokens.size()) > most) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          draft_tokens.size(), " draft tokens after the pending token at position ", session->length(),
-          " would cross a compression boundary of KV policy ", kv->ToString(), ": at most ", most,
-          " here (Prefilled.kv_boundary_first/period say where they are)"));
-    }
-  }
-  std::vector<int32_t> input = {span.tokens(n - 1)};
-  input.insert(input.end(), draft_tokens.begin(), draft_tokens.end());
-  ASSIGN_OR_RETURN(Logits logits, session->Forward(input, LogitsWanted::kAll));  // [K+1, cols]
-  std::vector<VerifiedPosition> verified = VerifyProposals(
-      logits.values.data(), logits.cols, logits.vocab_ids ? logits.vocab_ids->data() : nullptr,
-      session->sampling(), request.committed_length(), draft_tokens, draft_dists,
-      verify.up_to_first_rejection());
-  v1::VerifyResult* result = response->mutable_verified();
-  for (const VerifiedPosition& position : verified) {
-    v1::VerifiedPosition* out = result->add_positions();
-    out->set_p_prob_of_draft(position.p_prob_of_draft);
-    out->set_fallback_token(position.fallback_token);
-  }
-  if (verify.has_logprobs()) {
-    AddVerifyLogprobs(logits, draft_tokens, verify.logprobs().top_n(), result);
-  }
-  result->set_cache_length(session->length());
-  result->set_compute_ms(MsSince(start));
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 VerifierServiceImpl::VerifierServiceImpl(std::shared_ptr<Model> model,
-                                         std::shared_ptr<const ModelView> view,
-                                         int max_sessions)
-    : model_(std::move(model)), view_(std::move(view)), registry_("verifier", max_sessions) {}
-
-grpc::Status VerifierServiceImpl::Session(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) {
-  std::string id;
-  std::unique_ptr<ModelSession> session;
-  SessionSpans spans(tracer_, *context, "specdec.v1.Verifier/Session");
-  bool released = false;
-  absl::Status status;
-  v1::VerifierRequest request;
-  while (status.ok() && !released && stream->Read(&request)) {
-    if (id.empty()) {
-      if (request.session_id().empty()) {
-        status = absl::InvalidArgumentError("session_id is empty");
-        break;
-      }
-      absl::StatusOr<std::shared_ptr<SessionSlot>> slot = registry_.Open(request.session_id());
-      if (!slot.ok()) {
-        status = slot.status();
-        break;
-      }
-      id = request.session_id();
-      session = std::make_unique<ModelSession>(view_, *std::move(slot), &registry_, batcher_.get());
-      spans.SetSessionId(id);
-      SPECDEC_LOG(Debug) << "verifier session " << id << " opened";
-    } else if (request.session_id() != id) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat("stream of session ", id, " got a message for ", request.session_id()));
-      break;
-    }
-    v1::VerifierResponse response;
-    Echo(request, &response);
-    switch (request.kind_case()) {
-      case v1::VerifierRequest::kPrefill: {
-        const auto start = Clock::now();
-        status = request.prefill().has_prompt_logprobs()
-                     ? PrefillScored(request.prefill(), session.get(), response.mutable_prefilled())
-                     : session->Prefill(request.prefill().tokens(),
-                                        FromProto(request.prefill().sampling()));
-        response.mutable_prefilled()->set_cache_length(session->length());
-        if (const KvCacheConfig* kv = view_->kv_cache_config()) {
-          const KvBoundaries bounds = kv->Boundaries();
-          response.mutable_prefilled()->set_kv_boundary_first(bounds.first);
-          response.mutable_prefilled()->set_kv_boundary_period(bounds.period);
-        }
-        response.mutable_prefilled()->set_compute_ms(MsSince(start));
-        if (metrics_ != nullptr && status.ok()) {
-          metrics_->ObserveStep(ModelStep::kPrefill, response.prefilled().compute_ms() / 1e3,
-                                request.prefill().tokens().tokens_size());
-        }
-        spans.Step("verifier.prefill", start, request.round(),
-                   request.prefill().tokens().tokens_size(), request.committed_length(),
-                   request.traceparent());
-        break;
-      }
-      case v1::VerifierRequest::kVerify: {
-        if (debug_delay_ms_ > 0 && !DebugDelay(context, debug_delay_ms_)) {
-          status = absl::CancelledError("the gateway cancelled the stream");
-          break;
-        }
-        const auto start = Clock::now();
-        status = Verify(request, session.get(), &response);
-        const int64_t tokens =
-            request.verify().tokens().tokens_size() + request.verify().drafts_size();
-        if (metrics_ != nullptr && status.ok() && response.has_verified()) {
-          metrics_->ObserveStep(ModelStep::kVerify, response.verified().compute_ms() / 1e3,
-                                tokens);
-        }
-        spans.Step("verifier.verify", start, request.round(), tokens, request.committed_length(),
-                   request.traceparent());
-        break;
-      }
-      case v1::VerifierRequest::kRelease:
-        released = true;
-        response.mutable_released();
-        break;
-      default:
-        status = absl::InvalidArgumentError("a VerifierRequest needs prefill, verify or release");
-    }
-    if (status.ok() && context->IsCancelled()) status = absl::CancelledError("cancelled");
-    if (status.ok()) stream->Write(response);
-  }
-  spans.Finish(status);
-  if (!id.empty()) {
-    registry_.Close(id, released ? SessionRegistry::CloseReason::kReleased
-                                 : SessionRegistry::CloseReason::kAbandoned);
-    SPECDEC_LOG(Debug) << "verifier session " << id << (released ? " released" : " abandoned")
-                       << (status.ok() ? "" : absl::StrCat(": ", status.ToString()));
-  }
-  return ToGrpcStatus(status);
-}
+                                         std::shared_ptr<const ModelView> view, int max_sessions,
+                                         int session_threads)
+    : model_(std::move(model)),
+      view_(std::move(view)),
+      registry_("verifier", max_sessions),
+      workers_(session_threads) {}
 
 v1::GetStatsResponse VerifierServiceImpl::Stats() const {
   v1::GetStatsResponse stats = registry_.Stats();
@@ -257,7 +72,7 @@ absl::Status RunVerifierServer(const VerifierServerConfig& config) {
   SPECDEC_LOG(Info) << "verifier: model " << model->config().Summary() << ", device "
                     << model->device() << ", kv policy " << kv_cache.ToString() << ", kv pool "
                     << pool.total_blocks << " blocks of " << pool.block_tokens << " tokens";
-  VerifierServiceImpl service(model, view, config.max_sessions);
+  VerifierServiceImpl service(model, view, config.max_sessions, config.session_threads);
   service.set_batcher(MakeBatcher(config, model->device()));
   if (config.debug_delay_ms > 0) {
     SPECDEC_LOG(Warning) << "verifier: --debug_delay_ms=" << config.debug_delay_ms

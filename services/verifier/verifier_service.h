@@ -10,10 +10,11 @@
 #include "absl/status/status.h"
 #include "common/batching/forward_batcher.h"
 #include "common/metrics/model_service_metrics.h"
-#include "common/tracing/tracer.h"
 #include "common/model/model.h"
+#include "common/tracing/tracer.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
+#include "services/common/worker_pool.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 
 namespace specdec {
@@ -27,15 +28,18 @@ struct VerifierServerConfig : ModelServiceOptions {
   int64_t kv_pool_blocks = 0;
 };
 
-class VerifierServiceImpl final : public v1::Verifier::Service {
+// Session streams on gRPC's callback API (services/common/session_reactor.h): their requests run
+// on `session_threads` worker threads, however many streams are open. The unary calls stay
+// synchronous.
+class VerifierServiceImpl final
+    : public v1::Verifier::WithCallbackMethod_Session<v1::Verifier::Service> {
  public:
   // At most `max_sessions` session streams at once (0: no limit).
   VerifierServiceImpl(std::shared_ptr<Model> model, std::shared_ptr<const ModelView> view,
-                      int max_sessions = 0);
+                      int max_sessions = 0, int session_threads = kDefaultSessionThreads);
 
-  grpc::Status Session(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::VerifierResponse, v1::VerifierRequest>* stream) override;
+  grpc::ServerBidiReactor<v1::VerifierRequest, v1::VerifierResponse>* Session(
+      grpc::CallbackServerContext* context) override;
   grpc::Status GetStats(grpc::ServerContext* context, const v1::GetStatsRequest* request,
                         v1::GetStatsResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const v1::ServiceInfoRequest* request,
@@ -53,6 +57,8 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   void set_debug_delay_ms(int ms) { debug_delay_ms_ = ms; }
 
  private:
+  class Stream;  // one session stream's handler (verifier_service.cc)
+
   ModelServiceMetrics* metrics_ = nullptr;
   Tracer* tracer_ = nullptr;
   int debug_delay_ms_ = 0;
@@ -60,6 +66,8 @@ class VerifierServiceImpl final : public v1::Verifier::Service {
   std::shared_ptr<const ModelView> view_;
   SessionRegistry registry_;
   std::unique_ptr<ForwardBatcher> batcher_;
+  // Last: destroyed (joined) first, while what its tasks use still exists.
+  WorkerPool workers_;
 };
 
 // Loads the model, serves until SIGTERM/SIGINT.
