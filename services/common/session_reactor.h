@@ -1,6 +1,6 @@
 // A session stream (the draft's and the verifier's bidi Session RPC) on gRPC's callback API: no
 // thread per stream. The reactor reads one request at a time and hands it to a SessionHandler on
-// a WorkerPool thread (model work never runs on gRPC's callback threads, which must not block);
+// a SessionRunner thread (model work never runs on gRPC's callback threads, which must not block);
 // the handler's responses go out in order through a write queue (one StartWrite in flight). The
 // next request is read only once the handler returned and its responses are written, so a
 // session's steps run in stream order, as with one thread per stream, and a client that does
@@ -22,7 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/status.h"
-#include "services/common/worker_pool.h"
+#include "services/common/session_runner.h"
 
 namespace specdec {
 
@@ -63,13 +63,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<Request, Response>,
 
   // Starts reading at once. `workers` must outlive the call (the server's Shutdown waits for
   // every call's OnDone).
-  SessionReactor(WorkerPool* workers, std::unique_ptr<Handler> handler)
+  SessionReactor(SessionRunner* workers, std::unique_ptr<Handler> handler)
       : workers_(workers), handler_(std::move(handler)) {
     this->StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    workers_->Submit([this, ok] { Step(ok); });
+    workers_->Run([this, ok] { Step(ok); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -179,7 +179,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<Request, Response>,
 
   bool IsCancelled() const override { return cancelled_ || write_failed_; }
 
-  WorkerPool* const workers_;
+  SessionRunner* const workers_;
   const std::unique_ptr<Handler> handler_;
   Request request_;  // read into by gRPC, then read by the handler; never both at once
   std::atomic<bool> cancelled_{false};

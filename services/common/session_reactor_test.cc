@@ -105,7 +105,7 @@ class FakeVerifier final : public v1::Verifier::WithCallbackMethod_Session<v1::V
 
  private:
   Record* const record_;
-  WorkerPool workers_;
+  SessionRunner workers_;
 };
 
 Request Step(const std::string& id, int64_t committed_length, int64_t responses) {

@@ -27,6 +27,26 @@ void SessionRunner::Submit(std::shared_ptr<Task> task) {
   ready_.push_back(raw);
 }
 
+namespace {
+
+class OneStep : public SessionRunner::Task {
+ public:
+  explicit OneStep(std::function<void()> work) : work_(std::move(work)) {}
+  Next Step(absl::Time*) override {
+    work_();
+    return Next::kDone;
+  }
+
+ private:
+  std::function<void()> work_;
+};
+
+}  // namespace
+
+void SessionRunner::Run(std::function<void()> work) {
+  Submit(std::make_shared<OneStep>(std::move(work)));
+}
+
 void SessionRunner::Wake(const Task* task) {
   absl::MutexLock lock(&mu_);
   auto it = tasks_.find(task);

@@ -1,4 +1,6 @@
-// Runs many resumable sessions on a few threads. A session is a Task that does its work in
+// Runs many resumable sessions on a few threads: the gateway's Generate streams as Tasks of many
+// steps, the draft's and the verifier's session requests as single pieces of work (Run). A
+// session is a Task that does its work in
 // steps (the gateway: a prefill, then one round a step); between steps it holds no thread. After
 // a step it is ready again (queued behind the others: every session gets a step in turn), done,
 // or parked until something wakes it (its client read a message, or cancelled) or a deadline
@@ -9,6 +11,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <thread>
@@ -42,6 +45,9 @@ class SessionRunner {
 
   // Queues the task's first step. The runner holds `task` until its step returns kDone.
   void Submit(std::shared_ptr<Task> task);
+  // Runs `work` once on one of the threads, queued behind what is ready now (a task of one step).
+  // It may block (model work).
+  void Run(std::function<void()> work);
   // Makes a parked task ready; a task that is running is stepped again when its step returns
   // (even if it asks to park), so a wake-up between its check and its parking is never lost.
   // Unknown (finished) tasks are ignored.

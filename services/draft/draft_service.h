@@ -21,7 +21,7 @@
 #include "common/tracing/tracer.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
-#include "services/common/worker_pool.h"
+#include "services/common/session_runner.h"
 #include "services/draft/plan_search_worker.h"
 #include "specdec/v1/draft.grpc.pb.h"
 
@@ -120,7 +120,7 @@ class DraftServiceImpl final : public v1::Draft::WithCallbackMethod_Session<v1::
   SessionRegistry registry_;
   std::unique_ptr<ForwardBatcher> batcher_;
   // Last: destroyed (joined) first, while what its tasks use still exists.
-  WorkerPool workers_;
+  SessionRunner workers_;
 };
 
 // The plan search's options from the --plan_search_* flags; INVALID_ARGUMENT for bad values.

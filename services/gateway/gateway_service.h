@@ -42,7 +42,7 @@ struct GatewayConfig {
   int shutdown_grace_ms = 5000;
   // Threads that run the gRPC Generate streams' rounds, a step of one stream at a time: the
   // streams themselves hold no thread (docs/reliability.md, "Threads").
-  int session_threads = 16;
+  int session_threads = 32;
   // Limits (docs/reliability.md), all reported by GetInfo.
   int64_t default_deadline_ms = 300000;  // requests without a deadline get this one; 0: none
   int verifier_timeout_ms = 30000;  // one verifier call longer than this fails its replica

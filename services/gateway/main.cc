@@ -23,7 +23,7 @@ ABSL_FLAG(int, speculation_max_sessions, 0,
           "while more Generate streams than this run, rounds decode without the draft "
           "(speculation trades throughput for latency; 0: always speculate)");
 ABSL_FLAG(int, max_sessions, 64, "concurrent Generate streams (more: RESOURCE_EXHAUSTED)");
-ABSL_FLAG(int, session_threads, 16,
+ABSL_FLAG(int, session_threads, 32,
           "threads that run the gRPC Generate streams' rounds (a stream holds none while it "
           "waits; docs/reliability.md, \"Threads\")");
 ABSL_FLAG(int, max_new_tokens_cap, 4096, "largest max_new_tokens a request may ask for");

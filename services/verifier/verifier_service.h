@@ -14,7 +14,7 @@
 #include "common/tracing/tracer.h"
 #include "services/common/model_service_options.h"
 #include "services/common/session_registry.h"
-#include "services/common/worker_pool.h"
+#include "services/common/session_runner.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 
 namespace specdec {
@@ -67,7 +67,7 @@ class VerifierServiceImpl final
   SessionRegistry registry_;
   std::unique_ptr<ForwardBatcher> batcher_;
   // Last: destroyed (joined) first, while what its tasks use still exists.
-  WorkerPool workers_;
+  SessionRunner workers_;
 };
 
 // Loads the model, serves until SIGTERM/SIGINT.

@@ -22,7 +22,7 @@ struct LoadOptions {
   int new_tokens = 24;
   int num_draft_tokens = 3;
   int verifier_delay_ms = 20;
-  int gateway_session_threads = 16;
+  int gateway_session_threads = 32;  // the gateway's default
 };
 
 struct LoadResult {

@@ -10,7 +10,7 @@
 #                                                          VERIFIER_CPUS= DRAFT_CPUS=
 #                                                          MODEL_DIR= MAX_SESSIONS=300
 #                                                          READ_DELAY_MS=0
-#                                                          SESSION_THREADS=16
+#                                                          SESSION_THREADS=32
 #                                                          GATEWAY_BIN=)
 # GATEWAY_BIN: another specdec-gateway binary (e.g. an older build) in front of the same draft
 # and verifier, for a side-by-side run.
@@ -32,7 +32,7 @@ MODEL_DIR=${MODEL_DIR:-}
 TIMEOUT_MS=${TIMEOUT_MS:-60000}
 MAX_SESSIONS=${MAX_SESSIONS:-300}
 READ_DELAY_MS=${READ_DELAY_MS:-0}
-SESSION_THREADS=${SESSION_THREADS:-16}
+SESSION_THREADS=${SESSION_THREADS:-32}
 GATEWAY_BIN=${GATEWAY_BIN:-$BUILD/services/gateway/specdec-gateway}
 # The verifier's KV pool holds MAX_SESSIONS requests at once (16-token prompts, 16-token blocks).
 POOL_BLOCKS=$(( MAX_SESSIONS * ((16 + MAX_NEW + K + 16) / 16 + 1) ))
