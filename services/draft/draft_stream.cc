@@ -100,8 +100,10 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
     out->set_last(i + 1 == k);
     out->set_cache_length(session->length());
     out->set_compute_ms(MsSince(start));
-    out->set_plan_id(plan.id);
-    out->set_plan(plan.summary);
+    if (i == 0) {  // a round drafts on one plan: said once
+      out->set_plan_id(plan.id);
+      out->set_plan(plan.summary);
+    }
     output.Write(std::move(response));
     if (i + 1 < k) {
       ASSIGN_OR_RETURN(logits, session->Forward({token}, LogitsWanted::kLast));

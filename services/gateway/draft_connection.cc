@@ -208,8 +208,12 @@ void DraftConnection::Read(int64_t round, int k, bool may_re_prefill, PendingPro
     out->proposals.push_back(MakeProposal(response.token().token(), q));
     out->dists.push_back(std::move(q));
     out->compute_ms = response.token().compute_ms();
-    out->plan_id = response.token().plan_id();
-    out->plan = response.token().plan();
+    if (response.token().index() == 0) {  // the plan comes with the first token only
+      pending->plan_id = response.token().plan_id();
+      pending->plan = response.token().plan();
+    }
+    out->plan_id = pending->plan_id;
+    out->plan = pending->plan;
   }
   if (out->proposals.empty() && out->fallback == v1::FALLBACK_UNSPECIFIED) {
     out->fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;

@@ -49,6 +49,9 @@ struct PendingProposal {
   // W3C traceparent of the gateway span its work belongs to (empty: none), named by its
   // messages, a re-prefill's included.
   std::string traceparent;
+  // The plan it is drafted with, from its first token (the draft says it once).
+  int64_t plan_id = 0;
+  std::string plan;
 };
 
 class DraftConnection {
