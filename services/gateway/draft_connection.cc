@@ -44,16 +44,18 @@ v1::DraftRequest DraftConnection::PrefillRequest() {
 }
 
 void DraftConnection::Drop(const std::string& why, bool replica_failed) {
-  // A stream ended by the client's cancellation or deadline (they propagate to the draft call)
-  // says nothing about the replica: blaming it would send the next requests to the verifier
-  // alone for the backoff.
-  if (!client_->Check().ok()) replica_failed = false;
   std::string detail;
   if (link_ != nullptr) {
     link_->Close(false, state_->session_id);
     if (!link_->final_error().empty()) detail = ": " + link_->final_error();
     link_.reset();
   }
+  // A stream ended by the client's cancellation or deadline (they propagate to the draft call)
+  // says nothing about the replica: blaming it would send the next requests to the verifier
+  // alone for the backoff. Asked after the stream is closed: the draft call can see the
+  // propagated cancellation before the client's call reports it, and the close waits for the
+  // call's end.
+  if (!client_->Check().ok()) replica_failed = false;
   if (replica_failed && !replica_.empty()) {
     backends_->ReportDraftFailure(replica_, absl::UnavailableError(why + detail));
   }
