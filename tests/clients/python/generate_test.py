@@ -9,7 +9,7 @@
 import argparse
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,10 +29,10 @@ def parse_args():
     return p.parse_args()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def served_port(log_path):
+    """The port a service took for --listen=127.0.0.1:0, from its "serving on ... (port N)" line."""
+    match = re.search(r" serving on \S+ \(port (\d+)\)", Path(log_path).read_text())
+    return int(match.group(1)) if match else None
 
 
 class Services:
@@ -42,16 +42,22 @@ class Services:
         self.args, self.dir, self.children = args, workdir, []
 
     def start(self, name, binary, flags):
-        address = f"127.0.0.1:{free_port()}"
-        log = open(Path(self.dir, f"{name}.log"), "w")
-        child = subprocess.Popen([binary, f"--listen={address}", *flags], stdout=log,
+        # Port 0: the service binds a free port itself and logs it (no bind-close-reuse race).
+        log_path = Path(self.dir, f"{name}.log")
+        log = open(log_path, "w")
+        child = subprocess.Popen([binary, "--listen=127.0.0.1:0", *flags], stdout=log,
                                  stderr=subprocess.STDOUT)
         self.children.append(child)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if child.poll() is not None:
                 raise RuntimeError(f"{name} exited ({child.returncode}):\n"
-                                   f"{Path(self.dir, f'{name}.log').read_text()[-3000:]}")
+                                   f"{log_path.read_text()[-3000:]}")
+            port = served_port(log_path)
+            if port is None:
+                time.sleep(0.1)
+                continue
+            address = f"127.0.0.1:{port}"
             health = subprocess.run([self.args.client, "health", f"--server={address}",
                                      "--timeout_ms=1000"], capture_output=True, text=True)
             if health.returncode == 0:
