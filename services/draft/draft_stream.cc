@@ -32,7 +32,8 @@ void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
   response->set_round(request.round());
 }
 
-// Runs the newly committed tokens and streams K proposals. Mirrors GenerateSpeculative's draft
+// Runs the newly committed tokens and sends K proposals (one message each, or in DraftTokens
+// messages of tokens_per_message). Mirrors GenerateSpeculative's draft
 // loop exactly (same positions, same q, same random stream), so outputs match in-process runs.
 // `plan`: the service's plan as the round starts; a session on another plan moves to it first.
 absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int debug_delay_ms,
@@ -48,6 +49,11 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
   if (k < 1 || k > kMaxDraftTokensPerRound) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_draft_tokens must be in [1, ", kMaxDraftTokensPerRound, "], got ", k));
+  }
+  const int per_message = propose.tokens_per_message();
+  if (per_message < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokens_per_message must be >= 0, got ", per_message));
   }
   if (span.start_position() + span.tokens_size() != request.committed_length()) {
     return absl::InvalidArgumentError(
@@ -78,6 +84,7 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
   RETURN_IF_ERROR(session->SwitchView(plan.view));
   const SamplingParams& params = session->sampling();
   ASSIGN_OR_RETURN(Logits logits, session->Forward(span.tokens(), LogitsWanted::kLast));
+  v1::DraftResponse batch;  // with per_message >= 1: the proposals not sent yet
   for (int i = 0; i < k; ++i) {
     // A write that failed cancels too (the synchronous Write's false).
     if (output.IsCancelled()) return absl::CancelledError("the gateway cancelled the stream");
@@ -90,9 +97,15 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
         ToDistribution(logits.row(logits.rows - 1), logits.cols,
                        logits.vocab_ids ? logits.vocab_ids->data() : nullptr, params, max_support);
     const int32_t token = DrawToken(q, params, position, RandomPurpose::kDraft);
-    v1::DraftResponse response;
-    Echo(request, &response);
-    v1::DraftToken* out = response.mutable_token();
+    v1::DraftResponse single;
+    if (per_message == 0) {
+      Echo(request, &single);
+    } else if (!batch.has_tokens()) {
+      Echo(request, &batch);
+      batch.mutable_tokens();
+    }
+    v1::DraftToken* out =
+        per_message == 0 ? single.mutable_token() : batch.mutable_tokens()->add_tokens();
     out->set_index(i);
     out->set_token(token);
     // Shared noise accepts by token equality: nobody reads q, so it is not sent.
@@ -104,7 +117,12 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
       out->set_plan_id(plan.id);
       out->set_plan(plan.summary);
     }
-    output.Write(std::move(response));
+    if (per_message == 0) {
+      output.Write(std::move(single));
+    } else if (batch.tokens().tokens_size() == per_message || i + 1 == k) {
+      output.Write(std::move(batch));
+      batch.Clear();
+    }
     if (i + 1 < k) {
       ASSIGN_OR_RETURN(logits, session->Forward({token}, LogitsWanted::kLast));
     }
@@ -115,7 +133,7 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
 }  // namespace
 
 // One session stream: each request is one step on the session's KV cache (prefill, propose (K
-// proposals, one response each) or release); SessionStreamState registers the session on the first
+// proposals, in one or more responses) or release); SessionStreamState registers the session on the first
 // and closes it at the end.
 class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v1::DraftResponse> {
  public:

@@ -11,12 +11,13 @@ namespace specdec {
 
 DraftConnection::DraftConnection(SessionState* state, SessionBackends* backends,
                                  const ClientWatch* client, const SessionClock* clock,
-                                 absl::Duration draft_deadline)
+                                 absl::Duration draft_deadline, int tokens_per_message)
     : state_(state),
       backends_(backends),
       client_(client),
       clock_(clock),
-      draft_deadline_(draft_deadline) {}
+      draft_deadline_(draft_deadline),
+      tokens_per_message_(tokens_per_message) {}
 
 double DraftConnection::MsSince(absl::Time start) const {
   return absl::ToDoubleMilliseconds(clock_->Now() - start);
@@ -60,6 +61,7 @@ void DraftConnection::Drop(const std::string& why, bool replica_failed) {
     backends_->ReportDraftFailure(replica_, absl::UnavailableError(why + detail));
   }
   replica_.clear();
+  unread_.clear();
   failed_ = true;
   backoff_ = std::min(kMaxBackoff, std::max(kMinBackoff, 2 * backoff_));
   retry_at_ = clock_->Now() + backoff_;
@@ -142,6 +144,10 @@ std::optional<PendingProposal> DraftConnection::Send(int64_t start_position,
   span->set_start_position(start_position);
   span->mutable_tokens()->Add(tokens.begin(), tokens.end());
   request.mutable_propose()->set_num_draft_tokens(k);
+  if (tokens_per_message_ > 1) {
+    request.mutable_propose()->set_tokens_per_message(std::min(k, tokens_per_message_));
+  }
+  unread_.clear();  // a new request: what the last one proposed is stale
   if (!link_->Send(request)) {
     Drop("the proposal request could not be sent");
     return std::nullopt;
@@ -172,6 +178,12 @@ void DraftConnection::Read(int64_t round, int k, bool may_re_prefill, PendingPro
   const size_t wanted = out->proposals.size() + static_cast<size_t>(k);
   bool re_prefilled = false;
   while (out->proposals.size() < wanted && link_ != nullptr) {
+    if (!unread_.empty()) {
+      const v1::DraftToken token = std::move(unread_.front());
+      unread_.pop_front();
+      if (!Take(token, pending, out)) break;
+      continue;
+    }
     v1::DraftResponse response;
     const DraftLink::ReadResult read = link_->Read(&response, pending->deadline);
     if (read == DraftLink::ReadResult::kTimeout) {
@@ -201,27 +213,43 @@ void DraftConnection::Read(int64_t round, int k, bool may_re_prefill, PendingPro
       if (!RePrefill(pending)) break;
       continue;
     }
-    if (!response.has_token() || response.token().index() != pending->next_index) {
+    if (response.has_tokens() && response.tokens().tokens_size() > 0) {
+      for (v1::DraftToken& token : *response.mutable_tokens()->mutable_tokens()) {
+        unread_.push_back(std::move(token));
+      }
+      continue;
+    }
+    if (!response.has_token()) {
       Drop("the draft sent an unexpected message", false);
       break;
     }
-    ++pending->next_index;
-    TokenDistribution q = FromProto(response.token().q());
-    out->proposals.push_back(MakeProposal(response.token().token(), q));
-    out->dists.push_back(std::move(q));
-    out->compute_ms = response.token().compute_ms();
-    if (response.token().index() == 0) {  // the plan comes with the first token only
-      pending->plan_id = response.token().plan_id();
-      pending->plan = response.token().plan();
-    }
-    out->plan_id = pending->plan_id;
-    out->plan = pending->plan;
+    if (!Take(response.token(), pending, out)) break;
   }
   if (out->proposals.empty() && out->fallback == v1::FALLBACK_UNSPECIFIED) {
     out->fallback = v1::FALLBACK_DRAFT_UNAVAILABLE;
   }
   if (!out->proposals.empty()) backoff_ = absl::ZeroDuration();  // the draft works again
   out->wall_ms += MsSince(start);
+}
+
+bool DraftConnection::Take(const v1::DraftToken& token, PendingProposal* pending,
+                           Proposals* out) {
+  if (token.index() != pending->next_index) {
+    Drop("the draft sent an unexpected message", false);
+    return false;
+  }
+  ++pending->next_index;
+  TokenDistribution q = FromProto(token.q());
+  out->proposals.push_back(MakeProposal(token.token(), q));
+  out->dists.push_back(std::move(q));
+  out->compute_ms = token.compute_ms();
+  if (token.index() == 0) {  // the plan comes with the first token only
+    pending->plan_id = token.plan_id();
+    pending->plan = token.plan();
+  }
+  out->plan_id = pending->plan_id;
+  out->plan = pending->plan;
+  return true;
 }
 
 bool DraftConnection::GuessedBonus(int64_t round, int32_t bonus, PendingProposal* predraft) {

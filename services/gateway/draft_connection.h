@@ -7,6 +7,7 @@
 #define SPECDEC_SERVICES_GATEWAY_DRAFT_CONNECTION_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,9 +57,12 @@ struct PendingProposal {
 
 class DraftConnection {
  public:
-  // `draft_deadline`: how long a round waits for its proposals.
+  // `draft_deadline`: how long a round waits for its proposals. `tokens_per_message`: the most
+  // proposals the draft puts in one message (DraftPropose.tokens_per_message; 1 or less: one
+  // message per proposal, as each is drawn).
   DraftConnection(SessionState* state, SessionBackends* backends, const ClientWatch* client,
-                  const SessionClock* clock, absl::Duration draft_deadline);
+                  const SessionClock* clock, absl::Duration draft_deadline,
+                  int tokens_per_message = 1);
   ~DraftConnection() { Close(false); }
 
   // A stream is open (it may still break).
@@ -99,6 +103,9 @@ class DraftConnection {
   void Drop(const std::string& why, bool replica_failed = true);
   // Answers a session_lost: a prefill and the same proposal request again; false when dropped.
   bool RePrefill(PendingProposal* pending);
+  // Adds proposal `token` of `pending` to `out`; false (and the draft dropped) when it is not
+  // the one expected next.
+  bool Take(const v1::DraftToken& token, PendingProposal* pending, Proposals* out);
   // Numbered with the next seq_.
   v1::DraftRequest PrefillRequest();
   double MsSince(absl::Time start) const;
@@ -108,7 +115,11 @@ class DraftConnection {
   const ClientWatch* client_;
   const SessionClock* clock_;
   absl::Duration draft_deadline_;
+  int tokens_per_message_;
   std::unique_ptr<DraftLink> link_;
+  // Proposals of the last request sent that came in a DraftTokens message and were not read yet
+  // (GuessedBonus reads one of them, the next Read the rest).
+  std::deque<v1::DraftToken> unread_;
   std::string replica_;  // the address link_ goes to
   bool failed_ = false;
   int64_t seq_ = 0;  // number of the last request sent

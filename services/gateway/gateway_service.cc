@@ -271,6 +271,7 @@ std::unique_ptr<GatewayServiceImpl::Call> GatewayServiceImpl::BeginCall(
   env.client_cancelled = s.call.cancelled;
   env.tokenizer = tokenizer_.get();
   env.draft_deadline_ms = config_.draft_deadline_ms;
+  env.draft_tokens_per_message = config_.draft_tokens_per_message;
   env.max_adaptive_draft_tokens = config_.max_adaptive_draft_tokens;
   env.active_sessions = &active_sessions_;
   env.speculation_max_sessions = config_.speculation_max_sessions;
@@ -391,6 +392,10 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
     return absl::InvalidArgumentError("--verifier_timeout_ms must be >= 1");
   }
   if (config.max_prompt_bytes < 1) return absl::InvalidArgumentError("--max_prompt_bytes must be >= 1");
+  if (config.draft_tokens_per_message < 1) {
+    return absl::InvalidArgumentError(
+        "--draft_tokens_per_message must be >= 1 (1: a message per proposal)");
+  }
   ReplicaSetOptions verifier_options;
   verifier_options.target = config.verifier;
   verifier_options.kind = "verifier";
@@ -416,7 +421,9 @@ absl::Status RunGatewayServer(const GatewayConfig& config) {
   SPECDEC_LOG(Info) << "gateway: model " << model_config.Summary() << ", verifier "
                     << config.verifier << ", draft "
                     << (config.draft.empty() ? std::string("none") : config.draft)
-                    << ", draft deadline " << config.draft_deadline_ms << " ms, max sessions "
+                    << ", draft deadline " << config.draft_deadline_ms
+                    << " ms, up to " << config.draft_tokens_per_message
+                    << " proposal(s) a draft message, max sessions "
                     << config.max_sessions;
   SPECDEC_LOG(Info) << "gateway: " << verifiers->size() << " verifier replica(s), "
                     << (drafts != nullptr ? drafts->size() : 0)

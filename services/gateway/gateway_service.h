@@ -33,6 +33,9 @@ struct GatewayConfig {
   std::string verifier = "localhost:50051";
   std::string model_dir;  // config.json (+ tokenizer.json for text)
   int draft_deadline_ms = 500;      // per round; a later draft is skipped for the round
+  // The most proposals the draft sends in one message (DraftPropose.tokens_per_message; 1: one
+  // message per proposal, as each is drawn).
+  int draft_tokens_per_message = 64;
   bool overlap_rounds = true;       // draft round r+1 while round r is verified
   int speculation_max_sessions = 0;  // more running streams: rounds without the draft; 0: never
   int max_sessions = 64;            // concurrent Generate streams

@@ -42,6 +42,8 @@ namespace specdec {
 struct SessionEnvironment {
   const Tokenizer* tokenizer = nullptr;
   int draft_deadline_ms = 500;
+  // The most proposals the draft sends in one message (1: a message per proposal).
+  int draft_tokens_per_message = 1;
   int max_adaptive_draft_tokens = 16;
   // Generate streams running on the gateway now; above speculation_max_sessions (> 0) rounds
   // run without the draft (FALLBACK_BUSY).

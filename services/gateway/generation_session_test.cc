@@ -218,6 +218,52 @@ TEST_F(SessionTest, SampledRunsAreReproducibleAndKZeroIsPlainSampling) {
   ExpectCleanProtocol();
 }
 
+// Proposals in DraftTokens messages (DraftPropose.tokens_per_message) change how many messages
+// a round costs, nothing else: greedy output equals plain decoding and sampled output equals the
+// one-message-per-proposal run of the same seed, with and without overlapped rounds (whose
+// bonus guess is read out of a batch).
+TEST_F(SessionTest, ProposalsBatchedInMessagesGiveTheSameOutput) {
+  AddVerifier();
+  FakeDraft* draft = AddDraft();
+  for (const bool overlap : {false, true}) {
+    for (const bool sampled : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "overlap " << overlap << " sampled " << sampled);
+      GenerationRequest request = Greedy(4);
+      request.overlap = overlap;
+      if (sampled) {
+        request.sampling.temperature = 0.9f;
+        request.sampling.seed = 99;
+      }
+      std::vector<int32_t> one_each;
+      for (const int per_message : {1, 3, 64}) {
+        SCOPED_TRACE(per_message);
+        env_.draft_tokens_per_message = per_message;
+        const int messages_before = draft->proposal_messages;
+        const size_t requests_before = draft->proposal_requests.size();
+        const Outcome out = Run(request);
+        ASSERT_TRUE(out.status.ok()) << out.status;
+        if (!sampled) EXPECT_EQ(out.tokens, Expected(request));
+        if (per_message == 1) {
+          one_each = out.tokens;
+        } else {
+          EXPECT_EQ(out.tokens, one_each);
+        }
+        EXPECT_GT(out.usage.accepted_tokens(), 0);
+        EXPECT_LT(out.usage.accepted_tokens(), out.usage.drafted_tokens());  // some rejections
+        if (overlap && !sampled) EXPECT_GT(out.usage.overlapped_rounds(), 0);
+        // K proposals in messages of up to per_message (K = 4 and 3: 3 + 1).
+        int expected_messages = 0;
+        for (size_t i = requests_before; i < draft->proposal_requests.size(); ++i) {
+          const int k = draft->proposal_requests[i];
+          expected_messages += (k + per_message - 1) / per_message;
+        }
+        EXPECT_EQ(draft->proposal_messages - messages_before, expected_messages);
+        ExpectCleanProtocol();
+      }
+    }
+  }
+}
+
 TEST_F(SessionTest, DraftLostMidRoundContinuesWithTheVerifierAndComesBackAfterBackoff) {
   AddVerifier()->verify_cost = absl::Milliseconds(60);
   FakeDraft* draft = AddDraft();

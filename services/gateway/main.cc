@@ -16,6 +16,10 @@ ABSL_FLAG(std::string, verifier, "localhost:50051",
 ABSL_FLAG(std::string, model_dir, "", "checkpoint folder: config.json and tokenizer.json");
 ABSL_FLAG(int, draft_deadline_ms, 500,
           "per round: a draft later than this is skipped (verifier alone for that round)");
+ABSL_FLAG(int, draft_tokens_per_message, 64,
+          "the most proposals the draft sends in one message (1: a message per proposal, as "
+          "each is drawn; a draft that predates batches sends one per proposal whatever this "
+          "says)");
 ABSL_FLAG(bool, overlap_rounds, true,
           "draft round r+1 while round r is verified (requests can opt out with "
           "speculation.sequential); the output is the same either way");
@@ -56,6 +60,7 @@ int main(int argc, char** argv) {
   config.verifier = absl::GetFlag(FLAGS_verifier);
   config.model_dir = absl::GetFlag(FLAGS_model_dir);
   config.draft_deadline_ms = absl::GetFlag(FLAGS_draft_deadline_ms);
+  config.draft_tokens_per_message = absl::GetFlag(FLAGS_draft_tokens_per_message);
   config.overlap_rounds = absl::GetFlag(FLAGS_overlap_rounds);
   config.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   config.session_threads = absl::GetFlag(FLAGS_session_threads);

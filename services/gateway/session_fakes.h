@@ -193,6 +193,8 @@ class FakeDraft {
   float noise = 0.4f;          // how far the draft is from the target (0: always right)
   absl::Duration token_cost = absl::Milliseconds(1);
   std::vector<absl::Time> send_times;  // when each request was sent (or tried)
+  int proposal_messages = 0;           // answers carrying proposals (DraftToken or DraftTokens)
+  std::vector<int> proposal_requests;  // K of each proposal request answered with proposals
 
   const std::string& address() const { return address_; }
   ReplicaLog log;
@@ -241,19 +243,32 @@ class FakeDraft {
       log.errors.push_back("propose span");
     }
     const int k = request.propose().num_draft_tokens();
+    const int per_message = request.propose().tokens_per_message();
+    proposal_requests.push_back(k);
     std::vector<int32_t> context = cache_;
     for (int i = 0; i < k; ++i) {
       const std::vector<float> logits = DraftLogits(context, noise);
       const TokenDistribution q = ToDistribution(logits.data(), kVocab, nullptr, params_);
       const DraftProposal x =
           DrawDraftToken(q, params_, static_cast<int64_t>(context.size()));
-      v1::DraftResponse token = response;
-      token.mutable_token()->set_index(i);
-      token.mutable_token()->set_token(x.token);
-      ToProto(q, token.mutable_token()->mutable_q());
-      token.mutable_token()->set_last(i + 1 == k);
-      token.mutable_token()->set_compute_ms(absl::ToDoubleMilliseconds(token_cost * (i + 1)));
-      out->push_back(token);
+      v1::DraftToken token;
+      token.set_index(i);
+      token.set_token(x.token);
+      ToProto(q, token.mutable_q());
+      token.set_last(i + 1 == k);
+      token.set_compute_ms(absl::ToDoubleMilliseconds(token_cost * (i + 1)));
+      if (per_message == 0) {
+        out->push_back(response);
+        *out->back().mutable_token() = std::move(token);
+        ++proposal_messages;
+      } else {
+        if (i % per_message == 0) {
+          out->push_back(response);
+          out->back().mutable_tokens();
+          ++proposal_messages;
+        }
+        *out->back().mutable_tokens()->add_tokens() = std::move(token);
+      }
       context.push_back(x.token);
     }
     // It holds every proposal but the last (never fed back).
@@ -325,6 +340,7 @@ class FakeDraftLink : public DraftLink {
       *response = std::move(queue_.front());
       queue_.pop_front();
       if (response->has_token()) clock_->Advance(replica_->token_cost);
+      clock_->Advance(replica_->token_cost * response->tokens().tokens_size());
       return ReadResult::kMessage;
     }
     if (ended_ || broken_) return ReadResult::kClosed;

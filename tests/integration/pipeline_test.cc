@@ -681,6 +681,122 @@ TEST_F(PipelineTest, LateDraftFallsBackPerRoundWithIdenticalOutput) {
   EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
 }
 
+// DraftPropose.tokens_per_message: the same proposals, in DraftTokens messages of that many (the
+// last one shorter), the round's plan on proposal 0; 0 keeps a DraftToken message per proposal.
+TEST_F(PipelineTest, DraftSendsProposalsInMessagesOfTheSizeAsked) {
+  auto stub =
+      v1::Draft::NewStub(grpc::CreateChannel(draft_->address(), grpc::InsecureChannelCredentials()));
+  // One session stream: prefill {1, 2, 3}, propose 5 after the pending 4; the proposals' tokens
+  // and the sizes of the messages that carried them.
+  auto propose = [&](const std::string& id, int per_message, std::vector<int>* sizes) {
+    std::vector<int32_t> tokens;
+    grpc::ClientContext context;
+    auto stream = stub->Session(&context);
+    v1::DraftRequest prefill;
+    prefill.set_session_id(id);
+    prefill.set_committed_length(4);
+    for (int32_t t : {1, 2, 3}) prefill.mutable_prefill()->mutable_tokens()->add_tokens(t);
+    prefill.mutable_prefill()->mutable_sampling()->set_top_p(1.0f);  // greedy
+    v1::DraftRequest request;
+    request.set_session_id(id);
+    request.set_committed_length(4);
+    request.set_round(1);
+    request.mutable_propose()->mutable_tokens()->set_start_position(3);
+    request.mutable_propose()->mutable_tokens()->add_tokens(4);
+    request.mutable_propose()->set_num_draft_tokens(5);
+    request.mutable_propose()->set_tokens_per_message(per_message);
+    EXPECT_TRUE(stream->Write(prefill));
+    EXPECT_TRUE(stream->Write(request));
+    v1::DraftResponse response;
+    EXPECT_TRUE(stream->Read(&response));
+    EXPECT_TRUE(response.has_prefilled()) << response.DebugString();
+    std::vector<v1::DraftToken> proposals;
+    while (proposals.size() < 5 && stream->Read(&response)) {
+      EXPECT_EQ(response.round(), 1);
+      if (response.has_token()) {
+        sizes->push_back(0);  // a lone DraftToken
+        proposals.push_back(response.token());
+      } else {
+        EXPECT_TRUE(response.has_tokens()) << response.DebugString();
+        sizes->push_back(response.tokens().tokens_size());
+        proposals.insert(proposals.end(), response.tokens().tokens().begin(),
+                         response.tokens().tokens().end());
+      }
+    }
+    for (size_t i = 0; i < proposals.size(); ++i) {
+      EXPECT_EQ(proposals[i].index(), static_cast<int>(i));
+      EXPECT_EQ(proposals[i].last(), i + 1 == 5);
+      EXPECT_EQ(proposals[i].plan().empty(), i != 0);
+      tokens.push_back(proposals[i].token());
+    }
+    stream->WritesDone();
+    while (stream->Read(&response)) {
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return tokens;
+  };
+  std::vector<int> singles, pairs, whole;
+  const std::vector<int32_t> one_each = propose("per-message-0", 0, &singles);
+  EXPECT_EQ(singles, std::vector<int>(5, 0));
+  EXPECT_EQ(propose("per-message-2", 2, &pairs), one_each);
+  EXPECT_EQ(pairs, (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(propose("per-message-8", 8, &whole), one_each);
+  EXPECT_EQ(whole, std::vector<int>{5});
+  EXPECT_EQ(one_each.size(), 5u);
+
+  // A negative size is the gateway's error, answered INVALID_ARGUMENT.
+  grpc::ClientContext context;
+  auto stream = stub->Session(&context);
+  v1::DraftRequest bad;
+  bad.set_session_id("per-message-bad");
+  bad.set_committed_length(1);
+  bad.mutable_propose()->mutable_tokens()->add_tokens(4);
+  bad.mutable_propose()->set_num_draft_tokens(2);
+  bad.mutable_propose()->set_tokens_per_message(-1);
+  EXPECT_TRUE(stream->Write(bad));
+  stream->WritesDone();
+  v1::DraftResponse response;
+  while (stream->Read(&response)) {
+  }
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("tokens_per_message"), std::string::npos)
+      << status.error_message();
+}
+
+// The gateway's --draft_tokens_per_message changes how many messages a round costs, not what is
+// generated: a gateway asking for one message per proposal gives the same tokens, greedy and
+// seeded sampling, as the fixture's (whole rounds in one message).
+TEST_F(PipelineTest, ProposalsOneMessageEachOrBatchedGiveTheSameTokens) {
+  auto single = ServiceProcess::Start(
+      kGatewayBin,
+      {"--model_dir=" + *model_dir_, "--verifier=" + verifier_->address(),
+       "--draft=" + draft_->address(), "--draft_deadline_ms=10000",
+       "--draft_tokens_per_message=1"},
+      *dir_ + "/gateway_single.log");
+  ASSERT_TRUE(single.ok()) << single.status();
+  for (const bool sampled : {false, true}) {
+    SCOPED_TRACE(sampled ? "sampled" : "greedy");
+    v1::GenerateRequest request = GreedyRequest({1, 2, 3, 4, 5}, 40, 4, /*adaptive=*/true);
+    if (sampled) {
+      request.mutable_sampling()->set_temperature(0.9f);
+      request.mutable_sampling()->set_top_p(0.95f);
+      request.mutable_sampling()->set_seed(77);
+    }
+    GenerateResult batched = Generate(gateway_->address(), request);
+    GenerateResult one_each = Generate((*single)->address(), request);
+    ASSERT_TRUE(batched.status.ok()) << batched.status.error_message();
+    ASSERT_TRUE(one_each.status.ok()) << one_each.status.error_message();
+    EXPECT_EQ(batched.ids, one_each.ids);
+    if (!sampled) EXPECT_EQ(batched.ids, Plain({1, 2, 3, 4, 5}, 40));
+    int proposed = 0;
+    for (const auto& round : batched.rounds) proposed += round.num_proposed();
+    EXPECT_GT(proposed, 0);
+  }
+  EXPECT_TRUE(WaitNoSessions(draft_->address(), verifier_->address()));
+}
+
 TEST_F(PipelineTest, EvictedSessionsAreRebuiltByRePrefill) {
   auto evict_all = [&] {
     v1::EvictSessionRequest request;  // empty id: every session
