@@ -133,7 +133,7 @@ cat "$WORK/decode.md"
 
 if [ "$MODEL_KIND" = trained ]; then
   echo "## equal CPU budget: tests/bench/services_bench.sh (three services vs plain, 2 and 1 threads)"
-  step "$WORK/services.log" env RUNS="$RUNS" TOKENS="$TOKENS" K=8 OUT="$WORK/services.md" \
+  step "$WORK/services.log" env RUNS="$RUNS" TOKENS="$TOKENS" OUT="$WORK/services.md" \
     tests/bench/services_bench.sh "$BUILD" "$MODEL" ||
     { tail -n 40 "$WORK/services.log" >&2; fail "tests/bench/services_bench.sh"; }
   cat "$WORK/services.md"

@@ -45,6 +45,8 @@ ABSL_FLAG(double, top_p, 1.0, "nucleus for sampled runs (e.g. 0.95)");
 ABSL_FLAG(std::string, coupling, "rejection",
           "sampled runs: rejection, or shared_noise (every output must then equal plain's)");
 ABSL_FLAG(int, repeats, 3, "interleaved repeats (medians are reported)");
+ABSL_FLAG(int, max_draft_tokens, 16,
+          "K bound of the adaptive rows (16: the gateway's default bound for adaptive requests)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 ABSL_FLAG(bool, random_70m, true, "also measure costs on a Pythia-70M-shaped random checkpoint");
 ABSL_FLAG(std::string, out, "", "write the markdown report here too");
@@ -161,7 +163,7 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
         GenerateOptions options = base;
         options.num_draft_tokens = c.k;
         options.adaptive = c.adaptive;
-        options.max_draft_tokens = 8;
+        options.max_draft_tokens = absl::GetFlag(FLAGS_max_draft_tokens);
         options.sampling.seed = seed_of(rep, p);  // the same draws for every configuration
         auto r = c.k == 0 && !c.adaptive
                      ? GeneratePlain(*full, prompts[p], options)
@@ -207,7 +209,9 @@ absl::Status RunSideBySide(const Model& model, const std::vector<Config>& config
     (*acceptance_out)[i] = drafted ? static_cast<double>(accepted) / drafted : 0;
     Emit(absl::StrFormat(
         "| %s | %s | %s | %s | %s | %.0f (%.0f-%.0f) | %.2fx (%.2f-%.2f) | %s |\n", c.name,
-        plain ? "-" : (c.adaptive ? std::string("adaptive") : absl::StrCat(c.k)),
+        plain ? "-"
+              : (c.adaptive ? absl::StrCat("adaptive, <= ", absl::GetFlag(FLAGS_max_draft_tokens))
+                            : absl::StrCat(c.k)),
         plain ? "-" : absl::StrFormat("%.3f", (*acceptance_out)[i]),
         plain ? "1"
               : absl::StrFormat("%.2f", static_cast<double>(tokens) / std::max<int64_t>(1, rounds)),
