@@ -80,10 +80,32 @@ void RoundPlanner::ObserveRound(int proposed, int accepted, double draft_time,
   // Rounds without proposals count too: a paused policy counts them towards its next probe.
   policy_.Observe(proposed, accepted);
   if (proposed <= 0) return;
-  // c = draft cost per token / verify cost per round, smoothed.
-  const double c = (draft_time / proposed) / std::max(verify_time, 1e-3);
-  cost_ratio_ema_ = cost_ratio_ema_ < 0 ? c : 0.8 * cost_ratio_ema_ + 0.2 * c;
-  policy_.SetCostRatio(cost_ratio_ema_);
+  const double per_token = draft_time / proposed;
+  draft_per_token_ema_ = draft_per_token_ema_ < 0
+                             ? per_token
+                             : kCostDecay * draft_per_token_ema_ + (1 - kCostDecay) * per_token;
+  const double x = proposed, y = std::max(verify_time, 1e-6);
+  fit_w_ = kCostDecay * fit_w_ + 1;
+  fit_x_ = kCostDecay * fit_x_ + x;
+  fit_y_ = kCostDecay * fit_y_ + y;
+  fit_xx_ = kCostDecay * fit_xx_ + x * x;
+  fit_xy_ = kCostDecay * fit_xy_ + x * y;
+  const double mean_x = fit_x_ / fit_w_, mean_y = fit_y_ / fit_w_;
+  const double var_x = fit_xx_ / fit_w_ - mean_x * mean_x;
+  // Until recent rounds' K differed (by about one token or more), the line cannot be told from
+  // a constant: the whole verify time is the base.
+  double per_draft_token = 0.0, base = mean_y;
+  if (fit_w_ >= 3 && var_x >= 0.25) {
+    // Timing noise tilts the line (a slow first verification, a busy core): the slope is shrunk
+    // towards 0 when few different K support it (ridge), and a draft token's verification may
+    // cost at most kMaxRowShare of the base, so that noise can slow K's growth but never make
+    // drafting look as dear as to pause it.
+    const double slope = (fit_xy_ / fit_w_ - mean_x * mean_y) / (var_x + 1.0);
+    per_draft_token =
+        std::clamp(slope, 0.0, kMaxRowShare * mean_y / (1.0 + kMaxRowShare * mean_x));
+    base = mean_y - per_draft_token * mean_x;
+  }
+  policy_.SetCostRatio((draft_per_token_ema_ + per_draft_token) / base);
 }
 
 size_t RoundPlanner::CutAtEos(absl::Span<const int32_t> tokens, int32_t eos, bool* eos_found) {

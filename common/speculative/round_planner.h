@@ -57,7 +57,15 @@ class RoundPlanner {
 
   // Feeds back a round: `proposed` draft tokens of which the first `accepted` were accepted,
   // the draft's time for them and the verifier's time for the round (any unit, the same for
-  // both; only their ratio is used). Every round, those without proposals too.
+  // both; only their ratios are used). Every round, those without proposals too.
+  // The adaptive policy's cost ratio c is (draft time per token + verify time per draft token)
+  // / verify time of a round without draft tokens: a round of K then costs K c + 1 in units of
+  // that base, as the policy's model has it. The verify line (base + per token * K) is fitted
+  // to recent rounds by weighted least squares once their K differed; until then the whole
+  // verify time is the base (details in ObserveRound). Dividing by the whole time of long
+  // rounds instead made drafting
+  // look cheaper the longer the rounds got, and K grew past its best where each verified row
+  // costs (sampling).
   void ObserveRound(int proposed, int accepted, double draft_time, double verify_time);
 
   // How many of a round's `tokens` are emitted: all, or up to and including the first `eos`
@@ -79,7 +87,14 @@ class RoundPlanner {
   DraftLengthPolicy policy_;
   int64_t max_new_tokens_;
   int64_t max_positions_;
-  double cost_ratio_ema_ = -1;      // draft cost per token / verify cost per round
+  // Recent rounds with proposals, weighted by kCostDecay^age: the draft's time per token, and
+  // the sums of the least-squares fit of verify time (y) against K (x).
+  static constexpr double kCostDecay = 0.8;
+  // The most a draft token adds to a verification, as a share of a verification without drafts
+  // (measured on specdec-tiny-py: about 0.05 greedy, 0.1 - 0.2 sampled).
+  static constexpr double kMaxRowShare = 0.25;
+  double draft_per_token_ema_ = -1;
+  double fit_w_ = 0, fit_x_ = 0, fit_y_ = 0, fit_xx_ = 0, fit_xy_ = 0;
   double predraft_use_rate_ = 1.0;  // starts hopeful
   int rounds_without_predraft_ = 0;
 };

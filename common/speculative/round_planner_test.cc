@@ -57,6 +57,44 @@ TEST(RoundPlannerTest, CostRatioIsASmoothedDraftPerTokenOverVerifyTime) {
   EXPECT_DOUBLE_EQ(planner.policy().cost_ratio(), 0.18);
 }
 
+// Verification that costs more per draft token (each row is sampled): rounds of K = 2 and 8
+// verified in 10 + 2 K, drafted at 1 a token. The ratio comes near (1 + 2) / 10 (the fitted
+// slope is shrunk a little: 0.25-0.3) whatever the K of the last round, where dividing by
+// whole verify times gave 1 / 26 after a K = 8 round, and a longer K looked cheaper still.
+TEST(RoundPlannerTest, CostRatioCountsTheVerifiersCostPerDraftToken) {
+  RoundPlanner planner(DraftLengthPolicy::ExpectedThroughput(16), 1000, 2048);
+  for (int i = 0; i < 12; ++i) {
+    const int k = i % 2 == 0 ? 2 : 8;
+    planner.ObserveRound(k, k / 2, /*draft_time=*/1.0 * k, /*verify_time=*/10.0 + 2.0 * k);
+  }
+  const double c = planner.policy().cost_ratio();
+  EXPECT_GT(c, 0.25);
+  EXPECT_LE(c, 0.3);
+  // The policy picks K for that cost: shorter rounds than for the whole-time ratio.
+  const double a = planner.policy().acceptance_rate();
+  EXPECT_EQ(planner.policy().NextK(), DraftLengthPolicy::BestK(a, c, 16));
+  EXPECT_LT(DraftLengthPolicy::BestK(a, c, 16), DraftLengthPolicy::BestK(a, 1.0 / 26, 16));
+
+  // A verification whose time is all per token (0 + 10 K) is held to a quarter of the base a
+  // token: drafting never looks dear enough to pause on timing alone.
+  RoundPlanner steep(DraftLengthPolicy::ExpectedThroughput(16), 1000, 2048);
+  for (int i = 0; i < 12; ++i) {
+    const int k = i % 2 == 0 ? 2 : 8;
+    steep.ObserveRound(k, k, 0.1 * k, 10.0 * k);
+  }
+  EXPECT_LT(steep.policy().cost_ratio(), 0.3);
+  EXPECT_FALSE(steep.paused());
+
+  // Noise that tilts the line downwards costs nothing per token, never less.
+  RoundPlanner tilted(DraftLengthPolicy::ExpectedThroughput(16), 1000, 2048);
+  for (int i = 0; i < 12; ++i) {
+    const int k = i % 2 == 0 ? 2 : 8;
+    tilted.ObserveRound(k, k / 2, 1.0 * k, 30.0 - k);
+  }
+  EXPECT_GT(tilted.policy().cost_ratio(), 0.0);
+  EXPECT_LT(tilted.policy().cost_ratio(), 1.0 / 20);  // draft 1 over a base of at least the mean
+}
+
 TEST(RoundPlannerTest, ExpensiveUselessDraftPausesAndProbes) {
   RoundPlanner planner(DraftLengthPolicy::ExpectedThroughput(8), 100000, 1 << 20);
   for (int i = 0; i < 20; ++i) planner.ObserveRound(planner.PlanK(10, 0), 0, 10.0, 1.0);
