@@ -5,22 +5,22 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/checkpoint_writer.h"
 #include "gtest/gtest.h"
 #include "specdec/v1/draft.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
+#include "tests/integration/test_checkpoint.h"
 
 namespace specdec {
 namespace {
 
 using ::specdec::testing::ServiceProcess;
+using ::specdec::testing::TinyCheckpointDir;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
 
@@ -79,26 +79,19 @@ v1::GetStatsResponse Stats(const std::string& address) {
 class AdmissionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/specdec_admission_" + std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    auto config = PresetConfig("tiny");
-    ASSERT_TRUE(config.ok());
-    CheckpointOptions options;
-    options.tokenizer_path = SPECDEC_TOKENIZER_JSON;
-    ASSERT_TRUE(WriteRandomCheckpoint(*config, options, *dir_ + "/model").ok());
+    auto checkpoint = TinyCheckpointDir::Create("admission");
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    checkpoint_ = checkpoint->release();
   }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete checkpoint_; }
 
   static std::unique_ptr<ServiceProcess> Start(const std::string& binary, const std::string& name,
                                                int max_sessions) {
     auto process = ServiceProcess::Start(
         binary,
-        {"--model_dir=" + *dir_ + "/model", "--device=cpu", "--threads=1",
+        {"--model_dir=" + checkpoint_->model_dir(), "--device=cpu", "--threads=1",
          absl::StrCat("--max_sessions=", max_sessions)},
-        *dir_ + "/" + name + ".log");
+        checkpoint_->dir() + "/" + name + ".log");
     EXPECT_TRUE(process.ok()) << process.status();
     return process.ok() ? *std::move(process) : nullptr;
   }
@@ -126,10 +119,10 @@ class AdmissionTest : public ::testing::Test {
     EXPECT_EQ(Stats<Service>(address).sessions_refused(), 1);
   }
 
-  static std::string* dir_;
+  static TinyCheckpointDir* checkpoint_;
 };
 
-std::string* AdmissionTest::dir_ = nullptr;
+TinyCheckpointDir* AdmissionTest::checkpoint_ = nullptr;
 
 TEST_F(AdmissionTest, VerifierRefusesSessionsPastItsLimit) {
   auto verifier = Start(kBin + "/services/verifier/specdec-verifier", "verifier", 2);
@@ -147,8 +140,8 @@ TEST_F(AdmissionTest, DraftRefusesSessionsPastItsLimit) {
 TEST_F(AdmissionTest, ZeroSessionsIsRefusedAtStartup) {
   auto process = ServiceProcess::Start(
       kBin + "/services/verifier/specdec-verifier",
-      {"--model_dir=" + *dir_ + "/model", "--device=cpu", "--max_sessions=0"},
-      *dir_ + "/verifier_zero.log", absl::Seconds(20));
+      {"--model_dir=" + checkpoint_->model_dir(), "--device=cpu", "--max_sessions=0"},
+      checkpoint_->dir() + "/verifier_zero.log", absl::Seconds(20));
   ASSERT_FALSE(process.ok());
   EXPECT_NE(std::string(process.status().message()).find("--max_sessions must be >= 1"),
             std::string::npos)

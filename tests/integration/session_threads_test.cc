@@ -12,23 +12,23 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/checkpoint_writer.h"
 #include "common/procfs/proc_status.h"
 #include "gtest/gtest.h"
 #include "specdec/v1/draft.grpc.pb.h"
 #include "specdec/v1/verifier.grpc.pb.h"
 #include "tests/integration/service_process.h"
+#include "tests/integration/test_checkpoint.h"
 
 namespace specdec {
 namespace {
 
 using ::specdec::testing::ServiceProcess;
+using ::specdec::testing::TinyCheckpointDir;
 
 const std::string kBin = SPECDEC_BINARY_DIR;
 constexpr int kStreams = 200;
@@ -222,27 +222,19 @@ class ManyStreams {
 class SessionThreadsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(::testing::TempDir() + "/specdec_session_threads_" +
-                           std::to_string(getpid()));
-    std::filesystem::create_directories(*dir_);
-    auto config = PresetConfig("tiny");
-    ASSERT_TRUE(config.ok());
-    CheckpointOptions options;
-    options.tokenizer_path = SPECDEC_TOKENIZER_JSON;
-    ASSERT_TRUE(WriteRandomCheckpoint(*config, options, *dir_ + "/model").ok());
+    auto checkpoint = TinyCheckpointDir::Create("session_threads");
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    checkpoint_ = checkpoint->release();
   }
-  static void TearDownTestSuite() {
-    std::filesystem::remove_all(*dir_);
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete checkpoint_; }
 
   static std::unique_ptr<ServiceProcess> Start(const std::string& binary, const std::string& name,
                                                std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"--model_dir=" + *dir_ + "/model", "--device=cpu",
+    std::vector<std::string> args = {"--model_dir=" + checkpoint_->model_dir(), "--device=cpu",
                                      "--threads=1", "--max_sessions=256",
                                      absl::StrCat("--session_threads=", kSessionThreads)};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto process = ServiceProcess::Start(binary, args, *dir_ + "/" + name + ".log");
+    auto process = ServiceProcess::Start(binary, args, checkpoint_->dir() + "/" + name + ".log");
     EXPECT_TRUE(process.ok()) << process.status();
     return process.ok() ? *std::move(process) : nullptr;
   }
@@ -265,10 +257,10 @@ class SessionThreadsTest : public ::testing::Test {
     EXPECT_EQ(stats.sessions_abandoned(), 0);
   }
 
-  static std::string* dir_;
+  static TinyCheckpointDir* checkpoint_;
 };
 
-std::string* SessionThreadsTest::dir_ = nullptr;
+TinyCheckpointDir* SessionThreadsTest::checkpoint_ = nullptr;
 
 TEST_F(SessionThreadsTest, VerifierServesManyStreamsOnFewThreads) {
   // Room in the KV pool for every stream (the default holds 8 full-length sequences).

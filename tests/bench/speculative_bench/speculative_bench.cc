@@ -346,7 +346,7 @@ absl::Status BenchTrained(const std::string& dir, std::vector<LayerPlan>* plans_
     return p;
   };
   std::vector<Config> configs = {
-      {"plain greedy (full model)", {}, 0, false},
+      {"plain (full model)", {}, 0, false},
       {absl::StrCat("calibrated: ", Describe(calibrated)), calibrated, chosen_k, false},
       {absl::StrCat("calibrated: ", Describe(calibrated)), calibrated, 0, true},
       {"layers=all vocab=4096", plan({}, 4096), 4, false},
