@@ -33,8 +33,8 @@ void Echo(const v1::DraftRequest& request, v1::DraftResponse* response) {
 }
 
 // Runs the newly committed tokens and sends K proposals (one message each, or in DraftTokens
-// messages of tokens_per_message). Mirrors GenerateSpeculative's draft
-// loop exactly (same positions, same q, same random stream), so outputs match in-process runs.
+// messages of tokens_per_message). Mirrors GenerateSpeculative's draft loop exactly (same
+// positions, same q, same random stream), so outputs match in-process runs.
 // `plan`: the service's plan as the round starts; a session on another plan moves to it first.
 absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int debug_delay_ms,
                      const DraftPlan& plan, CommittedText* committed_text, ModelSession* session,
@@ -133,8 +133,8 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
 }  // namespace
 
 // One session stream: each request is one step on the session's KV cache (prefill, propose (K
-// proposals, in one or more responses) or release); SessionStreamState registers the session on the first
-// and closes it at the end.
+// proposals, in one or more responses) or release); SessionStreamState registers the session on
+// the first and closes it at the end.
 class DraftServiceImpl::Stream final : public SessionHandler<v1::DraftRequest, v1::DraftResponse> {
  public:
   Stream(DraftServiceImpl* service, const grpc::CallbackServerContext& context)

@@ -4,15 +4,16 @@
 # with 2 threads and with 1, on held-out prompts, greedy and sampled (temperature 0.8, top_p
 # 0.95), runs interleaved prompt by prompt. Not a pass/fail test.
 # Usage: tests/bench/services_bench.sh [BUILD_DIR] [MODEL_DIR]
-#   env: PROMPTS (8), TOKENS (128), K (16: the bound of adaptive K, the gateway's default), RUNS (3), PLAN (a LayerPlan
-#        JSON for the draft; empty: calibrate on CALIBRATION_TEXT here), CALIBRATION_TEXT
-#        (Apache-2.0), TEXT (the held-out text prompts come from: GPL-3), DTYPE (f32), OUT (a
-#        markdown file: also write the report there), DRAFT_TOP_K (512, the draft's default:
-#        the most tokens of each proposal's q the draft sends); ALT_VERIFIER_FLAGS, ALT_DRAFT_FLAGS, ALT_GATEWAY_FLAGS
-#        (any of them set: a second set of the three services, started like the first plus
-#        these flags, e.g. ALT_GATEWAY_FLAGS=--draft_tokens_per_message=1; every prompt runs
-#        through it right after the first and the report sets the two side by side), ALT_LABEL
-#        (its name in the report)
+#   env: PROMPTS (8), TOKENS (128), K (16: the bound of adaptive K, the gateway's default),
+#        RUNS (3), PLAN (a LayerPlan JSON for the draft; empty: calibrate on CALIBRATION_TEXT
+#        here), CALIBRATION_TEXT (Apache-2.0), TEXT (the held-out text prompts come from: GPL-3),
+#        DTYPE (f32), OUT (a markdown file: also write the report there), DRAFT_TOP_K (512, the
+#        draft's default: the most tokens of each proposal's q the draft sends);
+#        ALT_VERIFIER_FLAGS, ALT_DRAFT_FLAGS, ALT_GATEWAY_FLAGS (any of them set: a second set of
+#        the three services, started like the first plus these flags, e.g.
+#        ALT_GATEWAY_FLAGS=--draft_tokens_per_message=1; every prompt runs through it right
+#        after the first and the report sets the two side by side), ALT_LABEL (its name in the
+#        report)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build}
