@@ -16,7 +16,10 @@ start=$SECONDS
 # engine; libtorch is linked, not instrumented), the draft's and verifier's session reactor on an
 # in-process server, the gateway's session logic with fakes and its replica set, and the services
 # as processes (pipeline_test: the three; session_threads_test: 200 streams on four workers of
-# each model service; every process is checked).
+# each model service; every process is checked). Two pipeline_test cases are left to the default
+# run, where they pass: under TSan's slowdown their timings fail them with no report (a verifier
+# that misses 1 s health checks while its pool is full; an overlapped request whose draft
+# proposals were never accepted), docs/reliability.md "Races".
 tests=(
   "cpu_kernels_test:ParallelTest.*"
   "forward_batcher_test:*"
@@ -24,7 +27,7 @@ tests=(
   "generation_session_test:*"
   "session_runner_test:*"
   "replica_set_test:*"
-  "pipeline_test:*"
+  "pipeline_test:*-*CompressedKvPolicyServesAndAFullPoolIsResourceExhausted:*GreedyAndSampledEqualInProcessWithAcceptingDrafts"
   "session_threads_test:*"
 )
 targets=(race_canary cpu_kernels_test forward_batcher_test session_reactor_test
