@@ -19,7 +19,7 @@ start=$SECONDS
 # each model service; every process is checked). Two pipeline_test cases are left to the default
 # run, where they pass: under TSan's slowdown their timings fail them with no report (a verifier
 # that misses 1 s health checks while its pool is full; an overlapped request whose draft
-# proposals were never accepted), docs/reliability.md "Races".
+# proposals were never accepted), docs/reliability.md "Sanitizers".
 tests=(
   "cpu_kernels_test:ParallelTest.*"
   "forward_batcher_test:*"
