@@ -97,31 +97,30 @@ absl::Status Propose(const v1::DraftRequest& request, int32_t max_support, int d
         ToDistribution(logits.row(logits.rows - 1), logits.cols,
                        logits.vocab_ids ? logits.vocab_ids->data() : nullptr, params, max_support);
     const int32_t token = DrawToken(q, params, position, RandomPurpose::kDraft);
-    v1::DraftResponse single;
-    if (per_message == 0) {
-      Echo(request, &single);
-    } else if (!batch.has_tokens()) {
-      Echo(request, &batch);
-      batch.mutable_tokens();
-    }
-    v1::DraftToken* out =
-        per_message == 0 ? single.mutable_token() : batch.mutable_tokens()->add_tokens();
-    out->set_index(i);
-    out->set_token(token);
+    v1::DraftToken out;
+    out.set_index(i);
+    out.set_token(token);
     // Shared noise accepts by token equality: nobody reads q, so it is not sent.
-    if (!params.shared_noise()) ToProto(q, out->mutable_q());
-    out->set_last(i + 1 == k);
-    out->set_cache_length(session->length());
-    out->set_compute_ms(MsSince(start));
+    if (!params.shared_noise()) ToProto(q, out.mutable_q());
+    out.set_last(i + 1 == k);
+    out.set_cache_length(session->length());
+    out.set_compute_ms(MsSince(start));
     if (i == 0) {  // a round drafts on one plan: said once
-      out->set_plan_id(plan.id);
-      out->set_plan(plan.summary);
+      out.set_plan_id(plan.id);
+      out.set_plan(plan.summary);
     }
-    if (per_message == 0) {
+    if (per_message == 0) {  // a message per proposal
+      v1::DraftResponse single;
+      Echo(request, &single);
+      *single.mutable_token() = std::move(out);
       output.Write(std::move(single));
-    } else if (batch.tokens().tokens_size() == per_message || i + 1 == k) {
-      output.Write(std::move(batch));
-      batch.Clear();
+    } else {
+      if (!batch.has_tokens()) Echo(request, &batch);
+      *batch.mutable_tokens()->add_tokens() = std::move(out);
+      if (batch.tokens().tokens_size() == per_message || i + 1 == k) {
+        output.Write(std::move(batch));
+        batch.Clear();
+      }
     }
     if (i + 1 < k) {
       ASSIGN_OR_RETURN(logits, session->Forward({token}, LogitsWanted::kLast));

@@ -143,12 +143,12 @@ lines = [f"- checkpoint `{model}`, weights {dtype}; draft plan: layers {draft.ge
          f"{load_start} before the runs, {load_end} after", "",
          "| decoding | plain, 1 thread (tokens/s) | plain, 2 threads (tokens/s) | three services, 1 + 1 threads (tokens/s) | services / plain 2 threads | services / plain 1 thread | draft acceptance |",
          "|---|---:|---:|---:|---:|---:|---:|"]
-for mode in ("greedy", "sampled", "shared_noise"):
-    p1 = [rate("plain1", mode, r) for r in range(1, runs + 1)]
-    p2 = [rate("plain2", mode, r) for r in range(1, runs + 1)]
-    sv = [rate("services", mode, r) for r in range(1, runs + 1)]
-    label = {"greedy": "greedy", "sampled": "sampled (T 0.8, top_p 0.95)",
-             "shared_noise": "sampled, shared_noise coupling"}[mode]
+MODES = {"greedy": "greedy", "sampled": "sampled (T 0.8, top_p 0.95)",
+         "shared_noise": "sampled, shared_noise coupling"}
+rates = {(kind, mode): [rate(kind, mode, r) for r in range(1, runs + 1)]
+         for mode in MODES for kind in ("plain1", "plain2", "services") + (("alt",) if alt_flags else ())}
+for mode, label in MODES.items():
+    p1, p2, sv = rates["plain1", mode], rates["plain2", mode], rates["services", mode]
     lines.append(f"| {label} | {spread(p1)} | {spread(p2)} | {spread(sv)} | "
                  f"{spread([s / q for s, q in zip(sv, p2)])}x | {spread([s / q for s, q in zip(sv, p1)])}x | "
                  f"{100 * accepted(mode):.0f}% |")
@@ -158,12 +158,8 @@ if alt_flags:
               f"| decoding | three services (tokens/s) | {alt_label} (tokens/s) | first set / {alt_label} | "
               f"{alt_label} / plain 2 threads | draft acceptance, first / {alt_label} |",
               "|---|---:|---:|---:|---:|---:|"]
-    for mode in ("greedy", "sampled", "shared_noise"):
-        p2 = [rate("plain2", mode, r) for r in range(1, runs + 1)]
-        sv = [rate("services", mode, r) for r in range(1, runs + 1)]
-        alt = [rate("alt", mode, r) for r in range(1, runs + 1)]
-        label = {"greedy": "greedy", "sampled": "sampled (T 0.8, top_p 0.95)",
-                 "shared_noise": "sampled, shared_noise coupling"}[mode]
+    for mode, label in MODES.items():
+        p2, sv, alt = rates["plain2", mode], rates["services", mode], rates["alt", mode]
         lines.append(f"| {label} | {spread(sv)} | {spread(alt)} | "
                      f"{spread([s / a for s, a in zip(sv, alt)])}x | {spread([a / q for a, q in zip(alt, p2)])}x | "
                      f"{100 * accepted(mode):.0f}% / {100 * accepted(mode, 'alt'):.0f}% |")
