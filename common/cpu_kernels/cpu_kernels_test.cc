@@ -257,6 +257,35 @@ TEST(SoftmaxTest, EveryIsaFindsTheFirstMaximumAndTheCandidates) {
   }
 }
 
+TEST(SoftmaxTest, EveryIsaSumsTheMassBelowAFloorAndCountsTheRest) {
+  using MassFn = double (*)(const float*, int64_t, float, int64_t*);
+  const std::vector<std::pair<CpuIsa, MassFn>> kernels = {{CpuIsa::kGeneric, isa_generic::MassBelow},
+                                                          {CpuIsa::kAvx2, isa_avx2::MassBelow},
+                                                          {CpuIsa::kAvx512, isa_avx512::MassBelow}};
+  for (int64_t n : {1, 7, 16, 63, 64, 65, 1003, 50304}) {  // around the unrolled width, and a vocabulary
+    std::vector<float> w = RandomVector(n, 90 + n, 1.0f);
+    for (float& x : w) x = x * x;  // weights: >= 0
+    for (float floor : {0.0f, 1e-3f, 0.25f, 2.0f}) {
+      double want_mass = 0;
+      int64_t want_count = 0;
+      for (float x : w) {
+        if (x >= floor) {
+          ++want_count;
+        } else {
+          want_mass += x;
+        }
+      }
+      for (const auto& [isa, mass_fn] : kernels) {
+        if (isa > DetectCpuIsa()) continue;
+        int64_t count = -1;
+        const double mass = mass_fn(w.data(), n, floor, &count);
+        EXPECT_EQ(count, want_count) << CpuIsaName(isa) << " n " << n << " floor " << floor;
+        EXPECT_NEAR(mass, want_mass, 1e-6 * want_mass + 1e-30) << CpuIsaName(isa) << " n " << n;
+      }
+    }
+  }
+}
+
 TEST(OpsTest, LayerNormMatchesTheDefinition) {
   const int64_t rows = 3, cols = 70;
   const std::vector<float> x = RandomVector(rows * cols, 31, 3.0f);

@@ -20,6 +20,7 @@
                         float* w);                                                             \
   int64_t ArgMax(const float* x, int64_t n);                                                   \
   int64_t IndicesAtLeast(const float* w, int64_t n, float floor, int32_t* out);                \
+  double MassBelow(const float* w, int64_t n, float floor, int64_t* at_least);                 \
   void CausalAttention(const float* q, int64_t q_stride, int64_t q_head_stride,               \
                        const float* const* key_rows, const float* const* value_rows,          \
                        int64_t kv_head_stride, int64_t n, int64_t past, int64_t heads,        \

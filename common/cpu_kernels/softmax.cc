@@ -43,4 +43,13 @@ int64_t IndicesAtLeast(const float* w, int64_t n, float floor, int32_t* out) {
   return isa_generic::IndicesAtLeast(w, n, floor, out);
 }
 
+double MassBelow(const float* w, int64_t n, float floor, int64_t* at_least) {
+  switch (ActiveCpuIsa()) {
+    case CpuIsa::kAvx512: return isa_avx512::MassBelow(w, n, floor, at_least);
+    case CpuIsa::kAvx2: return isa_avx2::MassBelow(w, n, floor, at_least);
+    case CpuIsa::kGeneric: break;
+  }
+  return isa_generic::MassBelow(w, n, floor, at_least);
+}
+
 }  // namespace specdec

@@ -22,6 +22,11 @@ int64_t ArgMax(const float* x, int64_t n);
 // one vector comparison.
 int64_t IndicesAtLeast(const float* w, int64_t n, float floor, int32_t* out);
 
+// The sum of the weights below `floor`, and in `at_least` how many are at or above it (one
+// vector pass, no writes): how sampling narrows its nucleus candidates (common/sampling).
+// Summed in float lanes: relative error below n * 2^-24 / (vector width).
+double MassBelow(const float* w, int64_t n, float floor, int64_t* at_least);
+
 }  // namespace specdec
 
 #endif  // SPECDEC_COMMON_CPU_KERNELS_SOFTMAX_H_

@@ -52,6 +52,33 @@ int32_t MapColumn(int64_t col, const int32_t* vocab_ids) {
   return vocab_ids != nullptr ? vocab_ids[col] : static_cast<int32_t>(col);
 }
 
+// A weight that every token of the top-p nucleus reaches (w: a row's softmax weights, z their
+// sum). Let w_m be the lightest token the nucleus keeps. The tokens before it carry less than
+// top_p * z, so w_m and everything lighter carry more than (1 - top_p) * z. For any t <= w_m,
+// that tail is the mass B(t) below t plus at most N(t) tokens (those at or above t) of weight
+// <= w_m each: w_m >= ((1 - top_p) * z - B(t)) / N(t). Starting from t = (1 - top_p) * z / cols
+// (N <= cols, B >= 0), each vector pass raises the floor, and on a flat row (thousands of
+// tokens in the nucleus) cuts the candidates the exact selection must handle several times over.
+// z and B are float sums of up to `cols` terms: the margins below cover their rounding.
+float NucleusFloor(const float* w, int64_t cols, double z, float top_p) {
+  // Four times the float sums' worst relative error: cols / 8 terms a lane, 2^-24 each.
+  const double sum_error = static_cast<double>(cols) * 0x1.0p-25;
+  const double tail = (1.0 - top_p - sum_error) * z;
+  double floor = 0.5 * (1.0 - top_p) * z / static_cast<double>(cols);
+  for (int pass = 0; pass < 8 && tail > 0.0; ++pass) {
+    int64_t at_least = 0;
+    const double below = MassBelow(w, cols, static_cast<float>(floor), &at_least);
+    if (at_least == 0) break;
+    const double raised = (tail - below * (1.0 + sum_error)) / static_cast<double>(at_least);
+    if (!(raised > floor * 1.05)) break;  // converged: another pass would not pay
+    floor = raised;
+  }
+  // Rounded down to a float so that the comparisons in float never exclude a nucleus token.
+  float f = static_cast<float>(floor);
+  if (static_cast<double>(f) > floor) f = std::nextafter(f, 0.0f);
+  return f;
+}
+
 }  // namespace
 
 absl::StatusOr<Coupling> ParseCoupling(absl::string_view name) {
@@ -137,14 +164,12 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   if (order.size() < static_cast<size_t>(cols)) order.resize(static_cast<size_t>(cols));
   size_t n = static_cast<size_t>(cols);
   double z = 0.0;
+  float floor = 0.0f;  // every candidate's weight is at least this
   if (cut_p && !cut_k) {
-    // Only tokens of weight >= floor can be in the nucleus: if token j of weight w_j < floor
-    // were, every token after it in the descending order (all lighter than floor) would carry
-    // the mass left beyond the nucleus, more than (1 - top_p) * z, yet less than
-    // cols * floor = (1 - top_p) * z / 2. So the sort below sees a few hundred candidates, not
-    // the whole vocabulary; the result is the same as sorting everything.
+    // Only the tokens at or above NucleusFloor can be in the nucleus, so what follows sees those
+    // candidates, not the whole vocabulary; the result is the same as sorting everything.
     z = total;
-    const float floor = static_cast<float>(0.5 * (1.0 - params.top_p) * z / static_cast<double>(cols));
+    floor = NucleusFloor(w.data(), cols, z, params.top_p);
     n = static_cast<size_t>(IndicesAtLeast(w.data(), cols, floor, order.data()));
   } else {
     std::iota(order.begin(), order.begin() + cols, 0);
@@ -182,12 +207,16 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     // ends. Two linear passes, no data-dependent branches.
     constexpr int kShift = 18;
     constexpr size_t kBuckets = (0x3f800000u >> kShift) + 1;  // weights are in [0, 1]
-    static thread_local std::vector<double> bucket_mass;
-    static thread_local std::vector<uint32_t> bucket_count;
+    static thread_local std::vector<double> bucket_mass(kBuckets);
+    static thread_local std::vector<uint32_t> bucket_count(kBuckets);
     static thread_local std::vector<uint16_t> bucket_at;
     static thread_local std::vector<int32_t> edge;
-    bucket_mass.assign(kBuckets, 0.0);
-    bucket_count.assign(kBuckets, 0);
+    // No candidate is lighter than the floor: only the buckets from its one up are used.
+    uint32_t floor_bits;
+    std::memcpy(&floor_bits, &floor, sizeof(floor_bits));
+    const size_t lowest = floor > 0.0f ? floor_bits >> kShift : 0;
+    std::fill(bucket_mass.begin() + lowest, bucket_mass.end(), 0.0);
+    std::fill(bucket_count.begin() + lowest, bucket_count.end(), 0u);
     if (bucket_at.size() < n) bucket_at.resize(n);
     if (edge.size() < n) edge.resize(n);
     for (size_t i = 0; i < n; ++i) {
@@ -202,7 +231,7 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     size_t boundary = kBuckets;
     double above = 0.0;
     size_t above_count = 0;
-    while (boundary > 0) {
+    while (boundary > lowest) {
       --boundary;
       if (above + bucket_mass[boundary] >= target || above_count + bucket_count[boundary] >= limit) break;
       above += bucket_mass[boundary];
@@ -223,6 +252,14 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
     std::copy(edge.begin(), edge.begin() + edges, order.begin() + heavy);
     n = heavy + edges;
     taken_in_order = true;
+    // The heavier buckets carry less than the target and fewer tokens than the limit: all of
+    // them are kept, and their mass is summed four ways (a single sum waits on every add).
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    for (; keep + 4 <= heavy; keep += 4) {
+      for (int j = 0; j < 4; ++j) part[j] += w[order[keep + j]];
+    }
+    for (; keep < heavy; ++keep) part[0] += w[order[keep]];
+    mass = (part[0] + part[1]) + (part[2] + part[3]);
     for (; keep < n && keep < limit && mass < target; ++keep) mass += w[order[keep]];
   }
   size_t chunk = 64;
@@ -239,25 +276,27 @@ TokenDistribution ToDistribution(const float* logits, int64_t cols, const int32_
   TokenDistribution dist;
   dist.ids.resize(keep);
   dist.probs.resize(keep);
+  const float inv_mass = static_cast<float>(1.0 / mass);  // a product a token, not a division
   for (size_t i = 0; i < keep; ++i) {
     dist.ids[i] = MapColumn(order[i], vocab_ids);
-    dist.probs[i] = static_cast<float>(w[order[i]] / mass);
+    dist.probs[i] = w[order[i]] * inv_mass;
   }
   return dist;
 }
 
 int32_t SampleToken(const TokenDistribution& dist, double u) {
   // Scale u by the actual total, so float sums slightly off 1 still give an exact inverse CDF.
-  double total = 0.0;
+  // Four sums (by index mod 4) so that the adds do not wait on each other.
+  double part[4] = {0.0, 0.0, 0.0, 0.0};
   int64_t last_positive = -1;
   for (int64_t i = 0; i < dist.size(); ++i) {
     if (dist.probs[i] > 0.0f) {
-      total += dist.probs[i];
+      part[i & 3] += dist.probs[i];
       last_positive = i;
     }
   }
   if (last_positive < 0) return -1;
-  const double target = u * total;
+  const double target = u * ((part[0] + part[1]) + (part[2] + part[3]));
   double cum = 0.0;
   for (int64_t i = 0; i < last_positive; ++i) {
     const float p = dist.probs[i];

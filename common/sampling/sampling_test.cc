@@ -2,6 +2,7 @@
 // temperature / top-k / top-p pipeline (HF semantics) and the inverse-CDF draw.
 #include "common/sampling/sampling.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -247,6 +248,44 @@ TEST(ToDistributionTest, FiftyThousandColumnRowsAreFastAndCorrect) {
   // A loose bound (3 distributions per iteration) that still catches an accidental O(n^2).
   EXPECT_LT(ms, 200.0);
   std::printf("3 distributions over %lld columns: %.2f ms\n", static_cast<long long>(kCols), ms);
+}
+
+// The nucleus against a full sort in double, on rows from peaked to flat and on both paths
+// (a few hundred candidates or thousands): the same tokens, unless the sort's own sums put the
+// boundary within rounding of top_p.
+TEST(ToDistributionTest, NucleusIsTheFullSortsPrefix) {
+  constexpr int64_t kCols = 50304;
+  std::mt19937 rng(3);
+  std::vector<float> logits(kCols);
+  int compared = 0;
+  for (float spread : {0.5f, 1.5f, 3.0f, 6.0f}) {
+    std::normal_distribution<float> normal(0.0f, spread);
+    for (float& l : logits) l = normal(rng);
+    for (float top_p : {0.5f, 0.9f, 0.95f, 0.99f, 0.999f}) {
+      const TokenDistribution got = ToDistribution(logits.data(), kCols, nullptr, Params(0.8f, 0, top_p));
+      std::vector<double> w(kCols);
+      double z = 0;
+      for (int64_t i = 0; i < kCols; ++i) z += w[i] = std::exp((logits[i] - logits[0]) / 0.8);
+      std::vector<int32_t> order(kCols);
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return w[a] > w[b]; });
+      std::set<int32_t> want;
+      double mass = 0;
+      bool too_close = false;  // float weights could end the nucleus a token apart
+      for (int32_t id : order) {
+        if (mass >= top_p * z) break;
+        mass += w[id];
+        want.insert(id);
+        too_close |= std::abs(mass - top_p * z) < 1e-6 * z;
+      }
+      if (too_close) continue;
+      ++compared;
+      EXPECT_EQ(std::set<int32_t>(got.ids.begin(), got.ids.end()), want)
+          << "spread " << spread << " top_p " << top_p << ": " << got.size() << " tokens against "
+          << want.size();
+    }
+  }
+  EXPECT_GE(compared, 12);
 }
 
 TEST(ToDistributionTest, NucleusMassIsMinimal) {

@@ -24,6 +24,7 @@
 #include "common/generation/generator.h"
 #include "common/model/checkpoint_writer.h"
 #include "common/model/model.h"
+#include "common/sampling/sampling.h"
 
 ABSL_FLAG(std::string, model_dir, "", "checkpoint (default: a generated Pythia-70M-shaped one)");
 ABSL_FLAG(std::string, out, "", "write the markdown report here too");
@@ -136,6 +137,40 @@ double DecodeRate(const ModelView& view, const GenerateOptions& options) {
   return result->tokens.size() / (result->decode_ms / 1000.0);
 }
 
+// What drawing one token costs by itself: the rows of logits a greedy run of `view` produced,
+// each turned into its temperature / top-p distribution and drawn from, timed apart from any
+// forward. Returns the median over `runs` of the mean seconds per row; `support` gets the mean
+// size of the distributions drawn from.
+double SampleRowSeconds(const ModelView& view, const GenerateOptions& greedy,
+                        const SamplingParams& params, int runs, double* support) {
+  std::vector<std::vector<float>> rows;
+  std::vector<int64_t> positions;
+  const int32_t* vocab_ids = nullptr;
+  GenerateOptions capture = greedy;
+  capture.on_target_row = [&](int64_t position, const Logits& logits, int64_t row) {
+    rows.emplace_back(logits.row(row), logits.row(row) + logits.cols);
+    positions.push_back(position);
+    vocab_ids = logits.vocab_ids ? logits.vocab_ids->data() : nullptr;
+  };
+  if (!GeneratePlain(view, Prompt(), capture).ok() || rows.empty()) std::exit(1);
+  std::vector<double> per_row;
+  int64_t kept = 0, checksum = 0;
+  for (int run = 0; run < runs; ++run) {
+    kept = 0;
+    auto start = Clock::now();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const TokenDistribution dist = ToDistribution(rows[i].data(), static_cast<int64_t>(rows[i].size()),
+                                                    vocab_ids, params);
+      checksum += DrawToken(dist, params, positions[i], RandomPurpose::kTarget);
+      kept += dist.size();
+    }
+    per_row.push_back(Seconds(start) / rows.size());
+  }
+  if (checksum < 0) std::exit(1);  // keeps the draws from being optimised away
+  *support = static_cast<double>(kept) / rows.size();
+  return SpreadOf(per_row).median;
+}
+
 // Seconds of one forward over n positions after a 64-token context: the fastest of 5, each rolled
 // back before the next (other processes can only ever add time to a forward).
 double ForwardSeconds(const ModelView& view, int n) {
@@ -201,6 +236,14 @@ std::string Section(const std::string& dir, int threads, const std::vector<std::
                             : absl::StrFormat("a %d-token text prompt", Prompt().size()),
                         Show(sampled_rate), Show(greedy_rate),
                         100 * (greedy_rate.median / sampled_rate.median - 1));
+  double support = 0;
+  const double row_seconds =
+      SampleRowSeconds(*models[first]->FullView(), greedy, sampled.sampling, runs, &support);
+  absl::StrAppendFormat(&out,
+                        "Drawing one token by itself (the rows of logits of a greedy run, timed apart "
+                        "from the forward): %.1f us a row (a support of %.0f tokens on average), "
+                        "%.1f%% of the greedy decode step above.\n\n",
+                        row_seconds * 1e6, support, 100 * row_seconds * greedy_rate.median);
 
   // One forward over n positions relative to one position, per dtype.
   // Every run measures n = 1 .. 16 in turn (each the fastest of 5 forwards), so a ratio compares
