@@ -75,6 +75,12 @@ std::vector<CpuIsa> SupportedCpuIsas() {
   return isas;
 }
 
+bool CpuHasAvx512Bf16() {
+  __builtin_cpu_init();
+  const char* off = std::getenv("SPECDEC_CPU_BF16");
+  return __builtin_cpu_supports("avx512bf16") && !(off != nullptr && std::strcmp(off, "0") == 0);
+}
+
 CpuIsa ActiveCpuIsa() {
   static const CpuIsa isa = ChooseIsa();
   return isa;

@@ -29,6 +29,11 @@ std::vector<CpuIsa> SupportedCpuIsas();
 // Decided on first use and logged once.
 CpuIsa ActiveCpuIsa();
 
+// Whether the CPU has AVX512-BF16 (the bf16 dot product the bf16_dot weights use; without it
+// they are computed with f32 multiply-adds). Only the avx512 kernels use it; SPECDEC_CPU_BF16=0
+// turns it off (to test the other path on a CPU that has it).
+bool CpuHasAvx512Bf16();
+
 // Human-readable CPU features relevant to the kernels, e.g. "avx2 fma avx512f avx512_bf16".
 std::string CpuFeatureSummary();
 

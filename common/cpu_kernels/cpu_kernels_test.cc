@@ -28,13 +28,17 @@ std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale = 1.0f) {
 
 double ReferenceGelu(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
 
-// y = x W^T + b with the packed (dequantised) weights, in double.
+// y = x W^T + b with the packed (dequantised) weights, in double; bf16_dot rounds x to bf16 too.
 std::vector<double> Reference(const PackedMatrix& w, const std::vector<float>& x, int64_t rows) {
   std::vector<double> y(static_cast<size_t>(rows * w.out()));
+  const bool bf16_x = w.dtype() == WeightDtype::kBf16Dot;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t o = 0; o < w.out(); ++o) {
       double s = w.bias()[o];
-      for (int64_t k = 0; k < w.in(); ++k) s += static_cast<double>(x[r * w.in() + k]) * w.At(o, k);
+      for (int64_t k = 0; k < w.in(); ++k) {
+        const float xv = x[r * w.in() + k];
+        s += static_cast<double>(bf16_x ? Bf16ToFloat(FloatToBf16(xv)) : xv) * w.At(o, k);
+      }
       y[r * w.out() + o] = s;
     }
   }
@@ -75,6 +79,22 @@ TEST_P(MatMulTest, EveryRowCountAndOddShapeMatchesTheReference) {
   }
 }
 
+// What makes verification lossless: a row's outputs are bit for bit the same whatever rows it is
+// computed with (the verifier's K+1 positions against plain decoding's one).
+TEST_P(MatMulTest, ARowsResultDoesNotDependOnTheOtherRows) {
+  const auto [isa, dtype] = GetParam();
+  const int64_t out = 100, in = 333;
+  const std::vector<float> w = RandomVector(out * in, 31);
+  const PackedMatrix packed = PackedMatrix::Pack(w.data(), out, in, nullptr, dtype, isa);
+  for (int64_t rows : {2, 3, 5, 9, 16, 40}) {
+    const std::vector<float> x = RandomVector(rows * in, static_cast<uint32_t>(100 + rows));
+    std::vector<float> together(static_cast<size_t>(rows * out)), alone(together.size());
+    MatMul(packed, x.data(), rows, in, together.data(), out);
+    for (int64_t r = 0; r < rows; ++r) MatMul(packed, x.data() + r * in, 1, in, alone.data() + r * out, out);
+    ASSERT_EQ(together, alone) << CpuIsaName(isa) << " " << WeightDtypeName(dtype) << " rows=" << rows;
+  }
+}
+
 TEST_P(MatMulTest, EpiloguesAccumulateAndActivate) {
   const auto [isa, dtype] = GetParam();
   const int64_t out = 37, in = 20, rows = 9;
@@ -97,7 +117,8 @@ TEST_P(MatMulTest, EpiloguesAccumulateAndActivate) {
 std::vector<MatMulCase> AllCases() {
   std::vector<MatMulCase> cases;
   for (CpuIsa isa : SupportedCpuIsas()) {
-    for (WeightDtype dtype : {WeightDtype::kF32, WeightDtype::kBf16, WeightDtype::kInt8}) {
+    for (WeightDtype dtype :
+         {WeightDtype::kF32, WeightDtype::kBf16, WeightDtype::kInt8, WeightDtype::kBf16Dot}) {
       cases.emplace_back(isa, dtype);
     }
   }
@@ -117,9 +138,12 @@ TEST(PackedMatrixTest, StoredWeightsStayWithinTheirDtypesPrecision) {
     const PackedMatrix f32 = PackedMatrix::Pack(w.data(), out, in, nullptr, WeightDtype::kF32, isa);
     const PackedMatrix bf16 = PackedMatrix::Pack(w.data(), out, in, nullptr, WeightDtype::kBf16, isa);
     const PackedMatrix int8 = PackedMatrix::Pack(w.data(), out, in, nullptr, WeightDtype::kInt8, isa);
+    const PackedMatrix dot = PackedMatrix::Pack(w.data(), out, in, nullptr, WeightDtype::kBf16Dot, isa);
     // Half and a quarter of f32's bytes, up to the cache-line padding of each panel.
     EXPECT_LE(bf16.weight_bytes(), f32.weight_bytes() / 2 + 64 * bf16.panels());
     EXPECT_LE(int8.weight_bytes(), f32.weight_bytes() / 4 + 64 * int8.panels());
+    // in = 45 is odd: the pairs add one zero k a panel row.
+    EXPECT_LE(dot.weight_bytes(), bf16.weight_bytes() + 2 * dot.block() + 64 * dot.panels());
     for (int64_t o = 0; o < out; ++o) {
       float max_abs = 0;
       for (int64_t k = 0; k < in; ++k) max_abs = std::max(max_abs, std::fabs(w[o * in + k]));
@@ -127,6 +151,7 @@ TEST(PackedMatrixTest, StoredWeightsStayWithinTheirDtypesPrecision) {
         const float v = w[o * in + k];
         ASSERT_EQ(f32.At(o, k), v);
         ASSERT_NEAR(bf16.At(o, k), v, std::fabs(v) * (1.0f / 256));
+        ASSERT_EQ(dot.At(o, k), bf16.At(o, k));  // the same values, stored in pairs of k
         ASSERT_NEAR(int8.At(o, k), v, max_abs / 127.0f / 2 * 1.0001f);
       }
     }
@@ -141,6 +166,8 @@ TEST(PackedMatrixTest, Bf16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
   EXPECT_FALSE(ParseWeightDtype("f16").ok());
   EXPECT_EQ(*ParseWeightDtype("bf16"), WeightDtype::kBf16);
+  EXPECT_EQ(*ParseWeightDtype("bf16_dot"), WeightDtype::kBf16Dot);
+  EXPECT_EQ(WeightDtypeName(WeightDtype::kBf16Dot), std::string("bf16_dot"));
 }
 
 TEST(ParallelTest, TwoThreadsGiveBitIdenticalProducts) {

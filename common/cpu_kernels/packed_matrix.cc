@@ -19,6 +19,8 @@ const char* WeightDtypeName(WeightDtype dtype) {
       return "bf16";
     case WeightDtype::kInt8:
       return "int8";
+    case WeightDtype::kBf16Dot:
+      return "bf16_dot";
   }
   return "unknown";
 }
@@ -27,8 +29,9 @@ absl::StatusOr<WeightDtype> ParseWeightDtype(const std::string& name) {
   if (name == "f32" || name == "float32") return WeightDtype::kF32;
   if (name == "bf16" || name == "bfloat16") return WeightDtype::kBf16;
   if (name == "int8") return WeightDtype::kInt8;
+  if (name == "bf16_dot") return WeightDtype::kBf16Dot;
   return absl::InvalidArgumentError(
-      absl::StrCat("weight dtype \"", name, "\" must be f32, bf16 or int8"));
+      absl::StrCat("weight dtype \"", name, "\" must be f32, bf16, int8 or bf16_dot"));
 }
 
 int VectorFloats(CpuIsa isa) {
@@ -69,9 +72,11 @@ PackedMatrix PackedMatrix::Pack(const float* w, int64_t out, int64_t in, const f
   m.isa_ = isa;
   m.block_ = PanelRows(isa);
   const int64_t block = m.block_;
-  const int64_t elem = dtype == WeightDtype::kF32 ? 4 : dtype == WeightDtype::kBf16 ? 2 : 1;
+  const int64_t elem = dtype == WeightDtype::kF32 ? 4 : dtype == WeightDtype::kInt8 ? 1 : 2;
+  // bf16_dot stores k in pairs; an odd `in` gets a zero weight at k = in.
+  const int64_t k_stored = dtype == WeightDtype::kBf16Dot ? (in + 1) / 2 * 2 : in;
   // Panels start on cache lines.
-  m.panel_bytes_ = (in * block * elem + 63) / 64 * 64;
+  m.panel_bytes_ = (k_stored * block * elem + 63) / 64 * 64;
   const int64_t padded = m.panels() * block;
   const size_t total = static_cast<size_t>(std::max<int64_t>(64, m.panels() * m.panel_bytes_));
   void* raw = std::aligned_alloc(64, total);
@@ -95,12 +100,13 @@ PackedMatrix PackedMatrix::Pack(const float* w, int64_t out, int64_t in, const f
       if (o >= out) break;  // padding rows stay zero
       const float* row = w + o * in;
       for (int64_t k = 0; k < in; ++k) {
-        const int64_t at = k * block + j;
+        const int64_t at = m.Index(j, k);
         switch (dtype) {
           case WeightDtype::kF32:
             reinterpret_cast<float*>(panel)[at] = row[k];
             break;
           case WeightDtype::kBf16:
+          case WeightDtype::kBf16Dot:
             reinterpret_cast<uint16_t*>(panel)[at] = FloatToBf16(row[k]);
             break;
           case WeightDtype::kInt8: {
@@ -118,11 +124,12 @@ PackedMatrix PackedMatrix::Pack(const float* w, int64_t out, int64_t in, const f
 float PackedMatrix::At(int64_t o, int64_t k) const {
   const int64_t p = o / block_, j = o % block_;
   const uint8_t* panel = data_.get() + p * panel_bytes_;
-  const int64_t at = k * block_ + j;
+  const int64_t at = Index(j, k);
   switch (dtype_) {
     case WeightDtype::kF32:
       return reinterpret_cast<const float*>(panel)[at];
     case WeightDtype::kBf16:
+    case WeightDtype::kBf16Dot:
       return Bf16ToFloat(reinterpret_cast<const uint16_t*>(panel)[at]);
     case WeightDtype::kInt8:
       return reinterpret_cast<const int8_t*>(panel)[at] * scales_[o];

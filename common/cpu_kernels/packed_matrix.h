@@ -2,7 +2,8 @@
 // `block` output rows stored k-major ([in][block]), so a kernel reads each weight byte once per
 // forward, whatever the number of input rows, and keeps all rows' sums in registers.
 // Torch-free. Weights may be stored as f32, bf16 (the top half of each f32, rounded to
-// nearest even) or int8 (symmetric, one scale per output row); arithmetic is always f32.
+// nearest even) or int8 (symmetric, one scale per output row); arithmetic is f32, except for
+// bf16_dot (below).
 #ifndef SPECDEC_COMMON_CPU_KERNELS_PACKED_MATRIX_H_
 #define SPECDEC_COMMON_CPU_KERNELS_PACKED_MATRIX_H_
 
@@ -16,10 +17,14 @@
 
 namespace specdec {
 
-enum class WeightDtype { kF32, kBf16, kInt8 };
+// kBf16Dot stores bf16 weights like kBf16, in pairs of adjacent k ([in / 2][block][2]), and rounds
+// the activations to bf16 too, so that a product is one bf16 dot product (AVX512-BF16's
+// vdpbf16ps: two multiply-adds a lane, accumulated in f32); CPUs without it compute the same
+// rounded values with f32 multiply-adds. The only dtype whose arithmetic is not f32 throughout.
+enum class WeightDtype { kF32, kBf16, kInt8, kBf16Dot };
 
 const char* WeightDtypeName(WeightDtype dtype);
-// "f32", "bf16" or "int8"; INVALID_ARGUMENT naming the choices otherwise.
+// "f32", "bf16", "int8" or "bf16_dot"; INVALID_ARGUMENT naming the choices otherwise.
 absl::StatusOr<WeightDtype> ParseWeightDtype(const std::string& name);
 
 // Floats a vector holds on `isa`, and output rows per panel (two vectors).
@@ -47,7 +52,7 @@ class PackedMatrix {
   // Bytes of weights a forward streams (what bandwidth-bound decoding reads).
   int64_t weight_bytes() const { return static_cast<int64_t>(panels()) * panel_bytes_; }
 
-  // Panel p: in * block elements of the storage dtype.
+  // Panel p: in * block elements of the storage dtype ([in][block]; bf16_dot: [in / 2][block][2]).
   const void* panel(int64_t p) const { return data_.get() + p * panel_bytes_; }
   // Per output row (padded to panels() * block): dequantisation scale (1 unless int8), bias (0
   // when none).
@@ -58,6 +63,11 @@ class PackedMatrix {
   float At(int64_t o, int64_t k) const;
 
  private:
+  // Element (panel row j, input k) within a panel, in elements of the storage dtype.
+  int64_t Index(int64_t j, int64_t k) const {
+    return dtype_ == WeightDtype::kBf16Dot ? ((k / 2) * block_ + j) * 2 + (k & 1) : k * block_ + j;
+  }
+
   struct Free {
     void operator()(uint8_t* p) const;
   };

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/attention/attention.h"
+#include "common/cpu_kernels/cpu_isa.h"
 #include "common/base/log.h"
 #include "common/base/status_macros.h"
 #include "common/kv_cache/paged_kv_cache.h"
@@ -235,8 +236,15 @@ std::string Model::device() const { return impl_->device.str(); }
 std::string Model::dtype() const { return impl_->dtype_name; }
 std::string Model::cpu_kernels() const {
   if (!impl_->cpu_engine) return "libtorch on " + impl_->device.str();
-  return absl::StrCat("cpu engine, ", CpuIsaName(impl_->isa), " kernels, ",
-                      WeightDtypeName(impl_->weight_dtype), " weights");
+  std::string out = absl::StrCat("cpu engine, ", CpuIsaName(impl_->isa), " kernels, ",
+                                 WeightDtypeName(impl_->weight_dtype), " weights");
+  if (impl_->weight_dtype == WeightDtype::kBf16Dot) {
+    // Which arithmetic bf16_dot got: the instruction, or f32 multiply-adds of the same values.
+    absl::StrAppend(&out, impl_->isa == CpuIsa::kAvx512 && CpuHasAvx512Bf16()
+                              ? " (avx512_bf16 dot product)"
+                              : " (bf16 products in f32 multiply-adds: no avx512_bf16)");
+  }
+  return out;
 }
 const std::vector<int32_t>& Model::vocab_rank() const { return impl_->vocab_rank; }
 

@@ -245,21 +245,49 @@ TEST_F(ModelTest, ComputeDtypesOnTheCpu) {
   EXPECT_THAT(std::string(f16.status().message()), HasSubstr("f16 is not supported on the CPU"));
   auto f64 = Model::Load(*dir_, LoadOptions{"cpu", "f64"});
   EXPECT_EQ(f64.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(f64.status().message()), HasSubstr("must be f32, f16, bf16 or int8"));
+  EXPECT_THAT(std::string(f64.status().message()),
+              HasSubstr("must be f32, f16, bf16, int8 or bf16_dot"));
 
-  auto bf16 = LoadOrDie(*dir_, "bf16");
   auto f32 = LoadOrDie(*dir_);
-  absl::StatusOr<Logits> low = bf16->FullView()->NewSequence()->Forward(kTokens);
   absl::StatusOr<Logits> full = f32->FullView()->NewSequence()->Forward(kTokens);
-  ASSERT_TRUE(low.ok()) << low.status();
   ASSERT_TRUE(full.ok()) << full.status();
-  ASSERT_EQ(low->values.size(), full->values.size());
-  double worst = 0;
-  for (size_t i = 0; i < low->values.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(low->values[i]));
-    worst = std::max(worst, static_cast<double>(std::abs(low->values[i] - full->values[i])));
+  // bf16_dot rounds the activations to bf16 as well (the bf16 dot product).
+  for (const char* dtype : {"bf16", "bf16_dot"}) {
+    auto bf16 = LoadOrDie(*dir_, dtype);
+    ASSERT_NE(bf16, nullptr) << dtype;
+    EXPECT_EQ(bf16->dtype(), dtype);
+    absl::StatusOr<Logits> low = bf16->FullView()->NewSequence()->Forward(kTokens);
+    ASSERT_TRUE(low.ok()) << low.status();
+    ASSERT_EQ(low->values.size(), full->values.size());
+    double worst = 0;
+    for (size_t i = 0; i < low->values.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(low->values[i]));
+      worst = std::max(worst, static_cast<double>(std::abs(low->values[i] - full->values[i])));
+    }
+    EXPECT_LT(worst, 0.25) << dtype << ": bf16 keeps 8 bits of mantissa";
   }
-  EXPECT_LT(worst, 0.25) << "bf16 keeps 8 bits of mantissa";
+}
+
+// What speculative verification rests on, for every CPU dtype: K+1 positions in one forward give
+// the logits of K+1 single-position steps bit for bit.
+TEST_F(ModelTest, VerifyingSeveralPositionsEqualsDecodingThemOneByOne) {
+  const std::vector<int32_t> prefix(kTokens.begin(), kTokens.begin() + 5);
+  const std::vector<int32_t> tail(kTokens.begin() + 5, kTokens.end());
+  for (const char* dtype : {"f32", "bf16", "int8", "bf16_dot"}) {
+    auto model = LoadOrDie(*dir_, dtype);
+    ASSERT_NE(model, nullptr) << dtype;
+    auto together = model->FullView()->NewSequence();
+    ASSERT_TRUE(together->Forward(prefix).ok());
+    absl::StatusOr<Logits> all = together->Forward(tail);
+    ASSERT_TRUE(all.ok()) << all.status();
+    auto alone = model->FullView()->NewSequence();
+    ASSERT_TRUE(alone->Forward(prefix).ok());
+    for (size_t i = 0; i < tail.size(); ++i) {
+      absl::StatusOr<Logits> step = alone->Forward({tail[i]});
+      ASSERT_TRUE(step.ok()) << step.status();
+      EXPECT_EQ(MaxDiffRows(*step, 0, *all, static_cast<int64_t>(i)), 0.0) << dtype << " position " << i;
+    }
+  }
 }
 
 // dtype int8: every linear layer and the LM head run on int8 weights (a scale per output row,

@@ -140,8 +140,10 @@ absl::StatusOr<std::pair<torch::ScalarType, std::string>> ResolveDType(const std
   if (dtype == "bf16" || dtype == "bfloat16") return std::make_pair(torch::kBFloat16, std::string("bf16"));
   // int8: the CPU engine stores the linear weights as int8 with a scale per output row.
   if (dtype == "int8") return std::make_pair(torch::kFloat, std::string("int8"));
+  // bf16_dot: bf16 weights and activations, the CPU's bf16 dot product (packed_matrix.h).
+  if (dtype == "bf16_dot") return std::make_pair(torch::kFloat, std::string("bf16_dot"));
   return absl::InvalidArgumentError(
-      absl::StrCat("dtype \"", dtype, "\" must be f32, f16, bf16 or int8"));
+      absl::StrCat("dtype \"", dtype, "\" must be f32, f16, bf16, int8 or bf16_dot"));
 }
 
 // vocab_rank.json: a JSON list of token ids, most frequent first. Ids that are missing are
@@ -205,7 +207,8 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   impl->dtype_name = dtype.second;
   const bool libtorch_on_cpu = options.device == kLibtorchOnCpu;
   if (impl->device.is_cpu() && !libtorch_on_cpu) {
-    // The CPU engine stores weights as f32, bf16 or int8 and computes in f32.
+    // The CPU engine stores weights as f32, bf16 or int8 and computes in f32 (bf16_dot: in bf16
+    // products summed in f32).
     if (impl->dtype_name == "f16") {
       return absl::InvalidArgumentError(
           "dtype f16 is not supported on the CPU; use f32 (exact), bf16 (half the bytes) or int8 "
@@ -215,9 +218,9 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
     impl->dtype = torch::kFloat;
     impl->cpu_engine = true;
     impl->isa = ActiveCpuIsa();
-  } else if (impl->dtype_name == "int8") {
-    return absl::InvalidArgumentError(
-        "dtype int8 runs on the CPU engine; on a GPU use f32, f16 or bf16");
+  } else if (impl->dtype_name == "int8" || impl->dtype_name == "bf16_dot") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dtype ", impl->dtype_name, " runs on the CPU engine; on a GPU use f32, f16 or bf16"));
   } else if (libtorch_on_cpu && impl->dtype_name != "f32") {
     return absl::InvalidArgumentError("device cpu-libtorch computes in f32 only");
   }
@@ -279,7 +282,13 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
   ASSIGN_OR_RETURN(impl->vocab_rank, LoadVocabRank(model_dir, c.vocab_size));
   SPECDEC_LOG(Info) << "loaded " << model_dir << " (" << c.Summary() << ") on "
                     << impl->device.str() << " as " << impl->dtype_name
-                    << (impl->cpu_engine ? absl::StrCat(" (CPU engine: ", CpuIsaName(impl->isa), " kernels)")
+                    << (impl->cpu_engine ? absl::StrCat(" (CPU engine: ", CpuIsaName(impl->isa), " kernels",
+                                                        impl->weight_dtype == WeightDtype::kBf16Dot &&
+                                                                impl->isa == CpuIsa::kAvx512 &&
+                                                                CpuHasAvx512Bf16()
+                                                            ? ", avx512_bf16 dot product"
+                                                            : "",
+                                                        ")")
                                          : std::string());
   return impl;
 }

@@ -36,7 +36,7 @@ struct Model::Impl {
   // The torch tensors' dtype: the compute dtype on a GPU; always f32 on the CPU, where the
   // CPU engine computes in f32 from packed weights stored as `weight_dtype`.
   torch::ScalarType dtype = torch::kFloat;
-  std::string dtype_name = "f32";  // what --dtype asked for: f32, f16, bf16 or int8
+  std::string dtype_name = "f32";  // what --dtype asked for: f32, f16, bf16, int8 or bf16_dot
   bool cpu_engine = false;         // device is the CPU: forwards run common/cpu_kernels
   WeightDtype weight_dtype = WeightDtype::kF32;
   CpuIsa isa = CpuIsa::kGeneric;

@@ -4,7 +4,7 @@
 // positions relative to one position, how a draft's cost scales with the layers it keeps, and
 // what sampling (temperature 0.8, top_p 0.95) adds to a decode step. Min / median / max over
 // --runs interleaved runs; the CPU (model name and flags) and the kernels used are recorded.
-// Usage: decode_bench [--model_dir DIR] [--threads 1,2] [--dtypes f32,bf16,int8] [--out FILE]
+// Usage: decode_bench [--model_dir DIR] [--threads 1,2] [--dtypes f32,bf16,int8,bf16_dot] [--out FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +31,7 @@ ABSL_FLAG(std::string, out, "", "write the markdown report here too");
 ABSL_FLAG(int, new_tokens, 128, "tokens to decode per run");
 ABSL_FLAG(int, runs, 5, "runs per measurement (min / median / max are reported)");
 ABSL_FLAG(std::string, threads, "1,2", "compute thread counts to measure");
-ABSL_FLAG(std::string, dtypes, "f32,bf16,int8", "weight dtypes to measure");
+ABSL_FLAG(std::string, dtypes, "f32,bf16,int8,bf16_dot", "weight dtypes to measure");
 ABSL_FLAG(std::string, commit, "", "commit measured (recorded in the report)");
 ABSL_FLAG(std::string, prompt_ids, "",
           "decode after these token ids (a trained checkpoint's text prompt; empty: 32 synthetic "
@@ -104,7 +104,7 @@ std::string CpuInfoField(const std::string& field) {
 // (plus int8's per-row scales), norms and biases in f32.
 double WeightBytesPerToken(const ModelConfig& c, const std::string& dtype) {
   const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
-  const double elem = dtype == "f32" ? 4 : dtype == "bf16" ? 2 : 1;
+  const double elem = dtype == "f32" ? 4 : (dtype == "bf16" || dtype == "bf16_dot") ? 2 : 1;
   const double matrix = c.num_hidden_layers * (3 * h * h + h * h + 2 * h * i) + v * h;
   const double rows = c.num_hidden_layers * (3 * h + h + i + h) + v;  // biases / scales
   const double extra = 4 * (rows * (dtype == "int8" ? 2 : 1) + c.num_hidden_layers * 4 * h + 2 * h);

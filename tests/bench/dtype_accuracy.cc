@@ -84,7 +84,7 @@ int Main() {
   ConfigureComputeThreads(1);
   std::map<std::string, Scores> scores;
   std::map<std::string, std::vector<std::vector<int32_t>>> generations;
-  const std::vector<std::string> dtypes = {"f32", "bf16", "int8"};
+  const std::vector<std::string> dtypes = {"f32", "bf16", "int8", "bf16_dot"};
   std::string kernels;
   for (const std::string& dtype : dtypes) {
     auto model = Model::Load(dir, LoadOptions{"cpu", dtype});

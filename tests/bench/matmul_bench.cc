@@ -33,7 +33,7 @@ ABSL_FLAG(int, copies, 1,
           "product reading memory)");
 ABSL_FLAG(int, repeats, 15, "products per row count (the fastest is reported)");
 ABSL_FLAG(int, threads, 1, "compute threads");
-ABSL_FLAG(std::string, dtype, "f32", "weights: f32, bf16 or int8");
+ABSL_FLAG(std::string, dtype, "f32", "weights: f32, bf16, int8 or bf16_dot");
 
 namespace specdec {
 namespace {
@@ -77,18 +77,12 @@ int Main() {
     }
     row_counts.push_back(n);
   }
-  WeightDtype dtype;
-  const std::string dtype_name = absl::GetFlag(FLAGS_dtype);
-  if (dtype_name == "f32") {
-    dtype = WeightDtype::kF32;
-  } else if (dtype_name == "bf16") {
-    dtype = WeightDtype::kBf16;
-  } else if (dtype_name == "int8") {
-    dtype = WeightDtype::kInt8;
-  } else {
-    std::fprintf(stderr, "--dtype: f32, bf16 or int8, not '%s'\n", dtype_name.c_str());
+  const absl::StatusOr<WeightDtype> parsed = ParseWeightDtype(absl::GetFlag(FLAGS_dtype));
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "--dtype: %s\n", std::string(parsed.status().message()).c_str());
     return 2;
   }
+  const WeightDtype dtype = *parsed;
   std::mt19937 gen(1);
   std::normal_distribution<float> normal;
   std::vector<float> w(static_cast<size_t>(out * in));
@@ -104,7 +98,7 @@ int Main() {
   const bool has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   const double peak = has_fma ? FmaPeakGflops() : 0.0;
   std::printf("W %lld x %lld %s (%.1f MB a copy, %d copies), %s kernels, %d thread(s)\n",
-              static_cast<long long>(out), static_cast<long long>(in), dtype_name.c_str(),
+              static_cast<long long>(out), static_cast<long long>(in), WeightDtypeName(dtype),
               matrices[0].weight_bytes() / 1e6, copies, CpuIsaName(ActiveCpuIsa()),
               absl::GetFlag(FLAGS_threads));
   std::printf("one core's FMA peak (registers only, AVX2): %.1f GFLOPS\n\n", peak);

@@ -48,6 +48,7 @@ ABSL_FLAG(int, repeats, 3, "interleaved repeats (medians are reported)");
 ABSL_FLAG(int, max_draft_tokens, 16,
           "K bound of the adaptive rows (16: the gateway's default bound for adaptive requests)");
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
+ABSL_FLAG(std::string, dtype, "f32", "weights of the model and its drafts: f32, bf16, int8 or bf16_dot");
 ABSL_FLAG(bool, random_70m, true, "also measure costs on a Pythia-70M-shaped random checkpoint");
 ABSL_FLAG(std::string, out, "", "write the markdown report here too");
 
@@ -266,17 +267,19 @@ absl::Status CostBreakdown(const Model& model, absl::Span<const int32_t> context
     std::copy(row.begin(), row.end(), copy.begin());
     copy_s.push_back(std::chrono::duration<double>(Clock::now() - t).count() + copy[rep] * 0);
   }
-  const double head_mb = 4.0 * c.vocab_size * c.hidden_size / 1e6;
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  const double elem = dtype == "f32" ? 4 : dtype == "int8" ? 1 : 2;  // bytes a weight
+  const double head_mb = elem * c.vocab_size * c.hidden_size / 1e6;
   Emit(absl::StrFormat(
       "| part of one full-model token | ms | share |\n|---|---:|---:|\n"
       "| whole token (forward + logits copy + argmax) | %.3f | 100%% |\n"
-      "| LM head, %d x %d (%.1f MB of f32 weights), beyond a 2048-row head | %.3f | %.0f%% |\n"
+      "| LM head, %d x %d (%.1f MB of %s weights), beyond a 2048-row head | %.3f | %.0f%% |\n"
       "| one transformer layer (mean of %d) | %.3f | %.0f%% each |\n"
       "| the rest (embedding, final norm, 2048-row head, call overhead) | %.3f | %.0f%% |\n"
       "| of which: argmax over %d logits (host) | %.3f | %.0f%% |\n"
       "| of which: copying one row of %d logits (host) | %.3f | %.0f%% |\n"
       "| head-only bandwidth: %.1f MB in %.3f ms | %.1f GB/s | |\n",
-      full_ms, c.vocab_size, c.hidden_size, head_mb, head_ms, 100 * head_ms / full_ms,
+      full_ms, c.vocab_size, c.hidden_size, head_mb, dtype, head_ms, 100 * head_ms / full_ms,
       c.num_hidden_layers, layer_ms, 100 * layer_ms / full_ms, rest_ms, 100 * rest_ms / full_ms,
       c.vocab_size, Median(argmax_s) * 1e3, 100 * Median(argmax_s) * 1e3 / full_ms, c.vocab_size,
       Median(copy_s) * 1e3, 100 * Median(copy_s) * 1e3 / full_ms, head_mb, head_ms,
@@ -287,7 +290,7 @@ absl::Status CostBreakdown(const Model& model, absl::Span<const int32_t> context
 
 absl::Status BenchTrained(const std::string& dir, std::vector<LayerPlan>* plans_out,
                           std::vector<int>* ks_out, std::vector<double>* acceptance_out) {
-  auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
+  auto model = Model::Load(dir, LoadOptions{"cpu", absl::GetFlag(FLAGS_dtype)});
   if (!model.ok()) return model.status();
   auto tokenizer = Tokenizer::FromFile(dir + "/tokenizer.json");
   if (!tokenizer.ok()) return tokenizer.status();
@@ -393,7 +396,7 @@ absl::Status BenchCost70m(const std::vector<LayerPlan>& plans, const std::vector
         WriteRandomCheckpoint(*PresetConfig("pythia-70m"), CheckpointOptions{1, "f32", 1, ""}, dir);
     if (!status.ok()) return status;
   }
-  auto model = Model::Load(dir, LoadOptions{"cpu", "f32"});
+  auto model = Model::Load(dir, LoadOptions{"cpu", absl::GetFlag(FLAGS_dtype)});
   if (!model.ok()) return model.status();
   auto full = (*model)->FullView();
   std::vector<int32_t> context;
