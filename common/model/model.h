@@ -24,7 +24,8 @@ struct LoadOptions {
   // engine (f32 only), so that the GPU's code path is checked on machines without a GPU.
   std::string device = "auto";
   // On the CPU, how the CPU engine stores the linear weights (it computes in f32): "f32"
-  // (default; the checkpoint exactly), "bf16" or "int8" (a scale per output row). On a GPU, the
+  // (default; the checkpoint exactly), "bf16" or "int8" (a scale per output row); or "bf16_dot"
+  // (bf16 weights and activations, the CPU's bf16 dot product). On a GPU, the
   // compute dtype: "f32", "f16" or "bf16".
   std::string dtype = "f32";
 };

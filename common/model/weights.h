@@ -34,7 +34,8 @@ struct Model::Impl {
   ModelConfig config;
   torch::Device device = torch::kCPU;
   // The torch tensors' dtype: the compute dtype on a GPU; always f32 on the CPU, where the
-  // CPU engine computes in f32 from packed weights stored as `weight_dtype`.
+  // CPU engine computes in f32 from packed weights stored as `weight_dtype` (bf16_dot: bf16
+  // products, f32 sums).
   torch::ScalarType dtype = torch::kFloat;
   std::string dtype_name = "f32";  // what --dtype asked for: f32, f16, bf16, int8 or bf16_dot
   bool cpu_engine = false;         // device is the CPU: forwards run common/cpu_kernels
