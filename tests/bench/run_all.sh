@@ -69,8 +69,14 @@ done
 START_S=$(date +%s)
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+TRAINED_DIR=$ROOT/../shared/models/specdec-tiny-py
 if [ -n "${2:-}" ]; then
   MODEL=$(abspath "$2"); MODEL_KIND=given
+  # The trained checkpoint named on the command line (as the summary prints the command) is
+  # the trained checkpoint: it gets the equal-budget services comparison too.
+  if [ -d "$TRAINED_DIR" ] && [ "$(cd "$MODEL" && pwd -P)" = "$(cd "$TRAINED_DIR" && pwd -P)" ]; then
+    MODEL_KIND=trained
+  fi
 elif [ -d "$ROOT/../shared/models/specdec-tiny-py" ]; then
   MODEL=$(cd "$ROOT/../shared/models/specdec-tiny-py" && pwd); MODEL_KIND=trained
 else
