@@ -81,6 +81,8 @@ bool CpuHasAvx512Bf16() {
   return __builtin_cpu_supports("avx512bf16") && !(off != nullptr && std::strcmp(off, "0") == 0);
 }
 
+bool UsesBf16DotInstruction(CpuIsa isa) { return isa == CpuIsa::kAvx512 && CpuHasAvx512Bf16(); }
+
 CpuIsa ActiveCpuIsa() {
   static const CpuIsa isa = ChooseIsa();
   return isa;

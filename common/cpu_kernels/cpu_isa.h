@@ -34,6 +34,12 @@ CpuIsa ActiveCpuIsa();
 // turns it off (to test the other path on a CPU that has it).
 bool CpuHasAvx512Bf16();
 
+// Whether bf16_dot products on `isa`'s kernels use AVX512-BF16's instruction (the avx512 kernels
+// on a CPU that has it); otherwise f32 multiply-adds of the same bf16 values.
+// Not inline: the avx512 kernels call it, and an inline copy compiled there could be the one
+// another translation unit links to.
+bool UsesBf16DotInstruction(CpuIsa isa);
+
 // Human-readable CPU features relevant to the kernels, e.g. "avx2 fma avx512f avx512_bf16".
 std::string CpuFeatureSummary();
 

@@ -34,6 +34,19 @@ absl::StatusOr<WeightDtype> ParseWeightDtype(const std::string& name) {
       absl::StrCat("weight dtype \"", name, "\" must be f32, bf16, int8 or bf16_dot"));
 }
 
+int WeightDtypeBytes(WeightDtype dtype) {
+  switch (dtype) {
+    case WeightDtype::kF32:
+      return 4;
+    case WeightDtype::kBf16:
+    case WeightDtype::kBf16Dot:
+      return 2;
+    case WeightDtype::kInt8:
+      return 1;
+  }
+  return 4;
+}
+
 int VectorFloats(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kGeneric:
@@ -72,7 +85,7 @@ PackedMatrix PackedMatrix::Pack(const float* w, int64_t out, int64_t in, const f
   m.isa_ = isa;
   m.block_ = PanelRows(isa);
   const int64_t block = m.block_;
-  const int64_t elem = dtype == WeightDtype::kF32 ? 4 : dtype == WeightDtype::kInt8 ? 1 : 2;
+  const int64_t elem = WeightDtypeBytes(dtype);
   // bf16_dot stores k in pairs; an odd `in` gets a zero weight at k = in.
   const int64_t k_stored = dtype == WeightDtype::kBf16Dot ? (in + 1) / 2 * 2 : in;
   // Panels start on cache lines.

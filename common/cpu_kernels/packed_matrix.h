@@ -24,6 +24,8 @@ namespace specdec {
 enum class WeightDtype { kF32, kBf16, kInt8, kBf16Dot };
 
 const char* WeightDtypeName(WeightDtype dtype);
+// Bytes a stored weight takes: 4, 2 (bf16, bf16_dot) or 1 (int8).
+int WeightDtypeBytes(WeightDtype dtype);
 // "f32", "bf16", "int8" or "bf16_dot"; INVALID_ARGUMENT naming the choices otherwise.
 absl::StatusOr<WeightDtype> ParseWeightDtype(const std::string& name);
 

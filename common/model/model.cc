@@ -240,7 +240,7 @@ std::string Model::cpu_kernels() const {
                                  WeightDtypeName(impl_->weight_dtype), " weights");
   if (impl_->weight_dtype == WeightDtype::kBf16Dot) {
     // Which arithmetic bf16_dot got: the instruction, or f32 multiply-adds of the same values.
-    absl::StrAppend(&out, impl_->isa == CpuIsa::kAvx512 && CpuHasAvx512Bf16()
+    absl::StrAppend(&out, UsesBf16DotInstruction(impl_->isa)
                               ? " (avx512_bf16 dot product)"
                               : " (bf16 products in f32 multiply-adds: no avx512_bf16)");
   }

@@ -30,6 +30,12 @@ struct LoadOptions {
   std::string dtype = "f32";
 };
 
+// The help text of every binary's --dtype flag (LoadOptions::dtype).
+inline constexpr char kDtypeFlagHelp[] =
+    "weights: on the CPU engine f32, bf16 or int8 (a scale per output row), computed in f32, or "
+    "bf16_dot (bf16 weights and activations: the CPU's bf16 dot product); on a GPU the compute "
+    "dtype f32, f16 or bf16";
+
 // Logits of consecutive positions, row-major [rows, cols]. Column c scores token
 // vocab_ids[c] when the view scores a vocabulary subset, token c otherwise.
 struct Logits {

@@ -284,8 +284,7 @@ absl::StatusOr<std::unique_ptr<Model::Impl>> LoadModelImpl(const std::string& mo
                     << impl->device.str() << " as " << impl->dtype_name
                     << (impl->cpu_engine ? absl::StrCat(" (CPU engine: ", CpuIsaName(impl->isa), " kernels",
                                                         impl->weight_dtype == WeightDtype::kBf16Dot &&
-                                                                impl->isa == CpuIsa::kAvx512 &&
-                                                                CpuHasAvx512Bf16()
+                                                                UsesBf16DotInstruction(impl->isa)
                                                             ? ", avx512_bf16 dot product"
                                                             : "",
                                                         ")")

@@ -3,11 +3,12 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "common/model/model.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Hugging Face GPT-NeoX checkpoint folder");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32",
-          "weights: on the CPU engine f32, bf16 or int8 (a scale per output row), computed in f32, or bf16_dot (bf16 weights and activations: the CPU's bf16 dot product); on a GPU the compute dtype f32, f16 or bf16");
+          specdec::kDtypeFlagHelp);
 ABSL_FLAG(int, threads, 0, "compute threads (0: half the cores, or one per --cpus CPU)");
 ABSL_FLAG(std::string, cpus, "",
           "pin the process to these CPUs, e.g. 0 or 2-3 (empty: no pinning)");

@@ -23,6 +23,7 @@
 #include "common/base/flags.h"
 #include "common/generation/generator.h"
 #include "common/model/checkpoint_writer.h"
+#include "common/cpu_kernels/packed_matrix.h"
 #include "common/model/model.h"
 #include "common/sampling/sampling.h"
 
@@ -104,7 +105,7 @@ std::string CpuInfoField(const std::string& field) {
 // (plus int8's per-row scales), norms and biases in f32.
 double WeightBytesPerToken(const ModelConfig& c, const std::string& dtype) {
   const double h = c.hidden_size, i = c.intermediate_size, v = c.vocab_size;
-  const double elem = dtype == "f32" ? 4 : (dtype == "bf16" || dtype == "bf16_dot") ? 2 : 1;
+  const double elem = WeightDtypeBytes(*ParseWeightDtype(dtype));  // the models loaded with it
   const double matrix = c.num_hidden_layers * (3 * h * h + h * h + 2 * h * i) + v * h;
   const double rows = c.num_hidden_layers * (3 * h + h + i + h) + v;  // biases / scales
   const double extra = 4 * (rows * (dtype == "int8" ? 2 : 1) + c.num_hidden_layers * 4 * h + 2 * h);

@@ -30,7 +30,7 @@ ABSL_FLAG(bool, probe_heads, true, "probe attention heads and try plans that mas
 ABSL_FLAG(int, cost_repeats, 15, "timed repeats per plan (medians are used)");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32",
-          "weights: on the CPU engine f32, bf16 or int8 (a scale per output row), computed in f32, or bf16_dot (bf16 weights and activations: the CPU's bf16 dot product); on a GPU the compute dtype f32, f16 or bf16");
+          specdec::kDtypeFlagHelp);
 ABSL_FLAG(int, threads, 0, "compute threads (0: all cores)");
 
 namespace specdec {

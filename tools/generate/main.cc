@@ -44,7 +44,7 @@ ABSL_FLAG(int, k, 4, "draft tokens per round");
 ABSL_FLAG(bool, adaptive_k, false, "pick K per round from measured acceptance and cost");
 ABSL_FLAG(std::string, device, "auto", "auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "f32",
-          "weights: on the CPU engine f32, bf16 or int8 (a scale per output row), computed in f32, or bf16_dot (bf16 weights and activations: the CPU's bf16 dot product); on a GPU the compute dtype f32, f16 or bf16");
+          specdec::kDtypeFlagHelp);
 ABSL_FLAG(std::string, kv_policy, "",
           "run the target (and a --speculate draft) on a paged KV cache under this policy, as the "
           "verifier's --kv_policy (docs/kv_cache.md); empty: the contiguous cache");

@@ -22,6 +22,7 @@
 #include "common/calibration/calibrator.h"
 #include "common/generation/generator.h"
 #include "common/model/checkpoint_writer.h"
+#include "common/cpu_kernels/packed_matrix.h"
 #include "common/model/model.h"
 #include "common/sampling/sampling.h"
 #include "common/tokenizer/tokenizer.h"
@@ -268,7 +269,7 @@ absl::Status CostBreakdown(const Model& model, absl::Span<const int32_t> context
     copy_s.push_back(std::chrono::duration<double>(Clock::now() - t).count() + copy[rep] * 0);
   }
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
-  const double elem = dtype == "f32" ? 4 : dtype == "int8" ? 1 : 2;  // bytes a weight
+  const double elem = WeightDtypeBytes(*ParseWeightDtype(dtype));  // the model loaded with it
   const double head_mb = elem * c.vocab_size * c.hidden_size / 1e6;
   Emit(absl::StrFormat(
       "| part of one full-model token | ms | share |\n|---|---:|---:|\n"
